@@ -1,0 +1,30 @@
+# The two commands a newcomer needs: `make up` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help up down test bench lint
+
+help:
+	@echo "make up     - bring the system up in the background and print its URLs (make down stops it)"
+	@echo "make test   - everything the tests need, then all tests"
+	@echo "make bench  - release benchmarks; figures go to BENCHMARKS.md"
+	@echo "make lint   - cargo fmt --check and clippy"
+
+up:
+	@scripts/up.sh
+
+down:
+	@scripts/up.sh down
+
+test:
+	@export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
+	  cargo build --workspace --bins && \
+	  cargo test --workspace
+
+bench:
+	@export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
+	  cargo run --release -p system-tests --bin bench -- $(BENCH_ARGS)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings

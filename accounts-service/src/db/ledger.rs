@@ -1,0 +1,287 @@
+//! Accounts and the money-moving commands, each in one database transaction.
+
+use axum::http::StatusCode;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::idempotency::{self, Claim, IdempotencyKey, StoredResponse};
+use crate::domain::money::Amount;
+use crate::domain::transfer::{settle, settle_with_bank, Direction, Settlement, INSUFFICIENT_FUNDS};
+use crate::error::{ApiError, ApiResult};
+use crate::views::{AccountView, TransactionView};
+
+/// A request to move money between two accounts.
+#[derive(Debug, Clone)]
+pub struct TransferCommand {
+    pub src_account_id: Uuid,
+    pub dst_account_id: Uuid,
+    pub amount: Amount,
+    pub direction: Direction,
+}
+
+/// A request to move money between the bank and one account.
+#[derive(Debug, Clone)]
+pub struct BankCommand {
+    pub account_id: Uuid,
+    pub amount: Amount,
+    pub direction: Direction,
+    pub description: Option<String>,
+}
+
+/// Everything that writes to the ledger. Each runs in one database transaction with its key.
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateAccount,
+    Transfer(TransferCommand),
+    Bank(BankCommand),
+}
+
+impl Command {
+    /// What the request asks for, normalized, so that `12.3` and `"12.30"` are the same request.
+    fn fingerprint(&self) -> Vec<u8> {
+        match self {
+            Self::CreateAccount => idempotency::fingerprint(&["create_account"]),
+            Self::Transfer(t) => idempotency::fingerprint(&[
+                "transfer",
+                &t.src_account_id.to_string(),
+                &t.dst_account_id.to_string(),
+                &t.amount.to_string(),
+                t.direction.as_str(),
+            ]),
+            Self::Bank(b) => idempotency::fingerprint(&[
+                "bank",
+                &b.account_id.to_string(),
+                &b.amount.to_string(),
+                b.direction.as_str(),
+                b.description.as_deref().unwrap_or("\u{0}none"),
+            ]),
+        }
+    }
+}
+
+/// What a command did, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    AccountCreated,
+    Success,
+    InsufficientFunds,
+}
+
+/// A command's response, ready to send.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub response: StoredResponse,
+    /// `None` when the response is a replay of an earlier request with the same key.
+    pub outcome: Option<Outcome>,
+}
+
+/// Runs `command` exactly once per idempotency key.
+pub async fn execute(
+    pool: &PgPool,
+    command: &Command,
+    key: Option<&IdempotencyKey>,
+    key_wait: std::time::Duration,
+) -> ApiResult<Reply> {
+    let mut attempt = 1;
+    loop {
+        match execute_once(pool, command, key, key_wait).await {
+            Err(ApiError::Internal(error))
+                if attempt < super::MAX_ATTEMPTS
+                    && error.downcast_ref::<sqlx::Error>().is_some_and(super::is_retryable) =>
+            {
+                tracing::info!(attempt, error = %error, "retrying the database transaction");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn execute_once(
+    pool: &PgPool,
+    command: &Command,
+    key: Option<&IdempotencyKey>,
+    key_wait: std::time::Duration,
+) -> ApiResult<Reply> {
+    let mut tx = pool.begin().await?;
+    if let Some(key) = key {
+        if let Claim::Replay(response) = idempotency::claim(&mut tx, key, &command.fingerprint(), key_wait).await? {
+            tx.rollback().await?;
+            return Ok(Reply { response, outcome: None });
+        }
+    }
+    let key_text = key.map(IdempotencyKey::as_str);
+    let (outcome, body) = match command {
+        Command::CreateAccount => (Outcome::AccountCreated, to_json(&create_account(&mut tx).await?)?),
+        Command::Transfer(t) => {
+            let view = transfer(&mut tx, t, key_text).await?;
+            (outcome_of(&view), to_json(&view)?)
+        }
+        Command::Bank(b) => {
+            let view = bank_transaction(&mut tx, b, key_text).await?;
+            (outcome_of(&view), to_json(&view)?)
+        }
+    };
+    let response = StoredResponse { status: StatusCode::CREATED, body };
+    if let Some(key) = key {
+        idempotency::store(&mut tx, key, &response).await?;
+    }
+    tx.commit().await?;
+    Ok(Reply { response, outcome: Some(outcome) })
+}
+
+fn outcome_of(view: &TransactionView) -> Outcome {
+    if view.status == "success" {
+        Outcome::Success
+    } else {
+        Outcome::InsufficientFunds
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> ApiResult<String> {
+    serde_json::to_string(value).map_err(|e| ApiError::Internal(e.into()))
+}
+
+async fn create_account(conn: &mut PgConnection) -> ApiResult<AccountView> {
+    let view = sqlx::query_as::<_, AccountView>(
+        "INSERT INTO accounts (id) VALUES ($1) RETURNING id, balance, created_at, updated_at",
+    )
+    .bind(Uuid::now_v7())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(view)
+}
+
+/// Reads one account.
+pub async fn get_account(pool: &PgPool, id: Uuid) -> ApiResult<AccountView> {
+    sqlx::query_as::<_, AccountView>("SELECT id, balance, created_at, updated_at FROM accounts WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
+}
+
+/// Locks the given accounts in id order (the one order every writer uses, so two transfers can never wait
+/// on each other in a cycle) and returns their balances in the order of `ids`.
+async fn lock_accounts(conn: &mut PgConnection, ids: &[Uuid]) -> ApiResult<Vec<Decimal>> {
+    let rows: Vec<(Uuid, Decimal)> =
+        sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    ids.iter()
+        .map(|id| {
+            rows.iter()
+                .find(|(row_id, _)| row_id == id)
+                .map(|(_, balance)| *balance)
+                .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
+        })
+        .collect()
+}
+
+async fn set_balance(conn: &mut PgConnection, id: Uuid, balance: Decimal) -> ApiResult<()> {
+    sqlx::query("UPDATE accounts SET balance = $2, updated_at = clock_timestamp() WHERE id = $1")
+        .bind(id)
+        .bind(balance)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The row to insert into `transactions`.
+struct NewTransaction<'a> {
+    kind: &'static str,
+    src_account_id: Option<Uuid>,
+    dst_account_id: Uuid,
+    amount: Amount,
+    direction: Direction,
+    failure: Option<&'static str>,
+    description: Option<&'a str>,
+    idempotency_key: Option<&'a str>,
+}
+
+async fn record(conn: &mut PgConnection, row: NewTransaction<'_>) -> ApiResult<TransactionView> {
+    let view = sqlx::query_as::<_, TransactionView>(
+        "INSERT INTO transactions
+             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
+              idempotency_key)
+         VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         RETURNING id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description",
+    )
+    .bind(Uuid::now_v7())
+    .bind(row.kind)
+    .bind(row.src_account_id)
+    .bind(row.dst_account_id)
+    .bind(row.amount.value())
+    .bind(row.direction.as_str())
+    .bind(if row.failure.is_some() { "fail" } else { "success" })
+    .bind(row.failure)
+    .bind(row.description)
+    .bind(row.idempotency_key)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(view)
+}
+
+async fn transfer(conn: &mut PgConnection, t: &TransferCommand, key: Option<&str>) -> ApiResult<TransactionView> {
+    let (payer, payee) = match t.direction {
+        Direction::Debit => (t.src_account_id, t.dst_account_id),
+        Direction::Credit => (t.dst_account_id, t.src_account_id),
+    };
+    let balances = lock_accounts(conn, &[payer, payee]).await?;
+    let failure = match settle(balances[0], balances[1], t.amount) {
+        Settlement::Moved { payer_after, payee_after } => {
+            set_balance(conn, payer, payer_after).await?;
+            set_balance(conn, payee, payee_after).await?;
+            None
+        }
+        Settlement::InsufficientFunds => Some(INSUFFICIENT_FUNDS),
+    };
+    record(
+        conn,
+        NewTransaction {
+            kind: "transfer",
+            src_account_id: Some(t.src_account_id),
+            dst_account_id: t.dst_account_id,
+            amount: t.amount,
+            direction: t.direction,
+            failure,
+            description: None,
+            idempotency_key: key,
+        },
+    )
+    .await
+}
+
+async fn bank_transaction(conn: &mut PgConnection, b: &BankCommand, key: Option<&str>) -> ApiResult<TransactionView> {
+    let balances = lock_accounts(conn, &[b.account_id]).await?;
+    let failure = match settle_with_bank(balances[0], b.amount, b.direction) {
+        Some(after) => {
+            set_balance(conn, b.account_id, after).await?;
+            None
+        }
+        None => Some(INSUFFICIENT_FUNDS),
+    };
+    record(
+        conn,
+        NewTransaction {
+            kind: "bank",
+            src_account_id: None,
+            dst_account_id: b.account_id,
+            amount: b.amount,
+            direction: b.direction,
+            failure,
+            description: b.description.as_deref(),
+            idempotency_key: key,
+        },
+    )
+    .await
+}
+
+/// Used by tests and benchmarks to check the ledger against itself.
+pub async fn total_balance(pool: &PgPool) -> sqlx::Result<Decimal> {
+    let (total,): (Option<Decimal>,) = sqlx::query_as("SELECT sum(balance) FROM accounts").fetch_one(pool).await?;
+    Ok(total.unwrap_or_default())
+}

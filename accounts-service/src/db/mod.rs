@@ -1,0 +1,64 @@
+//! PostgreSQL access: the pool, migrations, and the SQL of each concern.
+
+pub mod idempotency;
+pub mod ledger;
+pub mod reports;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::config::Settings;
+
+/// The migrations of the `accounts` database, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/accounts");
+
+/// Opens a bounded pool with a per-statement timeout, so no query can hold a connection forever.
+pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    let statement_timeout_ms = settings.db_statement_timeout.as_millis().to_string();
+    let options = PgConnectOptions::from_str(&settings.database_url)?
+        .application_name("accounts-service")
+        .options([("statement_timeout", statement_timeout_ms.as_str())]);
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.db_pool_size)
+        .min_connections(1.min(settings.db_pool_size))
+        .acquire_timeout(settings.db_acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// True for errors after which the whole database transaction may simply be run again.
+pub fn is_retryable(error: &sqlx::Error) -> bool {
+    // 40001 serialization_failure, 40P01 deadlock_detected.
+    matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
+}
+
+/// How many times a database transaction is attempted when PostgreSQL asks for a retry.
+pub const MAX_ATTEMPTS: u32 = 3;
+
+/// The SQLSTATE of a database error, if it is one.
+pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
+    match error {
+        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
+        _ => None,
+    }
+}
+
+/// Deletes idempotency keys and report snapshots older than their time to live. Returns rows deleted.
+pub async fn purge_expired(pool: &PgPool, key_ttl: Duration, snapshot_ttl: Duration) -> sqlx::Result<(u64, u64)> {
+    let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)")
+        .bind(key_ttl.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+    let snapshots = sqlx::query("DELETE FROM report_snapshots WHERE created_at < now() - make_interval(secs => $1)")
+        .bind(snapshot_ttl.as_secs_f64())
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok((keys, snapshots))
+}

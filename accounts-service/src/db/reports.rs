@@ -1,0 +1,255 @@
+//! The paged transaction report and its download, both reading one fixed snapshot.
+//!
+//! Page 1 (a request without a snapshot token) runs in a REPEATABLE READ transaction. One pass over the
+//! window counts its rows and records every `stride`-th key as a checkpoint; the PostgreSQL snapshot of that
+//! transaction is saved with them. Every later page seeks from its checkpoint through the report index and
+//! keeps only rows whose inserting database transaction is visible in the saved snapshot
+//! (`pg_visible_in_snapshot`), so rows that commit later, whatever their timestamp, never appear, and no page
+//! costs an `OFFSET` from the top.
+
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::views::TransactionView;
+
+/// Checkpoints are never closer than this many rows, so a tiny page `limit` cannot make page 1 write one
+/// checkpoint per row; a page then skips at most `stride - limit` rows from its checkpoint.
+const MIN_STRIDE_ROWS: u32 = 100;
+
+const COLUMNS: &str =
+    "t.id, t.created_at, t.kind, t.src_account_id, t.dst_account_id, t.amount, t.direction, t.status, t.reason, t.description";
+
+/// A saved report snapshot: what every page and the totals are computed from.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Snapshot {
+    pub id: Uuid,
+    /// The PostgreSQL snapshot, as text (`xmin:xmax:xip,…`).
+    pub snapshot: String,
+    pub window_start: DateTime<Utc>,
+    pub window_end: DateTime<Utc>,
+    pub page_limit: i32,
+    pub stride: i32,
+    pub total_rows: i64,
+}
+
+impl Snapshot {
+    /// Pages of `page_limit` rows needed for all rows.
+    pub fn total_pages(&self) -> i64 {
+        (self.total_rows + i64::from(self.page_limit) - 1) / i64::from(self.page_limit)
+    }
+}
+
+/// The stride for a page size: the smallest multiple of `limit` that is at least [`MIN_STRIDE_ROWS`].
+pub fn stride_for(limit: u32) -> u32 {
+    limit * MIN_STRIDE_ROWS.div_ceil(limit)
+}
+
+/// Where page `page` (1-based) starts: the checkpoint and how many rows after it to skip.
+pub fn page_position(page: u64, limit: u32, stride: u32) -> (i64, i64) {
+    let first_row = (page - 1) * u64::from(limit);
+    ((first_row / u64::from(stride)) as i64, (first_row % u64::from(stride)) as i64)
+}
+
+/// Takes a snapshot of the window `[start, end]` and returns it with the rows of `page`.
+pub async fn create_snapshot(
+    pool: &PgPool,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    limit: u32,
+    page: u64,
+) -> ApiResult<(Snapshot, Vec<TransactionView>)> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
+    // The first statement fixes the transaction's snapshot; it is also the one saved for later pages.
+    let (snapshot_text,): (String,) = sqlx::query_as("SELECT pg_current_snapshot()::text").fetch_one(&mut *tx).await?;
+    let id = Uuid::now_v7();
+    let stride = stride_for(limit);
+    sqlx::query(
+        "INSERT INTO report_snapshots (id, snapshot, window_start, window_end, page_limit, stride, total_rows)
+         VALUES ($1, $2::pg_snapshot, $3, $4, $5, $6, 0)",
+    )
+    .bind(id)
+    .bind(&snapshot_text)
+    .bind(start)
+    .bind(end)
+    .bind(limit as i32)
+    .bind(stride as i32)
+    .execute(&mut *tx)
+    .await?;
+    // One pass in report order: number the rows, keep every stride-th key and the last row's number.
+    let (total_rows,): (i64,) = sqlx::query_as(
+        "WITH numbered AS (
+             SELECT created_at, id, row_number() OVER w AS rn, lead(id) OVER w IS NULL AS is_last
+             FROM transactions
+             WHERE created_at >= $2 AND created_at <= $3
+             WINDOW w AS (ORDER BY created_at DESC, id DESC)
+         ),
+         marked AS MATERIALIZED (
+             SELECT created_at, id, rn FROM numbered WHERE (rn - 1) % $4 = 0 OR is_last
+         ),
+         saved AS (
+             INSERT INTO report_snapshot_checkpoints (snapshot_id, seq, created_at, id)
+             SELECT $1, ((rn - 1) / $4)::integer, created_at, id FROM marked WHERE (rn - 1) % $4 = 0
+         )
+         SELECT coalesce(max(rn), 0) FROM marked",
+    )
+    .bind(id)
+    .bind(start)
+    .bind(end)
+    .bind(i64::from(stride))
+    .fetch_one(&mut *tx)
+    .await?;
+    let snapshot: Snapshot = sqlx::query_as(
+        "UPDATE report_snapshots SET total_rows = $2 WHERE id = $1
+         RETURNING id, snapshot::text AS snapshot, window_start, window_end, page_limit, stride, total_rows",
+    )
+    .bind(id)
+    .bind(total_rows)
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows = read_page(&mut tx, &snapshot, page).await?;
+    tx.commit().await?;
+    Ok((snapshot, rows))
+}
+
+/// Loads a saved snapshot by its token.
+pub async fn load_snapshot(pool: &PgPool, id: Uuid) -> ApiResult<Snapshot> {
+    sqlx::query_as(
+        "SELECT id, snapshot::text AS snapshot, window_start, window_end, page_limit, stride, total_rows
+         FROM report_snapshots WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| ApiError::NotFound("unknown or expired report snapshot; request page 1 without one".into()))
+}
+
+/// Reads page `page` of a saved snapshot.
+pub async fn page(pool: &PgPool, snapshot: &Snapshot, page: u64) -> ApiResult<Vec<TransactionView>> {
+    let mut conn = pool.acquire().await?;
+    read_page(&mut conn, snapshot, page).await
+}
+
+async fn read_page(conn: &mut PgConnection, snapshot: &Snapshot, page: u64) -> ApiResult<Vec<TransactionView>> {
+    let limit = snapshot.page_limit as u32;
+    if page > snapshot.total_pages() as u64 {
+        return Ok(Vec::new());
+    }
+    let (seq, skip) = page_position(page, limit, snapshot.stride as u32);
+    let sql = format!(
+        "SELECT {COLUMNS}
+         FROM report_snapshot_checkpoints c
+         CROSS JOIN LATERAL (
+             SELECT {COLUMNS} FROM transactions t
+             WHERE (t.created_at, t.id) <= (c.created_at, c.id)
+               AND t.created_at >= $3
+               AND pg_visible_in_snapshot(t.created_xid, $4::pg_snapshot)
+             ORDER BY t.created_at DESC, t.id DESC
+             OFFSET $5 LIMIT $6
+         ) t
+         WHERE c.snapshot_id = $1 AND c.seq = $2
+         ORDER BY t.created_at DESC, t.id DESC"
+    );
+    let rows = sqlx::query_as::<_, TransactionView>(&sql)
+        .bind(snapshot.id)
+        .bind(seq as i32)
+        .bind(snapshot.window_start)
+        .bind(&snapshot.snapshot)
+        .bind(skip)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(rows)
+}
+
+/// The rows of a window for a download, newest first, streamed from one connection.
+///
+/// With a snapshot, exactly its rows; without one, the rows committed when the query starts (one statement
+/// reads one MVCC snapshot).
+pub fn export(
+    pool: PgPool,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    snapshot: Option<String>,
+) -> BoxStream<'static, sqlx::Result<TransactionView>> {
+    async_stream(pool, start, end, snapshot).boxed()
+}
+
+fn async_stream(
+    pool: PgPool,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    snapshot: Option<String>,
+) -> impl futures::Stream<Item = sqlx::Result<TransactionView>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<TransactionView>>(256);
+    tokio::spawn(async move {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM transactions t
+             WHERE t.created_at >= $1 AND t.created_at <= $2
+               AND ($3::pg_snapshot IS NULL OR pg_visible_in_snapshot(t.created_xid, $3::pg_snapshot))
+             ORDER BY t.created_at DESC, t.id DESC"
+        );
+        let mut conn = match pool.acquire().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                let _ = tx.send(Err(error)).await;
+                return;
+            }
+        };
+        // A download may legitimately outlast the per-statement timeout of the API's short queries.
+        if let Err(error) = sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await {
+            let _ = tx.send(Err(error)).await;
+            return;
+        }
+        {
+            let mut rows =
+                sqlx::query_as::<_, TransactionView>(&sql).bind(start).bind(end).bind(&snapshot).fetch(&mut *conn);
+            while let Some(row) = rows.next().await {
+                // A closed channel means the client went away: stop reading.
+                if tx.send(row).await.is_err() {
+                    break;
+                }
+            }
+        }
+        // Give the pooled connection back with the service's usual statement timeout.
+        let _ = sqlx::query("RESET statement_timeout").execute(&mut *conn).await;
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_stride_is_the_page_size_for_pages_of_a_hundred_or_more() {
+        assert_eq!(stride_for(100), 100);
+        assert_eq!(stride_for(1000), 1000);
+        assert_eq!(stride_for(1), 100);
+        assert_eq!(stride_for(7), 105);
+    }
+
+    #[test]
+    fn page_twenty_thousand_starts_at_its_own_checkpoint() {
+        assert_eq!(page_position(1, 100, 100), (0, 0));
+        assert_eq!(page_position(20_000, 100, 100), (19_999, 0));
+        assert_eq!(page_position(3, 7, 105), (0, 14));
+        assert_eq!(page_position(16, 7, 105), (1, 0));
+    }
+
+    proptest! {
+        #[test]
+        fn a_page_starts_at_row_checkpoint_times_stride_plus_skip(page in 1u64..1_000_000, limit in 1u32..=1000) {
+            let stride = stride_for(limit);
+            prop_assert_eq!(stride % limit, 0);
+            let (seq, skip) = page_position(page, limit, stride);
+            prop_assert_eq!(seq as u64 * u64::from(stride) + skip as u64, (page - 1) * u64::from(limit));
+            prop_assert!((skip as u64) + u64::from(limit) <= u64::from(stride));
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The `accounts-service` binary: settings from the environment, then serve until SIGTERM.
+
+use anyhow::Context;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    accounts_service::init_tracing();
+    let settings = accounts_service::Settings::from_env()?;
+    let listener = tokio::net::TcpListener::bind(settings.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+    accounts_service::run(settings, listener, accounts_service::shutdown_signal()).await
+}

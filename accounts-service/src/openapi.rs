@@ -1,0 +1,50 @@
+//! The OpenAPI document of every endpoint, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{accounts, reports, system, transactions};
+
+/// The accounts-service API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "accounts-service",
+        description = "The ledger: accounts, atomic transfers that never overdraw, bank transactions, and a \
+                       paged transaction report read from one snapshot. Money is exact decimal: send amounts as \
+                       JSON numbers or strings; they come back as JSON numbers with their exact value. \
+                       Errors are `{\"error\":{\"code\",\"message\"}}`."
+    ),
+    paths(
+        accounts::create_account,
+        accounts::get_account,
+        transactions::create_transfer,
+        transactions::create_bank_transaction,
+        reports::list_transactions,
+        reports::export_transactions,
+        system::health,
+        system::metrics,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "accounts", description = "Accounts and balances"),
+        (name = "transactions", description = "Moving money"),
+        (name = "reports", description = "The last 5 days of transactions"),
+        (name = "system", description = "Health and metrics (no token needed)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the optional bearer token (required when the service runs with `API_TOKEN`).
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}

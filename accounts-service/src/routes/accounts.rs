@@ -1,0 +1,55 @@
+//! `POST /api/v1/accounts`, `GET /api/v1/accounts/{id}`.
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db::ledger::{self, Command};
+use crate::error::{ApiResult, ErrorBody};
+use crate::http::{ApiJson, ApiPath, OptionalIdempotencyKey};
+use crate::views::AccountView;
+use crate::AppState;
+
+/// The body of an account creation: an empty object (an account starts at 0; money arrives by transactions).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccountRequest {}
+
+/// Opens an account with a balance of 0.
+#[utoipa::path(
+    post, path = "/api/v1/accounts", tag = "accounts",
+    request_body = CreateAccountRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key")),
+    responses(
+        (status = 201, description = "Account created", body = AccountView),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another request", body = ErrorBody),
+    )
+)]
+pub async fn create_account(
+    State(state): State<AppState>,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
+    ApiJson(_request): ApiJson<CreateAccountRequest>,
+) -> ApiResult<Response> {
+    super::run_command(&state, Command::CreateAccount, key).await
+}
+
+/// Reads an account and its balance.
+#[utoipa::path(
+    get, path = "/api/v1/accounts/{account_id}", tag = "accounts",
+    params(("account_id" = Uuid, Path, description = "The account's id")),
+    responses(
+        (status = 200, description = "The account", body = AccountView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such account", body = ErrorBody),
+    )
+)]
+pub async fn get_account(
+    State(state): State<AppState>,
+    ApiPath(account_id): ApiPath<Uuid>,
+) -> ApiResult<Json<AccountView>> {
+    Ok(Json(ledger::get_account(&state.pool, account_id).await?))
+}

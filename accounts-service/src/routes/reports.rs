@@ -1,0 +1,347 @@
+//! `GET /api/v1/transactions` (the paged report) and `GET /api/v1/transactions/export` (the download).
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::db::reports::{self, Snapshot};
+use crate::domain::time::parse_timestamp;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::ApiQuery;
+use crate::views::TransactionView;
+use crate::AppState;
+
+/// How far back a report may reach.
+pub const REPORT_WINDOW_DAYS: i64 = 5;
+/// A start this much older than the 5 days is still accepted, so a client that computes "now - 5 days"
+/// is not refused for the milliseconds its request spent in flight.
+pub const WINDOW_GRACE_SECONDS: i64 = 60;
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+
+/// The report's query parameters (the seed's, plus `snapshot`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReportQuery {
+    /// Page number, from 1.
+    pub page: Option<i64>,
+    /// Rows per page, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// Earliest timestamp, at most 5 days back (default: now - 5 days). `YYYY-MM-DD HH:MM:SS.mmm` UTC or RFC 3339.
+    pub start_timestamp: Option<String>,
+    /// Latest timestamp (default: now).
+    pub end_timestamp: Option<String>,
+    /// The token of an earlier response: every page and the totals reflect exactly the transactions committed
+    /// when that snapshot's page 1 was served.
+    pub snapshot: Option<String>,
+}
+
+/// One page of the report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportPage {
+    pub transactions: Vec<TransactionView>,
+    pub page: i64,
+    pub limit: i64,
+    /// The number of transactions in the whole report (the seed's name).
+    pub total_amount: i64,
+    pub total_pages: i64,
+    /// Pass as `snapshot` to read other pages of this same report.
+    pub snapshot: String,
+    #[schema(value_type = String, example = "2023-07-11 12:01:27.053")]
+    #[serde(serialize_with = "crate::domain::time::serialize_timestamp")]
+    pub start_timestamp: DateTime<Utc>,
+    #[schema(value_type = String, example = "2023-07-11 14:01:27.053")]
+    #[serde(serialize_with = "crate::domain::time::serialize_timestamp")]
+    pub end_timestamp: DateTime<Utc>,
+}
+
+/// The window a request asks for, checked against the 5-day rule.
+struct Window {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+fn parse_optional_timestamp(name: &str, text: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+    text.map(|text| parse_timestamp(text).map_err(|error| ApiError::MalformedRequest(format!("{name}: {error}"))))
+        .transpose()
+}
+
+/// The timestamps a request names, parsed but not yet checked.
+struct Requested {
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+}
+
+fn requested_window(start: Option<&str>, end: Option<&str>) -> ApiResult<Requested> {
+    Ok(Requested {
+        start: parse_optional_timestamp("start_timestamp", start)?,
+        end: parse_optional_timestamp("end_timestamp", end)?,
+    })
+}
+
+fn new_window(requested: &Requested) -> ApiResult<Window> {
+    let now = Utc::now();
+    let earliest = now - Duration::days(REPORT_WINDOW_DAYS);
+    let start = requested.start.unwrap_or(earliest);
+    let end = requested.end.unwrap_or(now);
+    if start < earliest - Duration::seconds(WINDOW_GRACE_SECONDS) {
+        return Err(ApiError::validation(
+            "window_too_old",
+            format!("start_timestamp may be at most {REPORT_WINDOW_DAYS} days back"),
+        ));
+    }
+    if start > end {
+        return Err(ApiError::validation("invalid_window", "start_timestamp must not be after end_timestamp"));
+    }
+    Ok(Window { start, end })
+}
+
+/// A snapshot token and the request's other parameters must agree: a snapshot fixes its window and page size.
+fn check_matches(snapshot: &Snapshot, limit: Option<i64>, requested: &Requested) -> ApiResult<()> {
+    let mismatch = |what: &str| {
+        ApiError::validation("snapshot_mismatch", format!("{what} differs from the one this snapshot was taken with"))
+    };
+    if limit.is_some_and(|limit| limit != i64::from(snapshot.page_limit)) {
+        return Err(mismatch("limit"));
+    }
+    // Timestamps are compared at the millisecond precision the API shows.
+    let same = |a: DateTime<Utc>, b: DateTime<Utc>| a.timestamp_millis() == b.timestamp_millis();
+    if requested.start.is_some_and(|start| !same(start, snapshot.window_start)) {
+        return Err(mismatch("start_timestamp"));
+    }
+    if requested.end.is_some_and(|end| !same(end, snapshot.window_end)) {
+        return Err(mismatch("end_timestamp"));
+    }
+    Ok(())
+}
+
+async fn find_snapshot(state: &AppState, token: &str) -> ApiResult<Snapshot> {
+    let id = Uuid::parse_str(token).map_err(|_| ApiError::MalformedRequest("snapshot is not a valid token".into()))?;
+    reports::load_snapshot(&state.pool, id).await
+}
+
+/// Lists transactions newest first, paged, from one consistent snapshot.
+#[utoipa::path(
+    get, path = "/api/v1/transactions", tag = "reports",
+    params(ReportQuery),
+    responses(
+        (status = 200, description = "One page of the report", body = ReportPage),
+        (status = 400, description = "Malformed parameter or snapshot token", body = ErrorBody),
+        (status = 404, description = "Unknown or expired snapshot", body = ErrorBody),
+        (status = 422, description = "Out-of-range page or limit, a window over 5 days back, or parameters that contradict the snapshot", body = ErrorBody),
+    )
+)]
+pub async fn list_transactions(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ReportQuery>,
+) -> ApiResult<Json<ReportPage>> {
+    let page = query.page.unwrap_or(1);
+    if page < 1 {
+        return Err(ApiError::validation("invalid_page", "page must be 1 or more"));
+    }
+    if let Some(limit) = query.limit {
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::validation("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+        }
+    }
+    let requested = requested_window(query.start_timestamp.as_deref(), query.end_timestamp.as_deref())?;
+    let (snapshot, transactions) = match query.snapshot.as_deref() {
+        Some(token) => {
+            let snapshot = find_snapshot(&state, token).await?;
+            check_matches(&snapshot, query.limit, &requested)?;
+            let rows = reports::page(&state.pool, &snapshot, page as u64).await?;
+            (snapshot, rows)
+        }
+        None => {
+            let window = new_window(&requested)?;
+            let limit = query.limit.unwrap_or(DEFAULT_LIMIT) as u32;
+            reports::create_snapshot(&state.pool, window.start, window.end, limit, page as u64).await?
+        }
+    };
+    Ok(Json(ReportPage {
+        transactions,
+        page,
+        limit: i64::from(snapshot.page_limit),
+        total_amount: snapshot.total_rows,
+        total_pages: snapshot.total_pages(),
+        snapshot: snapshot.id.to_string(),
+        start_timestamp: snapshot.window_start,
+        end_timestamp: snapshot.window_end,
+    }))
+}
+
+/// The download's query parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `csv` (default, with a header row) or `ndjson` (one JSON object per line).
+    pub format: Option<String>,
+    /// As for the report.
+    pub start_timestamp: Option<String>,
+    /// As for the report.
+    pub end_timestamp: Option<String>,
+    /// A report's snapshot token: download exactly that report's rows.
+    pub snapshot: Option<String>,
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Csv,
+    Ndjson,
+}
+
+const CSV_HEADER: &str =
+    "transaction_id,transaction_timestamp,kind,src_account_id,dst_account_id,amount,direction,status,reason,description\n";
+
+/// Rows are sent in chunks of about this many bytes: small enough to keep memory flat, large enough to
+/// keep per-chunk overhead low.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// Downloads the report's rows as CSV or NDJSON, streamed.
+#[utoipa::path(
+    get, path = "/api/v1/transactions/export", tag = "reports",
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The rows, newest first", content(
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, description = "Malformed parameter or snapshot token", body = ErrorBody),
+        (status = 404, description = "Unknown or expired snapshot", body = ErrorBody),
+        (status = 422, description = "Unknown format, a window over 5 days back, or parameters that contradict the snapshot", body = ErrorBody),
+    )
+)]
+pub async fn export_transactions(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> ApiResult<Response> {
+    let format = match query.format.as_deref().unwrap_or("csv") {
+        "csv" => Format::Csv,
+        "ndjson" => Format::Ndjson,
+        other => {
+            return Err(ApiError::validation("invalid_format", format!("format must be csv or ndjson, not {other:?}")))
+        }
+    };
+    let requested = requested_window(query.start_timestamp.as_deref(), query.end_timestamp.as_deref())?;
+    let (window, snapshot_text) = match query.snapshot.as_deref() {
+        Some(token) => {
+            let snapshot = find_snapshot(&state, token).await?;
+            check_matches(&snapshot, None, &requested)?;
+            (Window { start: snapshot.window_start, end: snapshot.window_end }, Some(snapshot.snapshot))
+        }
+        None => (new_window(&requested)?, None),
+    };
+    let rows = reports::export(state.pool.clone(), window.start, window.end, snapshot_text);
+    let header = match format {
+        Format::Csv => Some(Ok(Bytes::from_static(CSV_HEADER.as_bytes()))),
+        Format::Ndjson => None,
+    };
+    let body = futures::stream::iter(header).chain(rows.ready_chunks(256).map(move |batch| {
+        let mut buffer = String::with_capacity(CHUNK_BYTES);
+        for row in batch {
+            match row {
+                Ok(row) => write_row(&mut buffer, &row, format),
+                Err(error) => {
+                    tracing::error!(error = %error, "export stopped by a database error");
+                    return Err(std::io::Error::other(error));
+                }
+            }
+        }
+        Ok(Bytes::from(buffer))
+    }));
+    let (content_type, extension) = match format {
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+    };
+    let disposition = format!("attachment; filename=\"transactions.{extension}\"");
+    let mut response = Body::from_stream(body).into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+fn write_row(buffer: &mut String, row: &TransactionView, format: Format) {
+    match format {
+        Format::Ndjson => {
+            // Serializing our own view cannot fail; an empty line would be the visible sign if it ever did.
+            buffer.push_str(&serde_json::to_string(row).unwrap_or_default());
+        }
+        Format::Csv => {
+            let fields = [
+                row.transaction_id.to_string(),
+                crate::domain::time::format_timestamp(row.transaction_timestamp),
+                row.kind.clone(),
+                row.src_account_id.map(|id| id.to_string()).unwrap_or_default(),
+                row.dst_account_id.to_string(),
+                row.amount.normalize().to_string(),
+                row.direction.clone(),
+                row.status.clone(),
+                row.reason.clone().unwrap_or_default(),
+                row.description.clone().unwrap_or_default(),
+            ];
+            for (i, field) in fields.iter().enumerate() {
+                if i > 0 {
+                    buffer.push(',');
+                }
+                push_csv_field(buffer, field);
+            }
+        }
+    }
+    buffer.push('\n');
+}
+
+/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+fn push_csv_field(buffer: &mut String, field: &str) {
+    if field.contains([',', '"', '\n', '\r']) {
+        buffer.push('"');
+        buffer.push_str(&field.replace('"', "\"\""));
+        buffer.push('"');
+    } else {
+        buffer.push_str(field);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_with_separators_are_quoted() {
+        let mut buffer = String::new();
+        push_csv_field(&mut buffer, "plain");
+        push_csv_field(&mut buffer, "a,b");
+        push_csv_field(&mut buffer, "say \"hi\"\nbye");
+        assert_eq!(buffer, "plain\"a,b\"\"say \"\"hi\"\"\nbye\"");
+    }
+
+    #[test]
+    fn a_window_starting_over_five_days_back_is_refused() {
+        let six_days_ago = Utc::now() - Duration::days(6);
+        assert_eq!(
+            new_window(&Requested { start: Some(six_days_ago), end: None }).err().map(|e| e.code()),
+            Some("window_too_old")
+        );
+        let four_days_ago = Utc::now() - Duration::days(4);
+        assert!(new_window(&Requested { start: Some(four_days_ago), end: None }).is_ok());
+    }
+
+    #[test]
+    fn a_window_ending_before_it_starts_is_refused() {
+        let start = Utc::now() - Duration::hours(1);
+        let end = start - Duration::hours(1);
+        assert_eq!(
+            new_window(&Requested { start: Some(start), end: Some(end) }).err().map(|e| e.code()),
+            Some("invalid_window")
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! `POST /api/v1/transaction` (between two accounts) and `POST /api/v1/bank_transactions`.
+
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db::ledger::{BankCommand, Command, TransferCommand};
+use crate::domain::money::{Amount, AmountInput};
+use crate::domain::transfer::Direction;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::{ApiJson, OptionalIdempotencyKey};
+use crate::views::{money_input_schema, TransactionView};
+use crate::AppState;
+
+/// The longest bank transaction description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+
+/// A transfer between two accounts (the seed's body).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    pub src_account_id: Uuid,
+    pub dst_account_id: Uuid,
+    #[schema(schema_with = money_input_schema)]
+    pub amount: AmountInput,
+    /// `debit`: src pays dst; `credit`: dst pays src.
+    #[schema(example = "debit")]
+    pub direction: String,
+}
+
+/// A transaction between the bank and one account.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BankTransactionRequest {
+    pub dst_account_id: Uuid,
+    #[schema(schema_with = money_input_schema)]
+    pub amount: AmountInput,
+    /// `credit`: the bank gives to the account; `debit`: the bank takes from it.
+    #[schema(example = "credit")]
+    pub direction: String,
+    /// Why it happened (stored and returned as `description`), at most 500 characters.
+    #[schema(example = "Advance payment week 3")]
+    pub reason: Option<String>,
+}
+
+fn validate_amount(input: &AmountInput) -> ApiResult<Amount> {
+    input.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))
+}
+
+fn validate_direction(text: &str) -> ApiResult<Direction> {
+    Direction::parse(text).ok_or_else(|| {
+        ApiError::validation("invalid_direction", format!("direction must be \"debit\" or \"credit\", not {text:?}"))
+    })
+}
+
+impl TransferRequest {
+    /// Applies every rule; a refusal records nothing.
+    pub fn validate(&self) -> ApiResult<TransferCommand> {
+        let amount = validate_amount(&self.amount)?;
+        let direction = validate_direction(&self.direction)?;
+        if self.src_account_id == self.dst_account_id {
+            return Err(ApiError::validation("same_account", "src_account_id and dst_account_id must differ"));
+        }
+        Ok(TransferCommand {
+            src_account_id: self.src_account_id,
+            dst_account_id: self.dst_account_id,
+            amount,
+            direction,
+        })
+    }
+}
+
+impl BankTransactionRequest {
+    /// Applies every rule; a refusal records nothing.
+    pub fn validate(&self) -> ApiResult<BankCommand> {
+        let amount = validate_amount(&self.amount)?;
+        let direction = validate_direction(&self.direction)?;
+        if let Some(reason) = &self.reason {
+            if reason.chars().count() > MAX_DESCRIPTION_CHARS {
+                return Err(ApiError::validation(
+                    "invalid_reason",
+                    format!("reason may be at most {MAX_DESCRIPTION_CHARS} characters"),
+                ));
+            }
+            if reason.contains('\0') {
+                return Err(ApiError::validation("invalid_reason", "reason may not contain NUL characters"));
+            }
+        }
+        Ok(BankCommand { account_id: self.dst_account_id, amount, direction, description: self.reason.clone() })
+    }
+}
+
+/// Moves money between two accounts, atomically. Insufficient funds is a recorded outcome (201, `status: fail`).
+#[utoipa::path(
+    post, path = "/api/v1/transaction", tag = "transactions",
+    request_body = TransferRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "At most 255 characters; the same key and body replays the first response")),
+    responses(
+        (status = 201, description = "Recorded: `status` is `success`, or `fail` with a `reason`", body = TransactionView),
+        (status = 400, description = "Malformed JSON, wrong types or malformed ids", body = ErrorBody),
+        (status = 404, description = "An account does not exist", body = ErrorBody),
+        (status = 409, description = "The same Idempotency-Key is still in flight", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Invalid amount or direction, same accounts, or key reused with another body", body = ErrorBody),
+    )
+)]
+pub async fn create_transfer(
+    State(state): State<AppState>,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
+    ApiJson(request): ApiJson<TransferRequest>,
+) -> ApiResult<Response> {
+    let command = request.validate()?;
+    super::run_command(&state, Command::Transfer(command), key).await
+}
+
+/// Moves money between the bank and one account. A debit that the balance cannot cover is recorded as failed.
+#[utoipa::path(
+    post, path = "/api/v1/bank_transactions", tag = "transactions",
+    request_body = BankTransactionRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "At most 255 characters; the same key and body replays the first response")),
+    responses(
+        (status = 201, description = "Recorded: `status` is `success`, or `fail` with a `reason`", body = TransactionView),
+        (status = 400, description = "Malformed JSON, wrong types or malformed ids", body = ErrorBody),
+        (status = 404, description = "The account does not exist", body = ErrorBody),
+        (status = 409, description = "The same Idempotency-Key is still in flight", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Invalid amount, direction or reason, or key reused with another body", body = ErrorBody),
+    )
+)]
+pub async fn create_bank_transaction(
+    State(state): State<AppState>,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
+    ApiJson(request): ApiJson<BankTransactionRequest>,
+) -> ApiResult<Response> {
+    let command = request.validate()?;
+    super::run_command(&state, Command::Bank(command), key).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transfer(json: &str) -> Result<ApiResult<TransferCommand>, serde_json::Error> {
+        serde_json::from_str::<TransferRequest>(json).map(|request| request.validate())
+    }
+
+    fn code(result: ApiResult<TransferCommand>) -> &'static str {
+        result.err().map(|e| e.code()).unwrap_or("ok")
+    }
+
+    const A: &str = "0190f6f0-0000-7000-8000-000000000001";
+    const B: &str = "0190f6f0-0000-7000-8000-000000000002";
+
+    fn body(amount: &str, direction: &str) -> String {
+        format!(r#"{{"src_account_id":"{A}","dst_account_id":"{B}","amount":{amount},"direction":"{direction}"}}"#)
+    }
+
+    #[test]
+    fn a_valid_transfer_is_accepted() {
+        assert_eq!(code(transfer(&body("12.3", "debit")).expect("json")), "ok");
+        assert_eq!(code(transfer(&body("\"0.01\"", "credit")).expect("json")), "ok");
+    }
+
+    #[test]
+    fn each_bad_amount_is_a_validation_error() {
+        for amount in ["0", "-5", "\"NaN\"", "1e400", "1.001", "1000000000000.01", "\"abc\""] {
+            assert_eq!(code(transfer(&body(amount, "debit")).expect("json")), "invalid_amount", "{amount}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_direction_is_a_validation_error() {
+        assert_eq!(code(transfer(&body("1", "sideways")).expect("json")), "invalid_direction");
+    }
+
+    #[test]
+    fn the_same_account_on_both_sides_is_a_validation_error() {
+        let json = format!(r#"{{"src_account_id":"{A}","dst_account_id":"{A}","amount":1,"direction":"debit"}}"#);
+        assert_eq!(code(transfer(&json).expect("json")), "same_account");
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_fields_do_not_deserialize() {
+        assert!(transfer(&body("true", "debit")).is_err());
+        assert!(transfer(&format!(
+            r#"{{"src_account_id":"nope","dst_account_id":"{B}","amount":1,"direction":"debit"}}"#
+        ))
+        .is_err());
+        assert!(transfer(&format!(r#"{{"src_account_id":"{A}","dst_account_id":"{B}","amount":1,"direction":5}}"#))
+            .is_err());
+        assert!(transfer(&format!(r#"{{"src_account_id":"{A}","dst_account_id":"{B}","amount":1}}"#)).is_err());
+        assert!(transfer(&format!(
+            r#"{{"src_account_id":"{A}","dst_account_id":"{B}","amount":1,"direction":"debit","x":1}}"#
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn a_bank_reason_over_500_characters_is_a_validation_error() {
+        let json =
+            |reason: &str| format!(r#"{{"dst_account_id":"{A}","amount":1,"direction":"credit","reason":"{reason}"}}"#);
+        let parse = |json: String| serde_json::from_str::<BankTransactionRequest>(&json).expect("json").validate();
+        assert!(parse(json(&"r".repeat(500))).is_ok());
+        assert_eq!(parse(json(&"r".repeat(501))).err().map(|e| e.code()), Some("invalid_reason"));
+    }
+}
