@@ -164,10 +164,12 @@ pub async fn get_account(pool: &PgPool, id: Uuid) -> ApiResult<AccountView> {
 }
 
 /// Locks the given accounts in id order (the one order every writer uses, so two transfers can never wait
-/// on each other in a cycle) and returns their balances in the order of `ids`.
+/// on each other in a cycle) and returns their balances in the order of `ids`. `NO KEY UPDATE` is enough to
+/// serialize balance changes and does not wait on the key-share locks that inserting a transaction row takes
+/// on its accounts (the foreign keys).
 async fn lock_accounts(conn: &mut PgConnection, ids: &[Uuid]) -> ApiResult<Vec<Decimal>> {
     let rows: Vec<(Uuid, Decimal)> =
-        sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(ids)
             .fetch_all(&mut *conn)
             .await?;

@@ -1,0 +1,273 @@
+//! The ledger under concurrent clients: duplicate keys, the bank invariant, and a report snapshot that holds
+//! still while other connections keep writing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use system_tests::{decimal_of, TestApp};
+
+#[tokio::test]
+async fn twenty_concurrent_requests_with_one_key_make_exactly_one_transaction() -> anyhow::Result<()> {
+    let app = Arc::new(TestApp::spawn().await?);
+    let a = app.funded_account("100").await?;
+    let b = app.open_account().await?;
+    let body = json!({"src_account_id": a, "dst_account_id": b, "amount": "10", "direction": "debit"});
+    let replies = join_all((0..20).map(|_| {
+        let app = Arc::clone(&app);
+        let body = body.clone();
+        async move { app.post("/api/v1/transaction", &body, Some("one-key")).await }
+    }))
+    .await
+    .into_iter()
+    .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let first = replies.iter().find(|r| r.status == 201).map(|r| r.text.clone()).unwrap_or_default();
+    for reply in &replies {
+        assert_eq!(reply.status, 201, "every duplicate waits, then replays: {}", reply.text);
+        assert_eq!(reply.text, first, "every duplicate gets the same response");
+    }
+    let replayed = replies.iter().filter(|r| r.headers.contains_key("idempotent-replayed")).count();
+    assert_eq!(replayed, 19, "one original, nineteen replays");
+    let (transfers,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM transactions WHERE kind = 'transfer'").fetch_one(&app.pool).await?;
+    assert_eq!(transfers, 1);
+    assert_eq!(app.balance(&a).await?, Decimal::from(90));
+    assert_eq!(app.balance(&b).await?, Decimal::from(10));
+    Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("app still shared"))?.stop().await
+}
+
+#[tokio::test]
+async fn a_duplicate_gets_a_409_when_the_first_request_holds_its_key_too_long() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(&[("IDEMPOTENCY_WAIT", "300ms")]).await?;
+    let a = app.funded_account("100").await?;
+    // Hold the key in an open database transaction, as a slow first request would.
+    let mut holder = app.pool.begin().await?;
+    sqlx::query("INSERT INTO idempotency_keys (key, request_hash, status_code, response_body) VALUES ('slow', ''::bytea, 0, '')")
+        .execute(&mut *holder)
+        .await?;
+    let body = json!({"dst_account_id": a, "amount": 1, "direction": "debit"});
+    let reply = app.post("/api/v1/bank_transactions", &body, Some("slow")).await?;
+    assert_eq!((reply.status, reply.error_code()), (409, "idempotency_key_in_flight"), "{}", reply.text);
+    holder.rollback().await?;
+    // Once the holder is gone (rolled back), the key is free again.
+    let reply = app.post("/api/v1/bank_transactions", &body, Some("slow")).await?;
+    assert_eq!((reply.status, reply.str("status")), (201, "success"));
+    assert_eq!(app.balance(&a).await?, Decimal::from(99));
+    app.stop().await
+}
+
+/// A tiny deterministic generator, so a failing run can be replayed from its seed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
+    }
+}
+
+#[tokio::test]
+async fn the_bank_invariant_holds_under_sixteen_concurrent_clients() -> anyhow::Result<()> {
+    const CLIENTS: u64 = 16;
+    const TRANSFERS_PER_CLIENT: u64 = 150;
+    const ACCOUNTS: usize = 8;
+    let app = Arc::new(TestApp::spawn().await?);
+    let mut accounts = Vec::new();
+    for _ in 0..ACCOUNTS {
+        accounts.push(app.funded_account("100.00").await?);
+    }
+    let start_total = Decimal::from(100 * ACCOUNTS as i64);
+    let accounts = Arc::new(accounts);
+
+    let clients = (0..CLIENTS).map(|client| {
+        let app = Arc::clone(&app);
+        let accounts = Arc::clone(&accounts);
+        async move {
+            let mut rng = Lcg(client + 1);
+            let mut outcomes = Vec::new();
+            for _ in 0..TRANSFERS_PER_CLIENT {
+                let src = rng.next(ACCOUNTS as u64) as usize;
+                let dst = (src + 1 + rng.next(ACCOUNTS as u64 - 1) as usize) % ACCOUNTS;
+                let cents = 1 + rng.next(6_000);
+                let amount = Decimal::new(cents as i64, 2);
+                let direction = if rng.next(2) == 0 { "debit" } else { "credit" };
+                let body = json!({"src_account_id": accounts[src], "dst_account_id": accounts[dst],
+                                  "amount": amount.to_string(), "direction": direction});
+                let reply = app.post("/api/v1/transaction", &body, None).await?;
+                anyhow::ensure!(reply.status == 201, "transfer answered {}: {}", reply.status, reply.text);
+                outcomes.push(reply.json);
+            }
+            anyhow::Ok(outcomes)
+        }
+    });
+    let outcomes: Vec<Value> = join_all(clients).await.into_iter().collect::<anyhow::Result<Vec<_>>>()?.concat();
+    assert_eq!(outcomes.len() as u64, CLIENTS * TRANSFERS_PER_CLIENT);
+
+    // Expected balances from the successful responses alone.
+    let mut expected: HashMap<String, Decimal> = accounts.iter().map(|id| (id.clone(), Decimal::from(100))).collect();
+    let mut successes = 0;
+    for outcome in &outcomes {
+        if outcome["status"] != "success" {
+            assert_eq!(outcome["reason"], "Insufficient funds");
+            continue;
+        }
+        successes += 1;
+        let amount = decimal_of(&outcome["amount"]);
+        let (src, dst) = (
+            outcome["src_account_id"].as_str().unwrap_or_default(),
+            outcome["dst_account_id"].as_str().unwrap_or_default(),
+        );
+        let (payer, payee) = if outcome["direction"] == "debit" { (src, dst) } else { (dst, src) };
+        *expected.entry(payer.to_owned()).or_default() -= amount;
+        *expected.entry(payee.to_owned()).or_default() += amount;
+    }
+    assert!(successes > 100, "the workload must actually move money ({successes} successes)");
+
+    let mut total = Decimal::ZERO;
+    for id in accounts.iter() {
+        let balance = app.balance(id).await?;
+        assert!(balance >= Decimal::ZERO, "{id} went negative: {balance}");
+        assert_eq!(balance, expected[id], "{id} equals its start plus its successful movements");
+        total += balance;
+    }
+    assert_eq!(total, start_total, "no money created or destroyed");
+    let (rows,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM transactions WHERE kind = 'transfer'").fetch_one(&app.pool).await?;
+    assert_eq!(rows as u64, CLIENTS * TRANSFERS_PER_CLIENT, "every attempt, failed or not, is recorded once");
+    Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("app still shared"))?.stop().await
+}
+
+/// Pages through a report snapshot while writers keep committing, including a row whose timestamp falls
+/// inside the window but whose database transaction commits only after page 1 was served.
+#[tokio::test]
+async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() -> anyhow::Result<()> {
+    let app = Arc::new(TestApp::spawn().await?);
+    let a = app.funded_account("1000000").await?;
+    let b = app.funded_account("1000000").await?;
+    for i in 0..150 {
+        let body = json!({"src_account_id": a, "dst_account_id": b, "amount": format!("0.{:02}", 1 + i % 99), "direction": "debit"});
+        app.post("/api/v1/transaction", &body, None).await?;
+    }
+
+    // A late commit: the row is written (its timestamp taken) now, but its transaction commits after page 1.
+    let mut late = app.pool.begin().await?;
+    let late_id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, description)
+         VALUES ($1, clock_timestamp(), 'bank', $2, 1, 'credit', 'success', 'late commit')",
+    )
+    .bind(late_id)
+    .bind(uuid::Uuid::parse_str(&a)?)
+    .execute(&mut *late)
+    .await?;
+
+    // Writers over HTTP, on other connections, for the whole paging run.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (app, stop, a, b) = (Arc::clone(&app), Arc::clone(&stop), a.clone(), b.clone());
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                    let direction = if w % 2 == 0 { "debit" } else { "credit" };
+                    let body =
+                        json!({"src_account_id": a, "dst_account_id": b, "amount": "0.01", "direction": direction});
+                    let sent_at = Instant::now();
+                    let reply = app.post("/api/v1/transaction", &body, None).await?;
+                    anyhow::ensure!(reply.status == 201, "{}", reply.text);
+                    written.push((sent_at, Instant::now(), reply.str("transaction_id").to_owned()));
+                }
+                anyhow::Ok(written)
+            })
+        })
+        .collect();
+    // Let the writers get going, then serve page 1.
+    system_tests::poll_until(Duration::from_secs(10), || {
+        let app = Arc::clone(&app);
+        async move { Ok((app.transaction_count().await? > 170).then_some(())) }
+    })
+    .await?;
+    let page_one_sent = Instant::now();
+    let first = app.get("/api/v1/transactions?limit=25").await?;
+    let page_one_received = Instant::now();
+    assert_eq!(first.status, 200, "{}", first.text);
+    late.commit().await?;
+    let token = first.str("snapshot").to_owned();
+    let total = first.json["total_amount"].as_i64().unwrap_or_default();
+    let total_pages = first.json["total_pages"].as_i64().unwrap_or_default();
+    assert!(total >= 170, "the snapshot holds the rows written before it ({total})");
+
+    let mut ids: Vec<String> = rows_of(&first);
+    for page in 2..=total_pages + 1 {
+        let reply = app.get(&format!("/api/v1/transactions?limit=25&page={page}&snapshot={token}")).await?;
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.json["total_amount"].as_i64(), Some(total), "the totals never move");
+        assert_eq!(reply.json["total_pages"].as_i64(), Some(total_pages));
+        ids.extend(rows_of(&reply));
+        // Keep writing between pages.
+        tokio::task::yield_now().await;
+    }
+    // Re-read page 1 through the token, after everything else committed.
+    let again = app.get(&format!("/api/v1/transactions?limit=25&page=1&snapshot={token}")).await?;
+    assert_eq!(rows_of(&again), rows_of(&first), "page 1 read again is the same page");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = Vec::new();
+    for writer in writers {
+        written.extend(writer.await??);
+    }
+
+    let unique: HashSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "no row appears on two pages");
+    assert_eq!(ids.len() as i64, total, "the pages hold exactly total_amount rows");
+    assert!(!unique.contains(&late_id.to_string()), "a row committed after page 1 is not in the snapshot");
+    let after: Vec<&String> =
+        written.iter().filter(|(sent, _, _)| *sent > page_one_received).map(|(_, _, id)| id).collect();
+    assert!(!after.is_empty(), "writers kept writing while we paged");
+    for id in after {
+        assert!(!unique.contains(id), "{id} was written after page 1 and must not appear");
+    }
+    // A write whose response arrived before page 1 was asked for had committed: it must be in the snapshot.
+    let before: Vec<&String> =
+        written.iter().filter(|(_, received, _)| *received < page_one_sent).map(|(_, _, id)| id).collect();
+    assert!(!before.is_empty(), "writers wrote before page 1");
+    for id in before {
+        assert!(unique.contains(id), "{id} committed before page 1 and must appear");
+    }
+
+    // The database agrees: the snapshot's rows are exactly those its PostgreSQL snapshot saw.
+    let (expected,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM transactions t, report_snapshots s
+         WHERE s.id = $1 AND t.created_at BETWEEN s.window_start AND s.window_end
+           AND pg_visible_in_snapshot(t.created_xid, s.snapshot)",
+    )
+    .bind(uuid::Uuid::parse_str(&token)?)
+    .fetch_one(&app.pool)
+    .await?;
+    assert_eq!(expected, total);
+    let (now_in_window,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM transactions t, report_snapshots s WHERE s.id = $1 AND t.created_at BETWEEN s.window_start AND s.window_end",
+    )
+    .bind(uuid::Uuid::parse_str(&token)?)
+    .fetch_one(&app.pool)
+    .await?;
+    assert!(now_in_window > total, "rows committed later do fall inside the window ({now_in_window} > {total})");
+
+    // The download of the same snapshot has the same rows in the same order.
+    let csv =
+        app.client.get(app.url(&format!("/api/v1/transactions/export?snapshot={token}"))).send().await?.text().await?;
+    let csv_ids: Vec<String> = csv.lines().skip(1).map(|line| line[..36].to_owned()).collect();
+    assert_eq!(csv_ids, ids);
+    Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("app still shared"))?.stop().await
+}
+
+fn rows_of(reply: &system_tests::Reply) -> Vec<String> {
+    reply.json["transactions"]
+        .as_array()
+        .map(|rows| rows.iter().map(|row| row["transaction_id"].as_str().unwrap_or_default().to_owned()).collect())
+        .unwrap_or_default()
+}
