@@ -23,7 +23,8 @@ test:
 
 bench:
 	@export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
-	  cargo run --release -p system-tests --bin bench -- $(BENCH_ARGS)
+	  cargo build --release --bins && \
+	  target/release/bench
 
 lint:
 	cargo fmt --all -- --check

@@ -259,11 +259,12 @@ where
     }
 }
 
-/// The path of a binary built by `cargo build --bins` next to the running test executable.
+/// The path of a binary built by `cargo build --bins` in the same target directory as the running executable
+/// (a test runs from `target/<profile>/deps/`, a binary such as the benchmark from `target/<profile>/`).
 pub fn binary_path(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(|deps| deps.parent()).context("unexpected test executable location")?;
-    let path = dir.join(name);
-    anyhow::ensure!(path.exists(), "{} is missing: run `cargo build --bins` first (make test does)", path.display());
-    Ok(path)
+    let candidates: Vec<std::path::PathBuf> = exe.ancestors().skip(1).take(2).map(|dir| dir.join(name)).collect();
+    candidates.iter().find(|path| path.exists()).cloned().with_context(|| {
+        format!("{name} is missing next to {}: run `cargo build --bins` first (make test does)", exe.display())
+    })
 }

@@ -1,0 +1,402 @@
+//! `make bench`: transfers per second over HTTP next to the same transfers as raw SQL on the same database in
+//! the same run, and report page latency at depth over a generated 5-million-row window.
+//!
+//! Prints a Markdown report (also written to `target/bench-report.md`). Figures from one run on a shared
+//! machine are noisy: compare the ratios within a run, not absolute numbers across runs.
+//!
+//! Options (environment): `BENCH_SECONDS` per transfer scenario (default 10), `BENCH_ACCOUNTS` (default
+//! 10000), `BENCH_REPORT_ROWS` (default 5000000), `BENCH_SKIP_REPORT=1`.
+
+use std::fmt::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rust_decimal::Decimal;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use system_tests::{binary_path, TestDatabase};
+use uuid::Uuid;
+
+const POOL_SIZE: u32 = 16;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Latencies of one scenario.
+struct Run {
+    label: String,
+    clients: usize,
+    ops: usize,
+    elapsed: Duration,
+    latencies_us: Vec<u64>,
+}
+
+impl Run {
+    fn tps(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted.get(index).copied().unwrap_or_default() as f64 / 1000.0
+    }
+}
+
+struct Service {
+    child: Child,
+    base: String,
+}
+
+impl Service {
+    async fn start(database_url: &str) -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = Command::new(binary_path("accounts-service")?)
+            .env("DATABASE_URL", database_url)
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("DB_POOL_SIZE", POOL_SIZE.to_string())
+            .env("RUST_LOG", "warn")
+            .env("REQUEST_TIMEOUT", "120s")
+            .env("DB_STATEMENT_TIMEOUT", "120s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        system_tests::poll_until(Duration::from_secs(60), || {
+            let request = client.get(format!("{base}/health")).send();
+            async move { Ok(request.await.ok().filter(|r| r.status().is_success()).map(|_| ())) }
+        })
+        .await?;
+        Ok(Self { child, base })
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A deterministic generator per client, so runs are comparable.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Http { keyed: bool },
+    Sql,
+}
+
+/// The same statements the service runs for a transfer (without the idempotency key).
+async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    let ids = if src < dst { [src, dst] } else { [dst, src] };
+    let rows: Vec<(Uuid, Decimal)> =
+        sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&ids[..])
+            .fetch_all(&mut *tx)
+            .await?;
+    let balance = |id: Uuid| rows.iter().find(|(row, _)| *row == id).map(|(_, b)| *b).unwrap_or_default();
+    let ok = balance(src) >= amount;
+    if ok {
+        for (id, value) in [(src, balance(src) - amount), (dst, balance(dst) + amount)] {
+            sqlx::query("UPDATE accounts SET balance = $2, updated_at = clock_timestamp() WHERE id = $1")
+                .bind(id)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason)
+         VALUES ($1, clock_timestamp(), 'transfer', $2, $3, $4, 'debit', $5, $6)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(src)
+    .bind(dst)
+    .bind(amount)
+    .bind(if ok { "success" } else { "fail" })
+    .bind(if ok { None } else { Some("Insufficient funds") })
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn run_transfers(
+    via: Via,
+    clients: usize,
+    seconds: u64,
+    accounts: Arc<Vec<Uuid>>,
+    hot: bool,
+    pool: PgPool,
+    base: String,
+) -> anyhow::Result<Run> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (accounts, pool, base, http) = (Arc::clone(&accounts), pool.clone(), base.clone(), http.clone());
+            tokio::spawn(async move {
+                let mut rng = Lcg(client as u64 * 7919 + 17);
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let n = accounts.len() as u64;
+                    let src = if hot { 0 } else { rng.next(n) as usize };
+                    let dst = (src + 1 + rng.next(n - 1) as usize) % accounts.len();
+                    let amount = Decimal::new(1 + rng.next(500) as i64, 2);
+                    let t0 = Instant::now();
+                    match via {
+                        Via::Sql => sql_transfer(&pool, accounts[src], accounts[dst], amount).await?,
+                        Via::Http { keyed } => {
+                            let body = serde_json::json!({"src_account_id": accounts[src], "dst_account_id": accounts[dst],
+                                                          "amount": amount.to_string(), "direction": "debit"});
+                            let mut request = http.post(format!("{base}/api/v1/transaction")).json(&body);
+                            if keyed {
+                                request = request.header("Idempotency-Key", Uuid::new_v4().to_string());
+                            }
+                            let response = request.send().await?;
+                            anyhow::ensure!(response.status() == 201, "transfer answered {}", response.status());
+                            response.bytes().await?;
+                        }
+                    }
+                    latencies.push(t0.elapsed().as_micros() as u64);
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies_us = Vec::new();
+    for task in tasks {
+        latencies_us.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    let label = match via {
+        Via::Http { keyed: false } => "HTTP",
+        Via::Http { keyed: true } => "HTTP + Idempotency-Key",
+        Via::Sql => "raw SQL",
+    };
+    let label = if hot { format!("{label}, hot account") } else { label.to_owned() };
+    Ok(Run { label, clients, ops: latencies_us.len(), elapsed, latencies_us })
+}
+
+async fn create_accounts(pool: &PgPool, count: u64) -> anyhow::Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
+    sqlx::query("INSERT INTO accounts (id, balance) SELECT unnest($1::uuid[]), 1000000")
+        .bind(&ids[..])
+        .execute(pool)
+        .await?;
+    Ok(ids)
+}
+
+async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let account_count = env_or("BENCH_ACCOUNTS", 10_000);
+    let database = TestDatabase::create().await?;
+    let service = Service::start(&database.url).await?;
+    let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect(&database.url).await?;
+    let accounts = Arc::new(create_accounts(&pool, account_count).await?);
+    let total_before = accounts_service::db::ledger::total_balance(&pool).await?;
+    writeln!(report, "## Transfers: HTTP vs raw SQL\n")?;
+    writeln!(
+        report,
+        "{account_count} accounts, uniform random pairs, {seconds} s per row; the service and the raw-SQL client each use \
+         a pool of {POOL_SIZE} connections to the same database. Raw SQL runs the service's statements (lock both \
+         rows in id order, two updates, one insert) without HTTP, JSON or idempotency.\n"
+    )?;
+    writeln!(report, "| path | clients | transfers | TPS | p50 ms | p99 ms | TPS vs raw SQL |")?;
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|")?;
+    for clients in [16usize, 64] {
+        let mut runs = Vec::new();
+        for (via, hot) in [(Via::Sql, false), (Via::Http { keyed: false }, false), (Via::Http { keyed: true }, false)] {
+            eprintln!("bench: {clients} clients via {}", if via == Via::Sql { "SQL" } else { "HTTP" });
+            runs.push(
+                run_transfers(via, clients, seconds, Arc::clone(&accounts), hot, pool.clone(), service.base.clone())
+                    .await?,
+            );
+        }
+        let baseline = runs[0].tps();
+        for run in &runs {
+            writeln!(
+                report,
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                run.label,
+                run.clients,
+                run.ops,
+                run.tps(),
+                run.percentile_ms(0.5),
+                run.percentile_ms(0.99),
+                run.tps() / baseline
+            )?;
+        }
+    }
+    let total_after = accounts_service::db::ledger::total_balance(&pool).await?;
+    anyhow::ensure!(total_before == total_after, "money was created or destroyed: {total_before} -> {total_after}");
+    writeln!(report, "\nChecked after the run: the sum of all balances is unchanged ({total_after}).\n")?;
+    drop(service);
+    pool.close().await;
+    database.drop_database().await
+}
+
+async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
+    let rows = env_or("BENCH_REPORT_ROWS", 5_000_000);
+    let database = TestDatabase::create().await?;
+    let service = Service::start(&database.url).await?;
+    let pool = PgPoolOptions::new().max_connections(4).connect(&database.url).await?;
+    let accounts = create_accounts(&pool, 2).await?;
+    eprintln!("bench: generating {rows} transactions");
+    let generated = Instant::now();
+    // Spread over the last 4 days, newest at "now", as the report's default window sees them.
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status)
+         SELECT gen_random_uuid(), now() - (g * interval '4 days' / $1), 'transfer', $2, $3, 1 + (g % 500) / 100.0,
+                'debit', 'success'
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(rows as i64)
+    .bind(accounts[0])
+    .bind(accounts[1])
+    .execute(&pool)
+    .await?;
+    sqlx::query("VACUUM ANALYZE transactions").execute(&pool).await?;
+    let generation_s = generated.elapsed().as_secs_f64();
+
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", service.base);
+        async move {
+            let t0 = Instant::now();
+            let response = http.get(url).send().await?;
+            anyhow::ensure!(response.status() == 200, "{} answered {}", response.url(), response.status());
+            let body: serde_json::Value = response.json().await?;
+            anyhow::Ok((t0.elapsed().as_secs_f64() * 1000.0, body))
+        }
+    };
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+
+    let (first_ms, first) = get("/api/v1/transactions?limit=100".into()).await?;
+    let token = first["snapshot"].as_str().context("no snapshot")?.to_owned();
+    let total_pages = first["total_pages"].as_i64().unwrap_or_default();
+    anyhow::ensure!(first["total_amount"].as_i64() == Some(rows as i64), "window holds {}", first["total_amount"]);
+    let deep = 20_000.min(total_pages);
+
+    let mut page_one = Vec::new();
+    let mut page_deep = Vec::new();
+    for _ in 0..21 {
+        page_one.push(get(format!("/api/v1/transactions?limit=100&page=1&snapshot={token}")).await?.0);
+        page_deep.push(get(format!("/api/v1/transactions?limit=100&page={deep}&snapshot={token}")).await?.0);
+    }
+    let mut sequential = Vec::new();
+    for page in (deep - 200).max(1)..deep {
+        sequential.push(get(format!("/api/v1/transactions?limit=100&page={page}&snapshot={token}")).await?.0);
+    }
+    let mut rng = Lcg(42);
+    let mut random = Vec::new();
+    for _ in 0..200 {
+        let page = 1 + rng.next(total_pages as u64);
+        random.push(get(format!("/api/v1/transactions?limit=100&page={page}&snapshot={token}")).await?.0);
+    }
+    // The baseline a keyset design avoids: OFFSET to the same depth, straight in SQL.
+    let mut offset = Vec::new();
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        sqlx::query("SELECT id FROM transactions ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 100")
+            .bind((deep - 1) * 100)
+            .fetch_all(&pool)
+            .await?;
+        offset.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The export's rows/s against COPY of the same rows.
+    let t0 = Instant::now();
+    let csv =
+        http.get(format!("{}/api/v1/transactions/export?format=csv&snapshot={token}", service.base)).send().await?;
+    let mut stream = csv.bytes_stream();
+    let mut lines = 0usize;
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        lines += chunk?.iter().filter(|b| **b == b'\n').count();
+    }
+    let export_s = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let copy = Command::new("psql")
+        .arg(&database.url)
+        .arg("-qAtc")
+        .arg("COPY (SELECT * FROM transactions ORDER BY created_at DESC, id DESC) TO STDOUT WITH CSV")
+        .stdout(Stdio::piped())
+        .output()?;
+    let copy_s = t0.elapsed().as_secs_f64();
+    let copy_lines = copy.stdout.iter().filter(|b| **b == b'\n').count();
+
+    let p1 = median(page_one.clone());
+    writeln!(report, "## Report pages at depth\n")?;
+    writeln!(
+        report,
+        "{rows} transactions in the last 4 days (generated in {generation_s:.0} s), `limit=100`, so {total_pages} pages. \
+         Latency over HTTP, median of the requests shown.\n"
+    )?;
+    writeln!(report, "| request | requests | median ms | vs page 1 (snapshot) |")?;
+    writeln!(report, "|---|---:|---:|---:|")?;
+    writeln!(report, "| page 1 without a token (takes the snapshot: counts {rows} rows, saves checkpoints) | 1 | {first_ms:.1} | {:.1} |", first_ms / p1)?;
+    for (label, values) in [
+        ("page 1 with the token".to_owned(), page_one),
+        (format!("page {deep} with the token"), page_deep),
+        (format!("sequential pages {}..{}", (deep - 200).max(1), deep - 1), sequential),
+        ("random pages".to_owned(), random),
+    ] {
+        let count = values.len();
+        let m = median(values);
+        writeln!(report, "| {label} | {count} | {m:.2} | {:.2} |", m / p1)?;
+    }
+    let o = median(offset);
+    writeln!(
+        report,
+        "| baseline: raw SQL `OFFSET {}` (no snapshot filter) | 5 | {o:.1} | {:.1} |",
+        (deep - 1) * 100,
+        o / p1
+    )?;
+    writeln!(report, "\n## Export\n")?;
+    writeln!(report, "| path | rows | seconds | rows/s | vs COPY |")?;
+    writeln!(report, "|---|---:|---:|---:|---:|")?;
+    let export_rows = lines.saturating_sub(1);
+    writeln!(report, "| `GET /api/v1/transactions/export?format=csv` (HTTP, snapshot) | {export_rows} | {export_s:.1} | {:.0} | {:.2} |", export_rows as f64 / export_s, (export_rows as f64 / export_s) / (copy_lines as f64 / copy_s))?;
+    writeln!(report, "| `psql -c \"COPY (… ORDER BY created_at DESC, id DESC) TO STDOUT CSV\"` | {copy_lines} | {copy_s:.1} | {:.0} | 1.00 |", copy_lines as f64 / copy_s)?;
+    drop(service);
+    pool.close().await;
+    database.drop_database().await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut report = String::new();
+    writeln!(report, "# Benchmark run {}\n", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))?;
+    writeln!(
+        report,
+        "Command: `make bench` (release build). Machine: {} cores.\n",
+        std::thread::available_parallelism()?
+    )?;
+    transfer_benchmarks(&mut report).await?;
+    if std::env::var("BENCH_SKIP_REPORT").is_err() {
+        report_benchmarks(&mut report).await?;
+    }
+    println!("{report}");
+    let out = binary_path("accounts-service")?.with_file_name("bench-report.md");
+    std::fs::write(&out, &report)?;
+    eprintln!("bench: report written to {}", out.display());
+    Ok(())
+}
