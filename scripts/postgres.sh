@@ -10,6 +10,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA="$ROOT/.data/postgres"
 PRIVATE_PORT="${PRIVATE_PG_PORT:-54329}"
+# The shared server probed first; tests of this script point it elsewhere to exercise the private cluster.
+PROBE_PORT="${POSTGRES_PROBE_PORT:-5432}"
 
 log() { echo "postgres.sh: $*" >&2; }
 
@@ -45,8 +47,8 @@ if [ -n "${DATABASE_URL:-}" ]; then
     echo "$DATABASE_URL"; exit 0
 fi
 
-if pg_isready_bin="$(find_bin pg_isready)" && "$pg_isready_bin" -q -h 127.0.0.1 -p 5432 -t 3; then
-    echo "postgres://postgres@127.0.0.1:5432/postgres"; exit 0
+if pg_isready_bin="$(find_bin pg_isready)" && "$pg_isready_bin" -q -h 127.0.0.1 -p "$PROBE_PORT" -t 3; then
+    echo "postgres://postgres@127.0.0.1:$PROBE_PORT/postgres"; exit 0
 fi
 
 if ! find_bin initdb >/dev/null; then

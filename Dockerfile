@@ -1,0 +1,14 @@
+# One image with every binary of the workspace; docker-compose.yml picks the command per service.
+FROM rust:1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cargo build --release --bins --locked
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 app
+COPY --from=build /src/target/release/accounts-service /usr/local/bin/
+USER app
+EXPOSE 8081
+CMD ["accounts-service"]
