@@ -7,7 +7,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -159,14 +159,8 @@ pub async fn not_found() -> ApiError {
 }
 
 /// The JSON 405 for a known path with the wrong method.
-pub async fn method_not_allowed() -> Response {
-    let body = crate::error::ErrorBody {
-        error: crate::error::ErrorDetail {
-            code: "method_not_allowed".into(),
-            message: "this endpoint does not accept that method".into(),
-        },
-    };
-    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// The JSON 500 for a handler that panicked (the panic itself is logged).

@@ -176,15 +176,8 @@ pub fn export(
     end: DateTime<Utc>,
     snapshot: Option<String>,
 ) -> BoxStream<'static, sqlx::Result<TransactionView>> {
-    async_stream(pool, start, end, snapshot).boxed()
-}
-
-fn async_stream(
-    pool: PgPool,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    snapshot: Option<String>,
-) -> impl futures::Stream<Item = sqlx::Result<TransactionView>> + Send + 'static {
+    // A task owns the connection and feeds a bounded channel: the body stream is 'static, and a slow client
+    // holds back the query instead of letting rows pile up in memory.
     let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<TransactionView>>(256);
     tokio::spawn(async move {
         let sql = format!(
@@ -218,7 +211,7 @@ fn async_stream(
         // Give the pooled connection back with the service's usual statement timeout.
         let _ = sqlx::query("RESET statement_timeout").execute(&mut *conn).await;
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
 }
 
 #[cfg(test)]
