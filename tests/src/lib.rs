@@ -104,28 +104,13 @@ impl TestApp {
             shutdown: Some(shutdown_tx),
             server: Some(server),
         };
-        app.wait_healthy(Duration::from_secs(30)).await?;
+        wait_healthy(&app.client, &app.base_url, Duration::from_secs(30)).await?;
         Ok(app)
     }
 
     /// Starts the service with default settings.
     pub async fn spawn() -> anyhow::Result<Self> {
         Self::spawn_with(&[]).await
-    }
-
-    async fn wait_healthy(&self, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(response) = self.client.get(self.url("/health")).send().await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("the service did not become healthy within {limit:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// An absolute URL for `path`.
@@ -180,6 +165,11 @@ impl TestApp {
     pub async fn transaction_count(&self) -> anyhow::Result<i64> {
         let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM transactions").fetch_one(&self.pool).await?;
         Ok(count)
+    }
+
+    /// Stops an app that concurrent tasks shared, once they are all done with it.
+    pub async fn stop_shared(app: std::sync::Arc<Self>) -> anyhow::Result<()> {
+        std::sync::Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("the app is still shared"))?.stop().await
     }
 
     /// Stops the service gracefully and drops its database.
@@ -256,6 +246,26 @@ where
             bail!("condition not met within {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `{base_url}/health` until it answers 200, or fails after `limit`.
+pub async fn wait_healthy(client: &reqwest::Client, base_url: &str, limit: Duration) -> anyhow::Result<()> {
+    poll_until(limit, || {
+        let request = client.get(format!("{base_url}/health")).send();
+        async move { Ok(request.await.ok().filter(|r| r.status().is_success()).map(|_| ())) }
+    })
+    .await
+}
+
+/// A tiny deterministic generator (an LCG), so a workload can be replayed from its seed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next value in `0..bound`.
+    pub fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
     }
 }
 

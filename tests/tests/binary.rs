@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use system_tests::{binary_path, poll_until, TestDatabase};
+use system_tests::{binary_path, poll_until, wait_healthy, TestDatabase};
 
 #[tokio::test]
 async fn the_binary_migrates_serves_and_exits_cleanly_on_sigterm() -> anyhow::Result<()> {
@@ -22,11 +22,7 @@ async fn the_binary_migrates_serves_and_exits_cleanly_on_sigterm() -> anyhow::Re
         .spawn()?;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    poll_until(Duration::from_secs(30), || {
-        let request = client.get(format!("{base}/health")).send();
-        async move { Ok(request.await.ok().filter(|r| r.status().is_success()).map(|_| ())) }
-    })
-    .await?;
+    wait_healthy(&client, &base, Duration::from_secs(30)).await?;
     let created = client.post(format!("{base}/api/v1/accounts")).json(&serde_json::json!({})).send().await?;
     assert_eq!(created.status(), 201, "the schema was migrated at start");
 

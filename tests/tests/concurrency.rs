@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use system_tests::{decimal_of, TestApp};
+use system_tests::{decimal_of, Lcg, TestApp};
 
 #[tokio::test]
 async fn twenty_concurrent_requests_with_one_key_make_exactly_one_transaction() -> anyhow::Result<()> {
@@ -37,7 +37,7 @@ async fn twenty_concurrent_requests_with_one_key_make_exactly_one_transaction() 
     assert_eq!(transfers, 1);
     assert_eq!(app.balance(&a).await?, Decimal::from(90));
     assert_eq!(app.balance(&b).await?, Decimal::from(10));
-    Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("app still shared"))?.stop().await
+    TestApp::stop_shared(app).await
 }
 
 #[tokio::test]
@@ -58,16 +58,6 @@ async fn a_duplicate_gets_a_409_when_the_first_request_holds_its_key_too_long() 
     assert_eq!((reply.status, reply.str("status")), (201, "success"));
     assert_eq!(app.balance(&a).await?, Decimal::from(99));
     app.stop().await
-}
-
-/// A tiny deterministic generator, so a failing run can be replayed from its seed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
-    }
 }
 
 #[tokio::test]
@@ -138,7 +128,7 @@ async fn the_bank_invariant_holds_under_sixteen_concurrent_clients() -> anyhow::
     let (rows,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM transactions WHERE kind = 'transfer'").fetch_one(&app.pool).await?;
     assert_eq!(rows as u64, CLIENTS * TRANSFERS_PER_CLIENT, "every attempt, failed or not, is recorded once");
-    Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("app still shared"))?.stop().await
+    TestApp::stop_shared(app).await
 }
 
 /// Pages through a report snapshot while writers keep committing, including a row whose timestamp falls
@@ -262,7 +252,7 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
         app.client.get(app.url(&format!("/api/v1/transactions/export?snapshot={token}"))).send().await?.text().await?;
     let csv_ids: Vec<String> = csv.lines().skip(1).map(|line| line[..36].to_owned()).collect();
     assert_eq!(csv_ids, ids);
-    Arc::try_unwrap(app).map_err(|_| anyhow::anyhow!("app still shared"))?.stop().await
+    TestApp::stop_shared(app).await
 }
 
 fn rows_of(reply: &system_tests::Reply) -> Vec<String> {

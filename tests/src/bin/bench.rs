@@ -16,7 +16,7 @@ use anyhow::Context;
 use rust_decimal::Decimal;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use system_tests::{binary_path, TestDatabase};
+use system_tests::{binary_path, Lcg, TestDatabase};
 use uuid::Uuid;
 
 const POOL_SIZE: u32 = 16;
@@ -67,11 +67,7 @@ impl Service {
             .spawn()?;
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
-        system_tests::poll_until(Duration::from_secs(60), || {
-            let request = client.get(format!("{base}/health")).send();
-            async move { Ok(request.await.ok().filter(|r| r.status().is_success()).map(|_| ())) }
-        })
-        .await?;
+        system_tests::wait_healthy(&client, &base, Duration::from_secs(60)).await?;
         Ok(Self { child, base })
     }
 }
@@ -80,16 +76,6 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A deterministic generator per client, so runs are comparable.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % bound
     }
 }
 
