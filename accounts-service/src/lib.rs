@@ -57,6 +57,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/bank_transactions", post(routes::transactions::create_bank_transaction))
         .route("/api/v1/transactions", get(routes::reports::list_transactions))
         .route("/api/v1/transactions/export", get(routes::reports::export_transactions))
+        .route("/api/v1/transactions/by_key", get(routes::transactions::transactions_by_key))
         .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi::ApiDoc::openapi()) }))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), http::require_token));
     // The docs page and its copy of the spec are public: the spec describes the API and holds no data.

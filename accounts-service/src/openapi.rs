@@ -20,6 +20,7 @@ use crate::routes::{accounts, reports, system, transactions};
         accounts::get_account,
         transactions::create_transfer,
         transactions::create_bank_transaction,
+        transactions::transactions_by_key,
         reports::list_transactions,
         reports::export_transactions,
         system::health,

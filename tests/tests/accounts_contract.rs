@@ -295,6 +295,18 @@ async fn the_same_key_and_body_replays_the_first_response_without_moving_money_a
     let replay = app.post("/api/v1/transaction", &big, Some("pay-2")).await?;
     assert_eq!(replay.text, failed.text);
 
+    // A reconciler can find what each key recorded: exactly one row, replays included.
+    let found = app.get("/api/v1/transactions/by_key?idempotency_key=pay-1").await?;
+    let rows = found.json["transactions"].as_array().cloned().unwrap_or_default();
+    assert_eq!((found.status, rows.len()), (200, 1), "{}", found.text);
+    assert_eq!(rows[0]["transaction_id"], first.json["transaction_id"]);
+    let found = app.get("/api/v1/transactions/by_key?idempotency_key=pay-2").await?;
+    assert_eq!(found.json["transactions"][0]["status"], "fail");
+    let none = app.get("/api/v1/transactions/by_key?idempotency_key=never-used").await?;
+    assert_eq!((none.status, none.json["transactions"].as_array().map(Vec::len)), (200, Some(0)));
+    let bad = app.get("/api/v1/transactions/by_key").await?;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+
     // Account creation honours keys too.
     let first = app.post("/api/v1/accounts", &json!({}), Some("open-1")).await?;
     let again = app.post("/api/v1/accounts", &json!({}), Some("open-1")).await?;
@@ -366,6 +378,7 @@ async fn the_openapi_document_describes_every_endpoint_and_the_docs_page_renders
         "/api/v1/bank_transactions",
         "/api/v1/transactions",
         "/api/v1/transactions/export",
+        "/api/v1/transactions/by_key",
         "/health",
         "/metrics",
     ] {

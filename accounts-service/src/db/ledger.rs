@@ -154,6 +154,16 @@ async fn create_account(conn: &mut PgConnection) -> ApiResult<AccountView> {
     Ok(view)
 }
 
+/// Every transaction recorded under one idempotency key, oldest first (at most one, since a key is claimed
+/// before anything is recorded; a list so that a reconciler can see it if that ever failed).
+pub async fn transactions_by_key(pool: &PgPool, key: &str) -> sqlx::Result<Vec<TransactionView>> {
+    let sql = format!(
+        "SELECT {} FROM transactions t WHERE t.idempotency_key = $1 ORDER BY t.created_at, t.id LIMIT 100",
+        super::reports::COLUMNS
+    );
+    sqlx::query_as::<_, TransactionView>(&sql).bind(key).fetch_all(pool).await
+}
+
 /// Reads one account.
 pub async fn get_account(pool: &PgPool, id: Uuid) -> ApiResult<AccountView> {
     sqlx::query_as::<_, AccountView>("SELECT id, balance, created_at, updated_at FROM accounts WHERE id = $1")

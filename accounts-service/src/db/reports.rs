@@ -20,7 +20,7 @@ use crate::views::TransactionView;
 /// checkpoint per row; a page then skips at most `stride - limit` rows from its checkpoint.
 const MIN_STRIDE_ROWS: u32 = 100;
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "t.id, t.created_at, t.kind, t.src_account_id, t.dst_account_id, t.amount, t.direction, t.status, t.reason, t.description";
 
 /// A saved report snapshot: what every page and the totals are computed from.

@@ -2,15 +2,17 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use serde::Deserialize;
-use utoipa::ToSchema;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::db::ledger::{BankCommand, Command, TransferCommand};
+use crate::db::idempotency::IdempotencyKey;
+use crate::db::ledger::{self, BankCommand, Command, TransferCommand};
 use crate::domain::money::{Amount, AmountInput};
 use crate::domain::transfer::Direction;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::{ApiJson, OptionalIdempotencyKey};
+use crate::http::{ApiJson, ApiQuery, OptionalIdempotencyKey};
 use crate::views::{money_input_schema, TransactionView};
 use crate::AppState;
 
@@ -136,6 +138,39 @@ pub async fn create_bank_transaction(
 ) -> ApiResult<Response> {
     let command = request.validate()?;
     super::run_command(&state, Command::Bank(command), key).await
+}
+
+/// The query of a lookup by idempotency key.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ByKeyQuery {
+    /// The `Idempotency-Key` the transaction was made with.
+    pub idempotency_key: String,
+}
+
+/// The transactions recorded under one key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionsByKey {
+    pub transactions: Vec<TransactionView>,
+}
+
+/// Finds the transactions recorded under an `Idempotency-Key`, for reconciliation: an empty list when none.
+#[utoipa::path(
+    get, path = "/api/v1/transactions/by_key", tag = "transactions",
+    params(ByKeyQuery),
+    responses(
+        (status = 200, description = "The transactions made with this key (at most one)", body = TransactionsByKey),
+        (status = 400, description = "Missing parameter", body = ErrorBody),
+        (status = 422, description = "Not a valid key", body = ErrorBody),
+    )
+)]
+pub async fn transactions_by_key(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ByKeyQuery>,
+) -> ApiResult<Json<TransactionsByKey>> {
+    let key = IdempotencyKey::parse(&query.idempotency_key)?;
+    let transactions = ledger::transactions_by_key(&state.pool, key.as_str()).await?;
+    Ok(Json(TransactionsByKey { transactions }))
 }
 
 #[cfg(test)]
