@@ -1,20 +1,26 @@
 //! HTTP plumbing: extractors whose rejections are JSON errors, and the middleware every request passes.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
+use tracing::Level;
 use serde::de::DeserializeOwned;
 
 use crate::db::idempotency::{IdempotencyKey, StoredResponse};
 use crate::error::ApiError;
-use crate::AppState;
+use crate::metrics::HttpMetrics;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -100,9 +106,48 @@ pub fn stored_response(response: StoredResponse, replayed: bool) -> Response {
     (response.status, headers, response.body).into_response()
 }
 
+/// What the common middleware of a service needs: its token, its time limit and its request metrics.
+#[derive(Clone)]
+pub struct HttpPolicy {
+    pub api_token: Option<String>,
+    pub request_timeout: Duration,
+    pub metrics: HttpMetrics,
+}
+
+/// Puts `API_TOKEN` in front of every route of `api` (the `/api/` routes).
+pub fn protect<S: Clone + Send + Sync + 'static>(api: Router<S>, policy: &HttpPolicy) -> Router<S> {
+    api.route_layer(axum::middleware::from_fn_with_state(policy.clone(), require_token))
+}
+
+/// The layers every service shares: JSON 404/405, the body limit, the request timeout, metrics, panics as
+/// JSON 500s, request ids and a trace line per request.
+pub fn standard_layers<S: Clone + Send + Sync + 'static>(router: Router<S>, policy: &HttpPolicy) -> Router<S> {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(policy.clone(), request_timeout))
+        .layer(axum::middleware::from_fn_with_state(policy.clone(), record_metrics))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let request_id = req
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
 /// When `API_TOKEN` is set, every `/api/` request needs `Authorization: Bearer <token>`.
-pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(expected) = state.settings.api_token.as_deref() else {
+pub async fn require_token(State(policy): State<HttpPolicy>, req: Request, next: Next) -> Response {
+    let Some(expected) = policy.api_token.as_deref() else {
         return next.run(req).await;
     };
     let presented = req
@@ -128,8 +173,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Bounds the time to produce a response; a streamed download's body is not counted.
-pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = state.settings.request_timeout;
+pub async fn request_timeout(State(policy): State<HttpPolicy>, req: Request, next: Next) -> Response {
+    let limit = policy.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout(limit.as_secs()).into_response(),
@@ -137,7 +182,7 @@ pub async fn request_timeout(State(state): State<AppState>, req: Request, next: 
 }
 
 /// Counts requests and their latency by matched route (never by raw path, which would explode the labels).
-pub async fn record_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn record_metrics(State(policy): State<HttpPolicy>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
     let route = req
@@ -148,8 +193,8 @@ pub async fn record_metrics(State(state): State<AppState>, req: Request, next: N
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
     let labels = [method.as_str(), route.as_str(), status.as_str()];
-    state.metrics.http_requests.with_label_values(&labels).inc();
-    state.metrics.http_duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
+    policy.metrics.requests.with_label_values(&labels).inc();
+    policy.metrics.duration.with_label_values(&labels).observe(started.elapsed().as_secs_f64());
     response
 }
 

@@ -17,17 +17,10 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
 use axum::routing::{get, post};
 use axum::Router;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tower_http::LatencyUnit;
-use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -42,6 +35,15 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The token, time limit and metrics the common middleware applies.
+    pub fn http_policy(&self) -> http::HttpPolicy {
+        http::HttpPolicy {
+            api_token: self.settings.api_token.clone(),
+            request_timeout: self.settings.request_timeout,
+            metrics: self.metrics.http.clone(),
+        }
+    }
+
     /// Bundles a connected pool with the settings and a fresh metrics registry.
     pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
         Ok(Self { pool, settings: Arc::new(settings), metrics: Arc::new(metrics::Metrics::new()?) })
@@ -50,6 +52,7 @@ impl AppState {
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
+    let policy = state.http_policy();
     let api = Router::new()
         .route("/api/v1/accounts", post(routes::accounts::create_account))
         .route("/api/v1/accounts/{account_id}", get(routes::accounts::get_account))
@@ -58,36 +61,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/transactions", get(routes::reports::list_transactions))
         .route("/api/v1/transactions/export", get(routes::reports::export_transactions))
         .route("/api/v1/transactions/by_key", get(routes::transactions::transactions_by_key))
-        .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi::ApiDoc::openapi()) }))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), http::require_token));
+        .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi::ApiDoc::openapi()) }));
     // The docs page and its copy of the spec are public: the spec describes the API and holds no data.
     let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::ApiDoc::openapi());
-    Router::new()
-        .merge(api)
+    let router = Router::new()
+        .merge(http::protect(api, &policy))
         .merge(docs)
         .route("/health", get(routes::system::health))
-        .route("/metrics", get(routes::system::metrics))
-        .fallback(http::not_found)
-        .method_not_allowed_fallback(http::method_not_allowed)
-        .layer(DefaultBodyLimit::max(http::MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), http::request_timeout))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), http::record_metrics))
-        .layer(CatchPanicLayer::custom(http::panic_response))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request<_>| {
-                    let request_id = req
-                        .extensions()
-                        .get::<RequestId>()
-                        .and_then(|id| id.header_value().to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
-        )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .route("/metrics", get(routes::system::metrics));
+    http::standard_layers(router, &policy).with_state(state)
 }
 
 /// Connects, migrates, and serves on `listener` until `shutdown` completes; then lets in-flight requests
