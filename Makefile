@@ -17,15 +17,17 @@ down:
 	@scripts/up.sh down
 
 test:
-	@export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
+	@export TEST_TEMPORAL_CLI="$$(scripts/deps.sh temporal-path)" && \
+	  export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
 	  cargo build --workspace --bins && \
 	  cargo test --workspace
 
 bench:
-	@export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
+	@scripts/deps.sh && export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
 	  cargo build --release --bins && \
 	  target/release/bench
 
 lint:
+	scripts/deps.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

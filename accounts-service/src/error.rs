@@ -29,6 +29,10 @@ pub enum ApiError {
     Timeout(u64),
     #[error("the service is busy or its database is unavailable; retry later")]
     Unavailable(#[source] sqlx::Error),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0} is unavailable; retry later")]
+    UpstreamUnavailable(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -61,9 +65,9 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::IdempotencyInFlight => StatusCode::CONFLICT,
+            Self::IdempotencyInFlight | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Timeout(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) | Self::Unavailable(_) | Self::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -80,7 +84,8 @@ impl ApiError {
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Timeout(_) => "timeout",
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) | Self::UpstreamUnavailable(_) => "unavailable",
+            Self::Conflict { code, .. } => code,
             Self::Internal(_) => "internal",
         }
     }
@@ -110,6 +115,7 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "internal error"),
             Self::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            Self::UpstreamUnavailable(what) => tracing::warn!(upstream = %what, "upstream unavailable"),
             _ => tracing::debug!(code = self.code(), message = %self, "request refused"),
         }
         let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message: self.to_string() } };

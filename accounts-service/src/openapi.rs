@@ -38,7 +38,7 @@ use crate::routes::{accounts, reports, system, transactions};
 pub struct ApiDoc;
 
 /// Declares the optional bearer token (required when the service runs with `API_TOKEN`).
-struct BearerAuth;
+pub struct BearerAuth;
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -1,0 +1,206 @@
+//! The advance workflows' activities: every side effect of an advance happens here.
+//!
+//! Money moves only through the accounts-service, keyed by business ids (`advance-{id}-grant`,
+//! `payment-{payment_id}`): Temporal runs an activity at least once, the key makes the money move at most once.
+
+pub mod accounts;
+pub mod store;
+
+use std::sync::Arc;
+
+use advances_workflows::activities::{Alert, MoneyMove, MoneyOutcome, ReconcileReport};
+use advances_workflows::schedule::{grant_key, payment_key, Advance};
+use prometheus::{IntCounterVec, Opts, Registry};
+use rust_decimal::Decimal;
+use temporalio_common::error::ApplicationFailure;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use uuid::Uuid;
+
+pub use accounts::{AccountsClient, CallError};
+pub use store::Store;
+
+/// Counters the worker exposes on `/metrics`.
+#[derive(Clone)]
+pub struct ActivityMetrics {
+    pub registry: Registry,
+    /// Alerts raised, by kind (`defaulted`, `formula_mismatch`, `ledger_mismatch`).
+    pub alerts: IntCounterVec,
+    /// Ledger calls by operation and outcome (`done`, `refused`, `transient`, `definitive`).
+    pub ledger_calls: IntCounterVec,
+}
+
+impl ActivityMetrics {
+    pub fn new() -> anyhow::Result<Self> {
+        let registry = Registry::new();
+        let alerts = IntCounterVec::new(Opts::new("advances_alerts_total", "Alerts raised, by kind"), &["kind"])?;
+        let ledger_calls = IntCounterVec::new(
+            Opts::new("advances_ledger_calls_total", "Calls to the accounts-service, by operation and outcome"),
+            &["operation", "outcome"],
+        )?;
+        registry.register(Box::new(alerts.clone()))?;
+        registry.register(Box::new(ledger_calls.clone()))?;
+        Ok(Self { registry, alerts, ledger_calls })
+    }
+}
+
+/// The activities' dependencies.
+pub struct Activities {
+    pub accounts: AccountsClient,
+    pub store: Store,
+    pub metrics: ActivityMetrics,
+}
+
+fn retryable(error: impl std::fmt::Display) -> ActivityError {
+    ActivityError::application(ApplicationFailure::new(error.to_string()))
+}
+
+impl Activities {
+    async fn move_money(&self, operation: &str, request: MoneyMove) -> Result<MoneyOutcome, ActivityError> {
+        let result = self.accounts.bank_transaction(&request).await;
+        let outcome = match &result {
+            Ok(MoneyOutcome::Done { .. }) => "done",
+            Ok(MoneyOutcome::Refused { .. }) => "refused",
+            Err(CallError::Transient(_)) => "transient",
+            Err(CallError::Definitive(_)) => "definitive",
+        };
+        self.metrics.ledger_calls.with_label_values(&[operation, outcome]).inc();
+        match result {
+            Ok(outcome) => {
+                tracing::info!(key = %request.idempotency_key, amount = %request.amount, ?outcome, "{operation}");
+                Ok(outcome)
+            }
+            Err(CallError::Transient(error)) => {
+                tracing::warn!(key = %request.idempotency_key, %error, "{operation} will be retried");
+                Err(retryable(error))
+            }
+            Err(CallError::Definitive(error)) => {
+                tracing::error!(key = %request.idempotency_key, %error, "{operation} refused by the ledger");
+                Err(ActivityError::application(ApplicationFailure::non_retryable(error)))
+            }
+        }
+    }
+
+    /// Logs, counts and stores an alert.
+    pub async fn alert(&self, alert: &Alert) -> Result<(), ActivityError> {
+        let advance_id = alert.advance_id.map(|id| id.to_string()).unwrap_or_default();
+        if self.store.insert_alert(alert).await.map_err(retryable)? {
+            tracing::error!(advance_id, kind = %alert.kind, "ALERT: {}", alert.message);
+            self.metrics.alerts.with_label_values(&[alert.kind.as_str()]).inc();
+        }
+        Ok(())
+    }
+
+    /// Checks every open advance: its payments must sum to its amount (paid + scheduled + processing), its
+    /// grant and every paid payment must match exactly one successful ledger transaction with its key.
+    pub async fn check_all(&self) -> anyhow::Result<ReconcileReport> {
+        let mut report = ReconcileReport::default();
+        for (advance_id, account_id, amount, status) in self.store.open_advances().await? {
+            report.advances_checked += 1;
+            let payments = self.store.payments(advance_id).await?;
+            let owed: Decimal = payments
+                .iter()
+                .filter(|p| matches!(p.status.as_str(), "paid" | "scheduled" | "processing"))
+                .map(|p| p.amount)
+                .sum();
+            if owed != amount {
+                report.mismatches.push(Alert {
+                    advance_id: Some(advance_id),
+                    kind: "formula_mismatch".into(),
+                    message: format!(
+                        "advance {advance_id}: paid + scheduled + processing = {owed}, but the advance is {amount}"
+                    ),
+                });
+            }
+            let mut expected = vec![(grant_key(advance_id), None, "grant".to_owned())];
+            for payment in payments.iter().filter(|p| p.status == "paid") {
+                report.payments_checked += 1;
+                expected.push((payment_key(payment.id), Some(payment), format!("payment {}", payment.number)));
+            }
+            for (key, payment, what) in expected {
+                if payment.is_none() && status == "granting" {
+                    continue;
+                }
+                let rows = self.accounts.transactions_by_key(&key).await?;
+                let successes: Vec<_> = rows.iter().filter(|row| row.status == "success").collect();
+                let problem = match (successes.as_slice(), payment) {
+                    ([one], Some(payment)) if one.transaction_id != payment.transaction_id.unwrap_or_default() => {
+                        Some(format!(
+                            "the ledger's transaction is {}, the payment says {:?}",
+                            one.transaction_id, payment.transaction_id
+                        ))
+                    }
+                    ([one], Some(payment)) if one.amount != payment.amount || one.dst_account_id != account_id => {
+                        Some(format!("the ledger moved {} on account {}", one.amount, one.dst_account_id))
+                    }
+                    ([one], None) if one.amount != amount || one.dst_account_id != account_id => {
+                        Some(format!("the ledger granted {} to account {}", one.amount, one.dst_account_id))
+                    }
+                    ([_], _) => None,
+                    (many, _) => Some(format!("{} successful ledger transactions with key {key}", many.len())),
+                };
+                if let Some(problem) = problem {
+                    report.mismatches.push(Alert {
+                        advance_id: Some(advance_id),
+                        kind: "ledger_mismatch".into(),
+                        message: format!("advance {advance_id} {what}: {problem}"),
+                    });
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[activities]
+impl Activities {
+    #[activity(definition = advances_workflows::activities::definitions::Grant)]
+    pub async fn grant(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: MoneyMove,
+    ) -> Result<MoneyOutcome, ActivityError> {
+        self.move_money("grant", request).await
+    }
+
+    #[activity(definition = advances_workflows::activities::definitions::Collect)]
+    pub async fn collect(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: MoneyMove,
+    ) -> Result<MoneyOutcome, ActivityError> {
+        self.move_money("collect", request).await
+    }
+
+    #[activity(definition = advances_workflows::activities::definitions::RecordAdvance)]
+    pub async fn record_advance(self: Arc<Self>, _ctx: ActivityContext, advance: Advance) -> Result<(), ActivityError> {
+        self.store.record(&advance).await.map_err(retryable)?;
+        Ok(())
+    }
+
+    #[activity(definition = advances_workflows::activities::definitions::RaiseAlert)]
+    pub async fn raise_alert(self: Arc<Self>, _ctx: ActivityContext, alert: Alert) -> Result<(), ActivityError> {
+        self.alert(&alert).await
+    }
+
+    #[activity(definition = advances_workflows::activities::definitions::Reconcile)]
+    pub async fn reconcile(self: Arc<Self>, _ctx: ActivityContext) -> Result<ReconcileReport, ActivityError> {
+        let report = self.check_all().await.map_err(retryable)?;
+        for alert in &report.mismatches {
+            self.alert(alert).await?;
+        }
+        tracing::info!(
+            advances = report.advances_checked,
+            payments = report.payments_checked,
+            mismatches = report.mismatches.len(),
+            "reconciliation done"
+        );
+        Ok(report)
+    }
+}
+
+/// A stable id for advances created with an `Idempotency-Key`: the same key is the same advance.
+pub fn advance_id_for_key(key: &str) -> Uuid {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_8a2e_6b1d_4c3a_9e7f_2d4b_8a6c_1e30);
+    Uuid::new_v5(&NAMESPACE, key.as_bytes())
+}

@@ -1,0 +1,243 @@
+//! The `advances` database: the mirror of each advance's state, its payments, and alerts.
+
+use advances_workflows::activities::Alert;
+use advances_workflows::schedule::{Advance, AdvanceStatus, AdvanceTerms};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::types::Json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// The advances database's migrations.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/advances");
+
+/// Connects with a bounded pool and applies the migrations.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+/// An alert as listed to operators.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AlertRow {
+    pub id: i64,
+    pub advance_id: Option<Uuid>,
+    pub kind: String,
+    pub message: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A payment row as reconciliation reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PaymentRow {
+    pub id: Uuid,
+    pub number: i32,
+    pub amount: Decimal,
+    pub status: String,
+    pub transaction_id: Option<Uuid>,
+}
+
+/// What a registration of a new advance found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// The advance is new.
+    Created,
+    /// An advance with this id already exists, with these terms.
+    Exists(Box<AdvanceTerms>),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Records a new advance before its workflow starts, so an id (and so a key) is used once, for good,
+    /// even after Temporal has forgotten the workflow. Returns the existing terms if the id is taken.
+    pub async fn register(&self, advance: &Advance) -> sqlx::Result<Registered> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO advances (id, account_id, amount, status, revision, state)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(advance.terms.advance_id)
+        .bind(advance.terms.account_id)
+        .bind(advance.terms.amount)
+        .bind(advance.status.as_str())
+        .bind(advance.revision as i64)
+        .bind(Json(advance))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let (Json(existing),): (Json<Advance>,) = sqlx::query_as("SELECT state FROM advances WHERE id = $1")
+                .bind(advance.terms.advance_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            return Ok(Registered::Exists(Box::new(existing.terms)));
+        }
+        write_payments(&mut tx, advance).await?;
+        tx.commit().await?;
+        Ok(Registered::Created)
+    }
+
+    /// Removes a registration whose workflow could not be started, so that a retry without a key does not
+    /// leave an advance that nothing runs. A workflow that did start records itself again.
+    pub async fn forget_unstarted(&self, advance_id: Uuid) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let removed = sqlx::query("DELETE FROM advances WHERE id = $1 AND revision = 0 AND status = 'granting'")
+            .bind(advance_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed == 1 {
+            sqlx::query("DELETE FROM payments WHERE advance_id = $1").bind(advance_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Mirrors a state of the workflow. Older revisions than the stored one are ignored (a retried activity
+    /// may arrive late); the same revision rewrites the same state.
+    pub async fn record(&self, advance: &Advance) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "INSERT INTO advances (id, account_id, amount, status, revision, state)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO UPDATE
+                SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now()
+                WHERE advances.revision <= EXCLUDED.revision",
+        )
+        .bind(advance.terms.advance_id)
+        .bind(advance.terms.account_id)
+        .bind(advance.terms.amount)
+        .bind(advance.status.as_str())
+        .bind(advance.revision as i64)
+        .bind(Json(advance))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        write_payments(&mut tx, advance).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// One advance's mirrored state.
+    pub async fn get(&self, advance_id: Uuid) -> sqlx::Result<Option<Advance>> {
+        let row: Option<(Json<Advance>,)> = sqlx::query_as("SELECT state FROM advances WHERE id = $1")
+            .bind(advance_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(Json(advance),)| advance))
+    }
+
+    /// Advances newest first, optionally of one account and/or in one status.
+    pub async fn list(
+        &self,
+        account_id: Option<Uuid>,
+        status: Option<AdvanceStatus>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<Advance>> {
+        let rows: Vec<(Json<Advance>,)> = sqlx::query_as(
+            "SELECT state FROM advances
+             WHERE ($1::uuid IS NULL OR account_id = $1) AND ($2::text IS NULL OR status = $2)
+             ORDER BY created_at DESC, id DESC LIMIT $3",
+        )
+        .bind(account_id)
+        .bind(status.map(AdvanceStatus::as_str))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(Json(advance),)| advance).collect())
+    }
+
+    /// The ids of open advances (granting or active), oldest first.
+    pub async fn open_advances(&self) -> sqlx::Result<Vec<(Uuid, Uuid, Decimal, String)>> {
+        sqlx::query_as(
+            "SELECT id, account_id, amount, status FROM advances
+             WHERE status IN ('granting', 'active') ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// The payment rows of one advance, by number.
+    pub async fn payments(&self, advance_id: Uuid) -> sqlx::Result<Vec<PaymentRow>> {
+        sqlx::query_as(
+            "SELECT id, number, amount, status, transaction_id FROM payments WHERE advance_id = $1 ORDER BY number",
+        )
+        .bind(advance_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Stores an alert unless the same one (advance, kind and message) is already stored: a mismatch that
+    /// persists is one alert, not one per reconciliation run. Returns whether it is new.
+    pub async fn insert_alert(&self, alert: &Alert) -> sqlx::Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO alerts (advance_id, kind, message)
+             SELECT $1, $2, $3
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM alerts WHERE advance_id IS NOT DISTINCT FROM $1 AND kind = $2 AND message = $3)",
+        )
+        .bind(alert.advance_id)
+        .bind(&alert.kind)
+        .bind(&alert.message)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    /// Alerts newest first.
+    pub async fn alerts(&self, limit: i64) -> sqlx::Result<Vec<AlertRow>> {
+        sqlx::query_as(
+            "SELECT id, advance_id, kind, message, created_at FROM alerts ORDER BY created_at DESC, id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+}
+
+async fn write_payments(tx: &mut sqlx::PgConnection, advance: &Advance) -> sqlx::Result<()> {
+    for payment in &advance.payments {
+        sqlx::query(
+            "INSERT INTO payments (id, advance_id, number, amount, due_at, status, transaction_id, failure_reason, moved_to)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, due_at = EXCLUDED.due_at,
+                status = EXCLUDED.status, transaction_id = EXCLUDED.transaction_id,
+                failure_reason = EXCLUDED.failure_reason, moved_to = EXCLUDED.moved_to",
+        )
+        .bind(payment.payment_id)
+        .bind(advance.terms.advance_id)
+        .bind(payment.number as i32)
+        .bind(payment.amount)
+        .bind(payment.due_at)
+        .bind(payment.status.as_str())
+        .bind(payment.transaction_id)
+        .bind(&payment.failure_reason)
+        .bind(payment.moved_to.map(|number| number as i32))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,468 @@
+//! The `advances-api`: start, inspect and command advances over REST.
+//!
+//! The workflow is the source of truth while an advance runs (its query answers `GET`); the `advances`
+//! database answers once it has closed, and for lists. The same error format, money rules, token, docs page,
+//! `/health` and `/metrics` as the accounts-service.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use accounts_service::error::{ApiError, ApiResult, ErrorBody};
+use accounts_service::http::{self, ApiJson, ApiPath, ApiQuery, HttpPolicy, OptionalIdempotencyKey};
+use accounts_service::metrics::HttpMetrics;
+use accounts_service::openapi::BearerAuth;
+use advances_activities::store::{Registered, Store};
+use advances_activities::{advance_id_for_key, AccountsClient, CallError};
+use advances_workflows::schedule::{Advance, AdvanceStatus, AdvanceTerms};
+use advances_workflows::{search, workflow_id, AdvanceWorkflow};
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use prometheus::Registry;
+use serde::{Deserialize, Serialize};
+use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::{
+    Client, RpcOptions, WorkflowExecuteUpdateOptions, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+};
+use temporalio_common::search_attributes::SearchAttributes;
+use tokio::net::TcpListener;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+use uuid::Uuid;
+
+use crate::config::ApiSettings;
+use crate::temporal;
+use crate::views::{AdvanceList, AdvanceView, AlertList, AlertView, CommandRequest, CreateAdvanceRequest};
+
+/// The most advances or alerts one list returns.
+pub const MAX_LIMIT: i64 = 1000;
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_REASON_CHARS: usize = 500;
+/// How long a query to a running workflow may take before the database's copy answers instead.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub settings: Arc<ApiSettings>,
+    pub store: Store,
+    pub temporal: Client,
+    pub accounts: AccountsClient,
+    pub registry: Registry,
+    pub http: HttpMetrics,
+}
+
+impl ApiState {
+    pub fn new(settings: ApiSettings, store: Store, temporal: Client) -> anyhow::Result<Self> {
+        let accounts =
+            AccountsClient::new(&settings.accounts_url, settings.accounts_api_token.clone(), Duration::from_secs(5))?;
+        let registry = Registry::new();
+        let http = HttpMetrics::register(&registry)?;
+        Ok(Self { settings: Arc::new(settings), store, temporal, accounts, registry, http })
+    }
+
+    fn policy(&self) -> HttpPolicy {
+        HttpPolicy {
+            api_token: self.settings.api_token.clone(),
+            request_timeout: self.settings.request_timeout,
+            metrics: self.http.clone(),
+        }
+    }
+
+    fn terms(&self, advance_id: Uuid, account_id: Uuid, amount: rust_decimal::Decimal) -> AdvanceTerms {
+        AdvanceTerms {
+            advance_id,
+            account_id,
+            amount,
+            payments: self.settings.advance_payments,
+            interval_ms: u64::try_from(self.settings.payment_interval.as_millis()).unwrap_or(u64::MAX),
+            max_failed_extra_payments: self.settings.max_failed_extra_payments,
+        }
+    }
+
+    /// Starts the advance's workflow; one that already runs (or ran) with this id is left alone.
+    async fn start(&self, terms: &AdvanceTerms) -> ApiResult<()> {
+        let attributes = SearchAttributes::new([
+            search::ACCOUNT_ID.value_set(terms.account_id.to_string()),
+            search::STATUS.value_set(AdvanceStatus::Granting.as_str().to_owned()),
+        ]);
+        let options =
+            WorkflowStartOptions::new(self.settings.temporal.task_queue.clone(), workflow_id(terms.advance_id))
+                .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+                .search_attributes(attributes)
+                .static_summary(format!("Advance of {} to account {}", terms.amount, terms.account_id))
+                .build();
+        match self.temporal.start_workflow(AdvanceWorkflow::run, terms.clone(), options).await {
+            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
+            Err(error) => {
+                tracing::warn!(advance_id = %terms.advance_id, %error, "starting the advance workflow failed");
+                Err(ApiError::UpstreamUnavailable("Temporal".into()))
+            }
+        }
+    }
+
+    /// The running workflow's own state, if it answers in time.
+    async fn live(&self, advance_id: Uuid) -> Option<Advance> {
+        let handle = self.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(advance_id));
+        let options =
+            WorkflowQueryOptions::builder().rpc_options(RpcOptions::builder().timeout(QUERY_TIMEOUT).build()).build();
+        match handle.query(AdvanceWorkflow::state, (), options).await {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::debug!(%advance_id, %error, "query failed; answering from the database");
+                None
+            }
+        }
+    }
+
+    /// The freshest state: the workflow's while the advance is open, else the database's copy.
+    async fn current(&self, advance_id: Uuid) -> ApiResult<Advance> {
+        let stored = self.store.get(advance_id).await?;
+        let stored = stored.ok_or_else(|| ApiError::NotFound(format!("advance {advance_id} does not exist")))?;
+        if !stored.status.is_open() {
+            return Ok(stored);
+        }
+        Ok(match self.live(advance_id).await {
+            Some(live) if live.revision >= stored.revision => live,
+            _ => stored,
+        })
+    }
+}
+
+fn advance_response(status: StatusCode, advance: &Advance, replayed: bool) -> Response {
+    let mut response = (status, Json(AdvanceView::from(advance))).into_response();
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Grants an advance and schedules its payments, as a durable Temporal workflow.
+#[utoipa::path(
+    post, path = "/api/v1/advances", tag = "advances",
+    request_body = CreateAdvanceRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "The same key is the same advance: it never starts twice")),
+    responses(
+        (status = 201, description = "Started; `status` is `active` once the grant is made (`granting` if it took longer than GRANT_WAIT)", body = AdvanceView),
+        (status = 400, description = "Malformed JSON or ids", body = ErrorBody),
+        (status = 404, description = "The account does not exist", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Invalid amount, or the key/advance id already used for another advance", body = ErrorBody),
+        (status = 503, description = "The accounts-service, Temporal or the database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn create_advance(
+    State(state): State<ApiState>,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
+    ApiJson(request): ApiJson<CreateAdvanceRequest>,
+) -> ApiResult<Response> {
+    let amount =
+        request.amount.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
+    let advance_id = request
+        .advance_id
+        .or_else(|| key.as_ref().map(|key| advance_id_for_key(key.as_str())))
+        .unwrap_or_else(Uuid::new_v4);
+    let terms = state.terms(advance_id, request.account_id, amount.value());
+    terms.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
+    match state.accounts.account_exists(terms.account_id).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ApiError::NotFound(format!("account {} does not exist", terms.account_id))),
+        Err(CallError::Transient(error) | CallError::Definitive(error)) => {
+            tracing::warn!(%error, "checking the account failed");
+            return Err(ApiError::UpstreamUnavailable("the accounts-service".into()));
+        }
+    }
+    let (created, terms) = match state.store.register(&Advance::new(terms.clone())).await? {
+        Registered::Created => (true, terms),
+        Registered::Exists(existing) if existing.account_id == terms.account_id && existing.amount == terms.amount => {
+            (false, *existing)
+        }
+        Registered::Exists(_) => return Err(ApiError::IdempotencyKeyReused),
+    };
+    if let Err(error) = state.start(&terms).await {
+        if created {
+            state.store.forget_unstarted(terms.advance_id).await?;
+        }
+        return Err(error);
+    }
+    // Give the grant a moment, so the answer usually carries the due times.
+    let deadline = tokio::time::Instant::now() + state.settings.grant_wait;
+    let mut advance = Advance::new(terms.clone());
+    loop {
+        if let Some(live) = state.live(terms.advance_id).await {
+            advance = live;
+        } else if let Some(stored) = state.store.get(terms.advance_id).await? {
+            advance = stored;
+        }
+        if advance.status != AdvanceStatus::Granting || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(advance_response(StatusCode::CREATED, &advance, !created))
+}
+
+/// Reads an advance: the live workflow state while it runs, the stored state once it has closed.
+#[utoipa::path(
+    get, path = "/api/v1/advances/{advance_id}", tag = "advances",
+    params(("advance_id" = Uuid, Path, description = "The advance's id")),
+    responses(
+        (status = 200, description = "The advance and every payment", body = AdvanceView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such advance", body = ErrorBody),
+    )
+)]
+pub async fn get_advance(State(state): State<ApiState>, ApiPath(advance_id): ApiPath<Uuid>) -> ApiResult<Response> {
+    let advance = state.current(advance_id).await?;
+    Ok(advance_response(StatusCode::OK, &advance, false))
+}
+
+/// The filters of the advances list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    pub account_id: Option<Uuid>,
+    /// `granting`, `active`, `completed`, `failed`, `defaulted` or `cancelled`.
+    pub status: Option<String>,
+    /// At most this many, newest first (1 to 1000, default 100).
+    pub limit: Option<i64>,
+}
+
+fn limit(value: Option<i64>) -> ApiResult<i64> {
+    let limit = value.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::validation("invalid_limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+    }
+    Ok(limit)
+}
+
+/// Lists advances newest first, from the database's copy of each workflow's state.
+#[utoipa::path(
+    get, path = "/api/v1/advances", tag = "advances",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The advances", body = AdvanceList),
+        (status = 400, description = "Malformed parameter", body = ErrorBody),
+        (status = 422, description = "Unknown status or limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn list_advances(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<AdvanceList>> {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(AdvanceStatus::parse(text).ok_or_else(|| {
+            ApiError::validation(
+                "invalid_status",
+                format!("status {text:?} is not one of granting, active, completed, failed, defaulted, cancelled"),
+            )
+        })?),
+    };
+    let advances = state.store.list(query.account_id, status, limit(query.limit)?).await?;
+    Ok(Json(AdvanceList { advances: advances.iter().map(AdvanceView::from).collect() }))
+}
+
+/// The alerts' list parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// At most this many, newest first (1 to 1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// Lists alerts newest first: defaults and reconciliation mismatches.
+#[utoipa::path(
+    get, path = "/api/v1/alerts", tag = "advances",
+    params(AlertQuery),
+    responses(
+        (status = 200, description = "The alerts", body = AlertList),
+        (status = 422, description = "Limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn list_alerts(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<AlertQuery>,
+) -> ApiResult<Json<AlertList>> {
+    let alerts = state.store.alerts(limit(query.limit)?).await?;
+    Ok(Json(AlertList { alerts: alerts.into_iter().map(AlertView::from).collect() }))
+}
+
+#[derive(Clone, Copy)]
+enum Command {
+    Cancel,
+    PayOff,
+}
+
+async fn command(state: &ApiState, advance_id: Uuid, command: Command, request: CommandRequest) -> ApiResult<Response> {
+    let note = request.reason.unwrap_or_default();
+    if note.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::validation(
+            "invalid_reason",
+            format!("reason may be at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    let stored = state.store.get(advance_id).await?;
+    let stored = stored.ok_or_else(|| ApiError::NotFound(format!("advance {advance_id} does not exist")))?;
+    let not_active = |detail: String| ApiError::Conflict { code: "advance_not_active", message: detail };
+    if !stored.status.is_open() {
+        return Err(not_active(format!("the advance is {}, not active", stored.status.as_str())));
+    }
+    let handle = state.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(advance_id));
+    let options = WorkflowExecuteUpdateOptions::default();
+    let result = match command {
+        Command::Cancel => {
+            let reason = if note.is_empty() { "cancelled by an operator".to_owned() } else { note };
+            handle.execute_update(AdvanceWorkflow::cancel, reason, options).await
+        }
+        Command::PayOff => handle.execute_update(AdvanceWorkflow::pay_off, note, options).await,
+    };
+    match result {
+        Ok(Some(advance)) => Ok(advance_response(StatusCode::OK, &advance, false)),
+        Ok(None) => Err(not_active("the advance is not active".into())),
+        Err(WorkflowUpdateError::Failed(failure)) => Err(not_active(failure.message.clone())),
+        Err(WorkflowUpdateError::NotFound(_)) => Err(not_active("the advance's workflow is not running".into())),
+        Err(error) => {
+            tracing::warn!(%advance_id, %error, "operator command failed");
+            Err(ApiError::UpstreamUnavailable("Temporal".into()))
+        }
+    }
+}
+
+/// Stops future collection of an active advance; a withdrawal already under way finishes and is recorded.
+#[utoipa::path(
+    post, path = "/api/v1/advances/{advance_id}/cancel", tag = "advances",
+    params(("advance_id" = Uuid, Path, description = "The advance's id")),
+    request_body = CommandRequest,
+    responses(
+        (status = 200, description = "Cancelled", body = AdvanceView),
+        (status = 404, description = "No such advance", body = ErrorBody),
+        (status = 409, description = "The advance is not active", body = ErrorBody),
+        (status = 503, description = "Temporal is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn cancel_advance(
+    State(state): State<ApiState>,
+    ApiPath(advance_id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<CommandRequest>,
+) -> ApiResult<Response> {
+    command(&state, advance_id, Command::Cancel, request).await
+}
+
+/// Collects everything outstanding now, in one withdrawal (if it fails, it rolls over like any payment).
+#[utoipa::path(
+    post, path = "/api/v1/advances/{advance_id}/pay_off", tag = "advances",
+    params(("advance_id" = Uuid, Path, description = "The advance's id")),
+    request_body = CommandRequest,
+    responses(
+        (status = 200, description = "The outstanding amount is now one payment, due now", body = AdvanceView),
+        (status = 404, description = "No such advance", body = ErrorBody),
+        (status = 409, description = "The advance is not active or nothing is scheduled", body = ErrorBody),
+        (status = 503, description = "Temporal is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn pay_off_advance(
+    State(state): State<ApiState>,
+    ApiPath(advance_id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<CommandRequest>,
+) -> ApiResult<Response> {
+    command(&state, advance_id, Command::PayOff, request).await
+}
+
+/// The health check's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    pub database: String,
+    pub temporal: String,
+}
+
+/// Checks the database and Temporal.
+#[utoipa::path(
+    get, path = "/health", tag = "system",
+    responses(
+        (status = 200, description = "Up", body = Health),
+        (status = 503, description = "The database or Temporal does not answer", body = Health),
+    )
+)]
+pub async fn health(State(state): State<ApiState>) -> Response {
+    let database = match sqlx::query("SELECT 1").execute(state.store.pool()).await {
+        Ok(_) => "ok".to_owned(),
+        Err(error) => error.to_string(),
+    };
+    let temporal = match temporal::check(&state.temporal, &state.settings.temporal.namespace).await {
+        Ok(()) => "ok".to_owned(),
+        Err(error) => format!("{error:#}"),
+    };
+    let up = database == "ok" && temporal == "ok";
+    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Health { status: if up { "ok" } else { "unavailable" }, database, temporal })).into_response()
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+)]
+pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
+    let text = accounts_service::metrics::render(&state.registry)?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// The advances API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "advances-api",
+        description = "Advances repaid in weekly payments, each advance a durable Temporal workflow. Money is exact \
+                       decimal: send amounts as JSON numbers or strings; they come back as JSON numbers with their \
+                       exact value. Errors are `{\"error\":{\"code\",\"message\"}}`."
+    ),
+    paths(create_advance, list_advances, get_advance, cancel_advance, pay_off_advance, list_alerts, health, metrics),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "advances", description = "Advances, their payments, operator commands and alerts"),
+        (name = "system", description = "Health and metrics (no token needed)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The whole HTTP application.
+pub fn app(state: ApiState) -> Router {
+    let policy = state.policy();
+    let api = Router::new()
+        .route("/api/v1/advances", post(create_advance).get(list_advances))
+        .route("/api/v1/advances/{advance_id}", get(get_advance))
+        .route("/api/v1/advances/{advance_id}/cancel", post(cancel_advance))
+        .route("/api/v1/advances/{advance_id}/pay_off", post(pay_off_advance))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
+    let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi());
+    let router = Router::new()
+        .merge(http::protect(api, &policy))
+        .merge(docs)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics));
+    http::standard_layers(router, &policy).with_state(state)
+}
+
+/// Connects to the database and Temporal, then serves on `listener` until `shutdown` completes.
+pub async fn run(
+    settings: ApiSettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let pool = advances_activities::store::connect(&settings.database_url, 16).await?;
+    let client = temporal::connect(&settings.temporal, "advances-api", Duration::from_secs(60)).await?;
+    temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
+    let state = ApiState::new(settings, Store::new(pool.clone()), client)?;
+    tracing::info!(addr = %listener.local_addr()?, "advances-api listening");
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    pool.close().await;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The JSON shapes of the advances API.
+
+use accounts_service::domain::money::{serialize_decimal, AmountInput};
+use accounts_service::domain::time::serialize_timestamp;
+use accounts_service::views::{money_input_schema, money_schema};
+use advances_activities::store::AlertRow;
+use advances_workflows::schedule::{Advance, Payment};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize, Serializer};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+fn serialize_timestamp_opt<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => serialize_timestamp(at, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// A request for an advance.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAdvanceRequest {
+    pub account_id: Uuid,
+    #[schema(schema_with = money_input_schema)]
+    pub amount: AmountInput,
+    /// Optional: the client's own id for the advance. The same id never starts a second advance.
+    pub advance_id: Option<Uuid>,
+}
+
+/// An operator's command; the note is kept in the advance's status reason (cancel).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// Why (at most 500 characters).
+    pub reason: Option<String>,
+}
+
+/// One payment of an advance.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentView {
+    pub payment_id: Uuid,
+    /// 1 to 12 for the regular payments; above for extra payments that carry failed amounts.
+    pub number: u32,
+    #[serde(serialize_with = "serialize_decimal")]
+    #[schema(schema_with = money_schema)]
+    pub amount: Decimal,
+    /// When it is collected; null until the grant is made.
+    #[serde(serialize_with = "serialize_timestamp_opt")]
+    #[schema(value_type = Option<String>, example = "2023-07-18 12:01:27.053")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// `scheduled`, `processing`, `paid`, `failed`, `superseded` (merged by a pay-off) or `cancelled`.
+    #[schema(example = "scheduled")]
+    pub status: &'static str,
+    /// The ledger transaction that collected it (`paid`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<Uuid>,
+    /// Why it failed (`failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// The payment its amount went to (`failed`, `superseded`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<u32>,
+}
+
+/// An advance and its schedule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdvanceView {
+    pub advance_id: Uuid,
+    pub account_id: Uuid,
+    #[serde(serialize_with = "serialize_decimal")]
+    #[schema(schema_with = money_schema)]
+    pub amount: Decimal,
+    /// `granting`, `active`, `completed`, `failed` (grant refused), `defaulted` or `cancelled`.
+    #[schema(example = "active")]
+    pub status: &'static str,
+    /// Why it failed, defaulted or was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(serialize_with = "serialize_timestamp_opt")]
+    #[schema(value_type = Option<String>, example = "2023-07-11 12:01:27.053")]
+    pub granted_at: Option<DateTime<Utc>>,
+    pub grant_transaction_id: Option<Uuid>,
+    #[serde(serialize_with = "serialize_decimal")]
+    #[schema(schema_with = money_schema)]
+    pub paid_amount: Decimal,
+    /// Scheduled and processing payments: what is still to be collected.
+    #[serde(serialize_with = "serialize_decimal")]
+    #[schema(schema_with = money_schema)]
+    pub outstanding_amount: Decimal,
+    /// Time between payments, in milliseconds, fixed when the advance started.
+    pub payment_interval_ms: u64,
+    pub payments: Vec<PaymentView>,
+}
+
+impl From<&Payment> for PaymentView {
+    fn from(payment: &Payment) -> Self {
+        Self {
+            payment_id: payment.payment_id,
+            number: payment.number,
+            amount: payment.amount,
+            due_at: payment.due_at,
+            status: payment.status.as_str(),
+            transaction_id: payment.transaction_id,
+            failure_reason: payment.failure_reason.clone(),
+            moved_to: payment.moved_to,
+        }
+    }
+}
+
+impl From<&Advance> for AdvanceView {
+    fn from(advance: &Advance) -> Self {
+        Self {
+            advance_id: advance.terms.advance_id,
+            account_id: advance.terms.account_id,
+            amount: advance.terms.amount,
+            status: advance.status.as_str(),
+            status_reason: advance.status_reason.clone(),
+            granted_at: advance.granted_at,
+            grant_transaction_id: advance.grant_transaction_id,
+            paid_amount: advance.paid_amount(),
+            outstanding_amount: advance.outstanding_amount(),
+            payment_interval_ms: advance.terms.interval_ms,
+            payments: advance.payments.iter().map(PaymentView::from).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdvanceList {
+    pub advances: Vec<AdvanceView>,
+}
+
+/// An alert raised for operators.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertView {
+    pub alert_id: i64,
+    pub advance_id: Option<Uuid>,
+    /// `defaulted`, `formula_mismatch` or `ledger_mismatch`.
+    pub kind: String,
+    pub message: String,
+    #[serde(serialize_with = "serialize_timestamp")]
+    #[schema(value_type = String, example = "2023-07-11 12:01:27.053")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<AlertRow> for AlertView {
+    fn from(row: AlertRow) -> Self {
+        Self {
+            alert_id: row.id,
+            advance_id: row.advance_id,
+            kind: row.kind,
+            message: row.message,
+            created_at: row.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<AlertView>,
+}

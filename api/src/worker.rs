@@ -1,0 +1,107 @@
+//! The `advances-worker`: runs AdvanceWorkflow, ReconcileWorkflow and their activities on the task queue,
+//! and serves `/health` and `/metrics` for operators.
+
+use std::future::{Future, IntoFuture};
+use std::sync::Arc;
+use std::time::Duration;
+
+use advances_activities::{AccountsClient, Activities, ActivityMetrics, Store};
+use advances_workflows::{AdvanceWorkflow, ReconcileWorkflow};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio::net::TcpListener;
+
+use crate::config::WorkerSettings;
+use crate::temporal;
+
+#[derive(Clone)]
+struct Ops {
+    pool: sqlx::PgPool,
+    metrics: ActivityMetrics,
+}
+
+async fn health(State(ops): State<Ops>) -> Response {
+    match sqlx::query("SELECT 1").execute(&ops.pool).await {
+        Ok(_) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
+        Err(error) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": error.to_string()})))
+                .into_response()
+        }
+    }
+}
+
+async fn serve_metrics(State(ops): State<Ops>) -> Response {
+    match accounts_service::metrics::render(&ops.metrics.registry) {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+/// Connects to the database and Temporal, makes sure the search attributes and the reconciliation Schedule
+/// exist, then polls the task queue until `shutdown` completes. Must be driven on the current task (the
+/// SDK's worker future is not `Send`).
+pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let pool = advances_activities::store::connect(&settings.database_url, 8).await?;
+    let identity = format!("advances-worker@{}", std::process::id());
+    let client = temporal::connect(&settings.temporal, &identity, Duration::from_secs(60)).await?;
+    temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
+    temporal::ensure_reconcile_schedule(
+        &client,
+        &settings.reconcile_schedule_id,
+        &settings.temporal.task_queue,
+        settings.reconcile_interval,
+    )
+    .await?;
+
+    let metrics = ActivityMetrics::new()?;
+    let activities = Activities {
+        accounts: AccountsClient::new(
+            &settings.accounts_url,
+            settings.accounts_api_token.clone(),
+            settings.accounts_timeout,
+        )?,
+        store: Store::new(pool.clone()),
+        metrics: metrics.clone(),
+    };
+    let listener = TcpListener::bind(settings.metrics_addr).await?;
+    let ops = Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(serve_metrics))
+        .with_state(Ops { pool: pool.clone(), metrics });
+    let ops_server = tokio::spawn(axum::serve(listener, ops).into_future());
+
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let options = WorkerOptions::new(settings.temporal.task_queue.clone())
+        .register_workflow::<AdvanceWorkflow>()?
+        .register_workflow::<ReconcileWorkflow>()?
+        .register_activities(activities)
+        .graceful_shutdown_period(Duration::from_secs(10))
+        .build();
+    let mut worker = Worker::new(&runtime, client, options)?;
+    let stop = Arc::new(worker.shutdown_handle());
+    tracing::info!(
+        task_queue = %settings.temporal.task_queue,
+        namespace = %settings.temporal.namespace,
+        metrics_addr = %settings.metrics_addr,
+        "advances-worker polling"
+    );
+    let run = worker.run();
+    tokio::pin!(run);
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        result = &mut run => result,
+        () = &mut shutdown => {
+            tracing::info!("shutting down: finishing tasks in flight");
+            stop();
+            run.await
+        }
+    };
+    ops_server.abort();
+    pool.close().await;
+    result.map_err(Into::into)
+}

