@@ -2,7 +2,6 @@
 //! and serves `/health` and `/metrics` for operators.
 
 use std::future::{Future, IntoFuture};
-use std::sync::Arc;
 use std::time::Duration;
 
 use advances_activities::{AccountsClient, Activities, ActivityMetrics, Store};
@@ -13,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::net::TcpListener;
 
@@ -76,20 +76,38 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
     let ops_server = tokio::spawn(axum::serve(listener, ops).into_future());
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
-    let options = WorkerOptions::new(settings.temporal.task_queue.clone())
-        .register_workflow::<AdvanceWorkflow>()?
-        .register_workflow::<ReconcileWorkflow>()?
-        .register_activities(activities)
-        .graceful_shutdown_period(Duration::from_secs(10))
-        .build();
-    let mut worker = Worker::new(&runtime, client, options)?;
-    let stop = Arc::new(worker.shutdown_handle());
+    let mut worker = new_worker(&runtime, client, &settings.temporal.task_queue, activities)?;
     tracing::info!(
         task_queue = %settings.temporal.task_queue,
         namespace = %settings.temporal.namespace,
         metrics_addr = %settings.metrics_addr,
         "advances-worker polling"
     );
+    let result = run_until(&mut worker, shutdown).await;
+    ops_server.abort();
+    pool.close().await;
+    result
+}
+
+/// A worker for the advances' workflows and activities on `task_queue`.
+pub fn new_worker(
+    runtime: &Runtime,
+    client: Client,
+    task_queue: &str,
+    activities: Activities,
+) -> anyhow::Result<Worker> {
+    let options = WorkerOptions::new(task_queue.to_owned())
+        .register_workflow::<AdvanceWorkflow>()?
+        .register_workflow::<ReconcileWorkflow>()?
+        .register_activities(activities)
+        .graceful_shutdown_period(Duration::from_secs(10))
+        .build();
+    Ok(Worker::new(runtime, client, options)?)
+}
+
+/// Polls until `shutdown` completes, then lets the tasks in flight finish.
+pub async fn run_until(worker: &mut Worker, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let stop = worker.shutdown_handle();
     let run = worker.run();
     tokio::pin!(run);
     tokio::pin!(shutdown);
@@ -101,7 +119,5 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
             run.await
         }
     };
-    ops_server.abort();
-    pool.close().await;
     result.map_err(Into::into)
 }

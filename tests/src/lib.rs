@@ -1,6 +1,8 @@
 //! Helpers for the system tests: a fresh database per test, the accounts-service on a port of its own,
 //! and small HTTP conveniences.
 
+pub mod advances;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
