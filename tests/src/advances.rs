@@ -105,3 +105,192 @@ impl Drop for ChildProcess {
         let _ = self.kill();
     }
 }
+
+/// The whole system as separate processes: the accounts-service, the advances-worker and the advances-api
+/// binaries, each with its settings from the environment, on a dev server and two databases of their own.
+pub struct Stack {
+    pub temporal: TestTemporal,
+    pub accounts_db: crate::TestDatabase,
+    pub advances_db: crate::TestDatabase,
+    /// Direct pools, for checks behind the services' backs.
+    pub ledger: sqlx::PgPool,
+    pub advances: sqlx::PgPool,
+    pub accounts_url: String,
+    pub api_url: String,
+    pub worker_metrics_url: String,
+    pub client: reqwest::Client,
+    pub logs: std::path::PathBuf,
+    accounts: ChildProcess,
+    api: ChildProcess,
+    worker: Option<ChildProcess>,
+    worker_env: Vec<(&'static str, String)>,
+}
+
+impl Stack {
+    /// Starts everything; `settings` are extra variables for the api and the worker (e.g. the interval).
+    pub async fn start(settings: &[(&'static str, &str)]) -> anyhow::Result<Self> {
+        let temporal = TestTemporal::start().await?;
+        let accounts_db = crate::TestDatabase::create().await?;
+        let advances_db = crate::TestDatabase::create().await?;
+        let logs = std::env::temp_dir().join(format!("advances-e2e-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&logs)?;
+        let (accounts_port, api_port, metrics_port) = (free_port()?, free_port()?, free_port()?);
+        let accounts_url = format!("http://127.0.0.1:{accounts_port}");
+        let accounts = ChildProcess::spawn(
+            "accounts-service",
+            &[("DATABASE_URL", accounts_db.url.clone()), ("LISTEN_ADDR", format!("127.0.0.1:{accounts_port}"))],
+            &logs.join("accounts-service.log"),
+        )?;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        crate::wait_healthy(&client, &accounts_url, Duration::from_secs(30)).await?;
+
+        let mut common: Vec<(&'static str, String)> = vec![
+            ("DATABASE_URL", advances_db.url.clone()),
+            ("TEMPORAL_ADDRESS", temporal.address.clone()),
+            ("ACCOUNTS_URL", accounts_url.clone()),
+        ];
+        common.extend(settings.iter().map(|(name, value)| (*name, (*value).to_owned())));
+        let mut worker_env = common.clone();
+        worker_env.push(("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
+        let mut api_env = common;
+        api_env.push(("LISTEN_ADDR", format!("127.0.0.1:{api_port}")));
+        let api = ChildProcess::spawn("advances-api", &api_env, &logs.join("advances-api.log"))?;
+        let mut stack = Self {
+            temporal,
+            ledger: sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&accounts_db.url).await?,
+            accounts_db,
+            advances: sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&advances_db.url).await?,
+            advances_db,
+            accounts_url,
+            api_url: format!("http://127.0.0.1:{api_port}"),
+            worker_metrics_url: format!("http://127.0.0.1:{metrics_port}"),
+            client,
+            logs,
+            accounts,
+            api,
+            worker: None,
+            worker_env,
+        };
+        stack.start_worker().await?;
+        crate::wait_healthy(&stack.client, &stack.api_url, Duration::from_secs(60)).await?;
+        Ok(stack)
+    }
+
+    /// Starts the worker (again) and waits for its health endpoint.
+    pub async fn start_worker(&mut self) -> anyhow::Result<()> {
+        let worker = ChildProcess::spawn("advances-worker", &self.worker_env, &self.logs.join("advances-worker.log"))?;
+        self.worker = Some(worker);
+        crate::wait_healthy(&self.client, &self.worker_metrics_url, Duration::from_secs(60)).await
+    }
+
+    /// SIGKILLs the worker, as a crash would.
+    pub fn kill_worker(&mut self) -> anyhow::Result<()> {
+        if let Some(mut worker) = self.worker.take() {
+            worker.kill()?;
+        }
+        Ok(())
+    }
+
+    /// The pids of the three services (accounts-service, advances-api, advances-worker).
+    pub fn pids(&self) -> [u32; 3] {
+        [self.accounts.pid(), self.api.pid(), self.worker.as_ref().map_or(0, ChildProcess::pid)]
+    }
+
+    pub fn worker_log(&self) -> String {
+        std::fs::read_to_string(self.logs.join("advances-worker.log")).unwrap_or_default()
+    }
+
+    pub async fn post(
+        &self,
+        base: &str,
+        path: &str,
+        body: &serde_json::Value,
+        key: Option<&str>,
+    ) -> anyhow::Result<crate::Reply> {
+        let mut request = self.client.post(format!("{base}{path}")).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        crate::Reply::read(request.send().await?).await
+    }
+
+    pub async fn get(&self, base: &str, path: &str) -> anyhow::Result<crate::Reply> {
+        crate::Reply::read(self.client.get(format!("{base}{path}")).send().await?).await
+    }
+
+    /// Opens an account with `balance` in it (bank credit), returns its id.
+    pub async fn account(&self, balance: &str) -> anyhow::Result<String> {
+        let reply = self.post(&self.accounts_url, "/api/v1/accounts", &serde_json::json!({}), None).await?;
+        let id = reply.str("account_id").to_owned();
+        anyhow::ensure!(reply.status == 201, "{}", reply.text);
+        if balance != "0" {
+            self.bank(&id, balance, "credit").await?;
+        }
+        Ok(id)
+    }
+
+    /// A bank credit or debit on the ledger that must succeed.
+    pub async fn bank(&self, account: &str, amount: &str, direction: &str) -> anyhow::Result<()> {
+        let body = serde_json::json!({"dst_account_id": account, "amount": amount, "direction": direction});
+        let reply = self.post(&self.accounts_url, "/api/v1/bank_transactions", &body, None).await?;
+        anyhow::ensure!(reply.str("status") == "success", "{}", reply.text);
+        Ok(())
+    }
+
+    /// Polls `GET /api/v1/advances/{id}` until `check` holds.
+    pub async fn wait_for_advance(
+        &self,
+        advance_id: &str,
+        limit: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let path = format!("/api/v1/advances/{advance_id}");
+        crate::poll_until(limit, || async {
+            let reply = self.get(&self.api_url, &path).await?;
+            Ok((reply.status == 200 && check(&reply.json)).then_some(reply.json))
+        })
+        .await
+        .with_context(|| format!("advance {advance_id}; logs in {}", self.logs.display()))
+    }
+
+    /// The ledger's successful and failed debits of an account: (key, amount, status), oldest first.
+    pub async fn debits(&self, account: &str) -> anyhow::Result<Vec<(String, rust_decimal::Decimal, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT idempotency_key, amount, status FROM transactions
+             WHERE dst_account_id = $1 AND direction = 'debit' AND idempotency_key LIKE 'payment-%'
+             ORDER BY created_at, id",
+        )
+        .bind(uuid::Uuid::parse_str(account)?)
+        .fetch_all(&self.ledger)
+        .await?)
+    }
+
+    /// The ledger's grants (bank credits made with an advance key) of an account.
+    pub async fn grants(&self, account: &str) -> anyhow::Result<i64> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM transactions WHERE dst_account_id = $1 AND idempotency_key LIKE 'advance-%-grant'",
+        )
+        .bind(uuid::Uuid::parse_str(account)?)
+        .fetch_one(&self.ledger)
+        .await?;
+        Ok(count)
+    }
+
+    pub async fn balance(&self, account: &str) -> anyhow::Result<rust_decimal::Decimal> {
+        let reply = self.get(&self.accounts_url, &format!("/api/v1/accounts/{account}")).await?;
+        Ok(reply.decimal("balance"))
+    }
+
+    /// Stops everything and drops the databases; the logs are removed too.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.kill_worker()?;
+        self.api.terminate(Duration::from_secs(30)).await?;
+        self.accounts.terminate(Duration::from_secs(30)).await?;
+        self.ledger.close().await;
+        self.advances.close().await;
+        self.accounts_db.drop_database().await?;
+        self.advances_db.drop_database().await?;
+        let _ = std::fs::remove_dir_all(&self.logs);
+        self.temporal.stop().await
+    }
+}

@@ -1,0 +1,250 @@
+//! The whole system as an operator runs it: the accounts-service, advances-worker and advances-api binaries
+//! on a real Temporal dev server and real PostgreSQL, with payment intervals of under a second.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+use system_tests::advances::Stack;
+use system_tests::{decimal_of, poll_until};
+
+fn dec(text: &str) -> Decimal {
+    text.parse().unwrap_or_default()
+}
+
+fn payments(advance: &Value) -> Vec<Value> {
+    advance["payments"].as_array().cloned().unwrap_or_default()
+}
+
+fn status(advance: &Value) -> &str {
+    advance["status"].as_str().unwrap_or_default()
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_balance() -> anyhow::Result<()> {
+    let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "300ms")]).await?;
+    let account = stack.account("50").await?;
+    let created = stack
+        .post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": "100.00"}), Some("adv-1"))
+        .await?;
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!((created.str("status"), created.decimal("amount")), ("active", dec("100")));
+    let listed = payments(&created.json);
+    assert_eq!(listed.len(), 12, "all 12 payments are listed at once");
+    assert!(listed.iter().all(|p| p["due_at"].is_string() && p["payment_id"].is_string()));
+    assert_eq!(listed.iter().map(|p| decimal_of(&p["amount"])).sum::<Decimal>(), dec("100"));
+    assert_eq!(decimal_of(&listed[11]["amount"]), dec("8.37"), "the remainder is on the last");
+
+    let advance_id = created.str("advance_id").to_owned();
+    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
+    assert_eq!((decimal_of(&done["paid_amount"]), decimal_of(&done["outstanding_amount"])), (dec("100"), dec("0")));
+    let debits = stack.debits(&account).await?;
+    assert_eq!(debits.len(), 12, "{debits:?}");
+    assert!(debits.iter().all(|d| d.2 == "success"));
+    assert_eq!(debits.iter().map(|d| d.1).sum::<Decimal>(), dec("100"));
+    let keys: HashSet<String> =
+        payments(&done).iter().map(|p| format!("payment-{}", p["payment_id"].as_str().unwrap_or_default())).collect();
+    assert_eq!(debits.iter().map(|d| d.0.clone()).collect::<HashSet<_>>(), keys, "one debit per payment, by its key");
+    assert_eq!(stack.balance(&account).await?, dec("50"), "the balance is back where it started");
+
+    let by_account =
+        stack.get(&stack.api_url, &format!("/api/v1/advances?account_id={account}&status=completed")).await?;
+    assert_eq!(by_account.json["advances"].as_array().map(Vec::len), Some(1), "{}", by_account.text);
+    let alerts = stack.get(&stack.api_url, "/api/v1/alerts").await?;
+    assert_eq!(alerts.json["alerts"].as_array().map(Vec::len), Some(0));
+
+    // Operators find it in Temporal (Web UI) by its search attributes.
+    let query = format!("AdvanceAccountId = '{account}' AND AdvanceStatus = 'completed'");
+    let count = stack.temporal.client().count_workflows(query, Default::default()).await?;
+    assert_eq!(count.count(), 1);
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra_debit_collects_all(
+) -> anyhow::Result<()> {
+    let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "700ms")]).await?;
+    let account = stack.account("0").await?;
+    let created =
+        stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 120}), None).await?;
+    assert_eq!(created.str("status"), "active", "{}", created.text);
+    stack.bank(&account, "120", "debit").await?; // spent at once
+    let advance_id = created.str("advance_id").to_owned();
+    let seen = stack
+        .wait_for_advance(&advance_id, LONG, |a| payments(a).get(11).is_some_and(|p| p["status"] == "failed"))
+        .await?;
+    let all = payments(&seen);
+    assert_eq!(all.len(), 13, "an extra payment after the last");
+    assert!(all[..12].iter().all(|p| p["status"] == "failed" && p["failure_reason"] == "Insufficient funds"));
+    assert_eq!((decimal_of(&all[12]["amount"]), all[12]["status"].as_str()), (dec("120"), Some("scheduled")));
+    assert_eq!(decimal_of(&seen["outstanding_amount"]), dec("120"));
+    stack.bank(&account, "120", "credit").await?;
+    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
+    let debits = stack.debits(&account).await?;
+    let succeeded: Vec<_> = debits.iter().filter(|d| d.2 == "success").collect();
+    assert_eq!((debits.len(), succeeded.len()), (13, 1), "{debits:?}");
+    assert_eq!(succeeded[0].1, dec("120"), "the 13th payment collects the whole amount in one debit");
+    assert_eq!(succeeded[0].0, format!("payment-{}", payments(&done)[12]["payment_id"].as_str().unwrap_or_default()));
+    assert_eq!(stack.balance(&account).await?, dec("0"));
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_advance_and_restarted_collects_exactly_twelve_debits() -> anyhow::Result<()> {
+    let mut stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "400ms")]).await?;
+    let account = stack.account("0").await?;
+    let created =
+        stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 60}), None).await?;
+    let advance_id = created.str("advance_id").to_owned();
+    stack
+        .wait_for_advance(&advance_id, LONG, |a| payments(a).iter().filter(|p| p["status"] == "paid").count() >= 3)
+        .await?;
+    stack.kill_worker()?;
+    // Payments fall due while no worker runs; the GET still answers from the database.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let while_down = stack.get(&stack.api_url, &format!("/api/v1/advances/{advance_id}")).await?;
+    assert_eq!(while_down.status, 200, "{}", while_down.text);
+    stack.start_worker().await?;
+    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
+    let debits = stack.debits(&account).await?;
+    assert_eq!(debits.len(), 12, "exactly 12 debits, none twice: {debits:?}");
+    assert_eq!(debits.iter().map(|d| &d.0).collect::<HashSet<_>>().len(), 12);
+    assert!(debits.iter().all(|d| d.2 == "success"));
+    assert_eq!(decimal_of(&done["paid_amount"]), dec("60"));
+    assert_eq!(stack.grants(&account).await?, 1);
+    assert_eq!(stack.balance(&account).await?, dec("0"));
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> anyhow::Result<()> {
+    let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1h")]).await?;
+    let account = stack.account("0").await?;
+    let body = json!({"account_id": account, "amount": 90});
+    let attempts = (0..6).map(|_| stack.post(&stack.api_url, "/api/v1/advances", &body, Some("same-key")));
+    let replies = futures::future::try_join_all(attempts).await?;
+    let ids: HashSet<&str> = replies.iter().map(|r| r.str("advance_id")).collect();
+    assert_eq!(ids.len(), 1, "one advance for one key: {replies:?}");
+    assert!(replies.iter().all(|r| r.status == 201));
+    let replayed = replies.iter().filter(|r| r.headers.get("idempotent-replayed").is_some()).count();
+    assert_eq!(replayed, 5, "the others are replays");
+    assert_eq!(stack.grants(&account).await?, 1);
+    assert_eq!(stack.balance(&account).await?, dec("90"));
+    let advance_id = replies[0].str("advance_id").to_owned();
+    let count = stack
+        .temporal
+        .client()
+        .count_workflows(format!("WorkflowId = 'advance-{advance_id}'"), Default::default())
+        .await?;
+    assert_eq!(count.count(), 1, "one workflow");
+
+    let other = stack
+        .post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 91}), Some("same-key"))
+        .await?;
+    assert_eq!((other.status, other.error_code()), (422, "idempotency_key_reused"));
+    let by_id = json!({"account_id": account, "amount": 90, "advance_id": advance_id});
+    let again = stack.post(&stack.api_url, "/api/v1/advances", &by_id, None).await?;
+    assert_eq!(
+        (again.status, again.str("advance_id")),
+        (201, advance_id.as_str()),
+        "the same advance id is the same advance"
+    );
+    assert_eq!(stack.grants(&account).await?, 1);
+
+    let unknown = json!({"account_id": uuid::Uuid::new_v4(), "amount": 10});
+    assert_eq!(stack.post(&stack.api_url, "/api/v1/advances", &unknown, None).await?.status, 404);
+    for (bad, code) in [
+        (json!({"account_id": account, "amount": 0}), "invalid_amount"),
+        (json!({"account_id": account, "amount": "10.001"}), "invalid_amount"),
+        (json!({"account_id": account, "amount": "0.11"}), "invalid_amount"),
+        (json!({"account_id": account, "amount": -5}), "invalid_amount"),
+    ] {
+        let reply = stack.post(&stack.api_url, "/api/v1/advances", &bad, None).await?;
+        assert_eq!((reply.status, reply.error_code()), (422, code), "{bad}: {}", reply.text);
+    }
+    for malformed in [json!({"account_id": "nope", "amount": 10}), json!({"amount": 10}), json!([1])] {
+        let reply = stack.post(&stack.api_url, "/api/v1/advances", &malformed, None).await?;
+        assert_eq!((reply.status, reply.error_code()), (400, "malformed_request"), "{malformed}: {}", reply.text);
+    }
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM advances").fetch_one(&stack.advances).await?;
+    assert_eq!(rows, 1, "refused requests record nothing");
+    assert_eq!(stack.get(&stack.api_url, &format!("/api/v1/advances/{}", uuid::Uuid::new_v4())).await?.status, 404);
+    assert_eq!(stack.get(&stack.api_url, "/api/v1/advances/not-a-uuid").await?.status, 400);
+    let bad_status = stack.get(&stack.api_url, "/api/v1/advances?status=happy").await?;
+    assert_eq!((bad_status.status, bad_status.error_code()), (422, "invalid_status"));
+
+    let spec = stack.get(&stack.api_url, "/api/v1/openapi.json").await?;
+    let paths = spec.json["paths"].as_object().cloned().unwrap_or_default();
+    for path in [
+        "/api/v1/advances",
+        "/api/v1/advances/{advance_id}",
+        "/api/v1/advances/{advance_id}/cancel",
+        "/api/v1/advances/{advance_id}/pay_off",
+        "/api/v1/alerts",
+        "/health",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    assert_eq!(stack.get(&stack.api_url, "/docs/").await?.status, 200);
+    let metrics = stack.client.get(format!("{}/metrics", stack.api_url)).send().await?.text().await?;
+    assert!(metrics.contains("http_requests_total"), "{metrics}");
+    stack.stop().await
+}
+
+#[tokio::test]
+async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_injected_mismatch() -> anyhow::Result<()> {
+    let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1h"), ("RECONCILE_INTERVAL", "1s")]).await?;
+    let account = stack.account("0").await?;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let reply = stack
+            .post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 120}), None)
+            .await?;
+        assert_eq!(reply.str("status"), "active", "{}", reply.text);
+        ids.push(reply.str("advance_id").to_owned());
+    }
+    let path = |id: &str, command: &str| format!("/api/v1/advances/{id}/{command}");
+
+    let paid_off = stack.post(&stack.api_url, &path(&ids[0], "pay_off"), &json!({}), None).await?;
+    assert_eq!(paid_off.status, 200, "{}", paid_off.text);
+    stack.wait_for_advance(&ids[0], LONG, |a| status(a) == "completed").await?;
+    let cancelled =
+        stack.post(&stack.api_url, &path(&ids[1], "cancel"), &json!({"reason": "customer asked"}), None).await?;
+    assert_eq!((cancelled.status, cancelled.str("status")), (200, "cancelled"), "{}", cancelled.text);
+    assert_eq!(cancelled.str("status_reason"), "customer asked");
+    stack.wait_for_advance(&ids[1], LONG, |a| status(a) == "cancelled").await?;
+    let twice = stack.post(&stack.api_url, &path(&ids[1], "cancel"), &json!({}), None).await?;
+    assert_eq!((twice.status, twice.error_code()), (409, "advance_not_active"));
+    let closed = stack.post(&stack.api_url, &path(&ids[0], "pay_off"), &json!({}), None).await?;
+    assert_eq!(closed.status, 409);
+    let unknown =
+        stack.post(&stack.api_url, &path(&uuid::Uuid::new_v4().to_string(), "cancel"), &json!({}), None).await?;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(stack.debits(&account).await?.len(), 1, "the pay-off is one debit");
+
+    // Tamper with the third advance's mirror: its payments no longer add up to the advance.
+    sqlx::query("UPDATE payments SET amount = amount - 5 WHERE advance_id = $1::uuid AND number = 7")
+        .bind(&ids[2])
+        .execute(&stack.advances)
+        .await?;
+    let alert = poll_until(LONG, || async {
+        let reply = stack.get(&stack.api_url, "/api/v1/alerts").await?;
+        let alerts = reply.json["alerts"].as_array().cloned().unwrap_or_default();
+        Ok(alerts.into_iter().find(|a| a["kind"] == "formula_mismatch"))
+    })
+    .await?;
+    assert_eq!(alert["advance_id"].as_str(), Some(ids[2].as_str()));
+    assert!(alert["message"].as_str().is_some_and(|m| m.contains("115") && m.contains("120")), "{alert}");
+    let metrics = stack.client.get(format!("{}/metrics", stack.worker_metrics_url)).send().await?.text().await?;
+    assert!(metrics.contains(r#"advances_alerts_total{kind="formula_mismatch"} 1"#), "{metrics}");
+    let log = stack.worker_log();
+    assert!(
+        log.lines().any(|line| line.contains("ERROR") && line.contains(&ids[2]) && line.contains("formula_mismatch")),
+        "an ERROR line names the advance"
+    );
+    stack.stop().await
+}
