@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# `make up`: brings the system up on this machine in the background and prints its URLs.
+# `make up`: brings the whole system up on this machine in the background and prints its URLs:
+#   PostgreSQL (databases `accounts` and `advances`), the Temporal dev server with its Web UI (file-backed, in
+#   .data/temporal), the accounts-service, the advances-worker and the advances-api.
 # `make down` (scripts/up.sh down) stops what this started. Logs and pid files live in .data/.
+# Ports can be moved with ACCOUNTS_LISTEN_ADDR, ADVANCES_LISTEN_ADDR, WORKER_METRICS_ADDR, TEMPORAL_PORT and
+# TEMPORAL_UI_PORT; ADVANCE_PAYMENT_INTERVAL and RECONCILE_INTERVAL pass through to the services.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUN="$ROOT/.data/run"; LOGS="$ROOT/.data/logs"
-mkdir -p "$RUN" "$LOGS"
+mkdir -p "$RUN" "$LOGS" "$ROOT/.data/temporal"
+
+ACCOUNTS_ADDR="${ACCOUNTS_LISTEN_ADDR:-127.0.0.1:8081}"
+ADVANCES_ADDR="${ADVANCES_LISTEN_ADDR:-127.0.0.1:8082}"
+METRICS_ADDR="${WORKER_METRICS_ADDR:-127.0.0.1:8083}"
+TEMPORAL_PORT="${TEMPORAL_PORT:-7233}"
+TEMPORAL_UI_PORT="${TEMPORAL_UI_PORT:-8233}"
 
 stop_one() {
     local name="$1" pid
@@ -12,7 +22,7 @@ stop_one() {
     pid="$(cat "$RUN/$name.pid")"
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid"
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
         kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
         echo "stopped $name (pid $pid)"
     fi
@@ -20,38 +30,62 @@ stop_one() {
 }
 
 if [ "${1:-}" = down ]; then
+    stop_one advances-api
+    stop_one advances-worker
     stop_one accounts-service
+    stop_one temporal
     "$ROOT/scripts/postgres.sh" stop
     exit 0
 fi
 
+# Starts a program in the background, records its pid, and waits until `check` succeeds.
+start_one() {
+    local name="$1" check="$2"; shift 2
+    stop_one "$name"
+    nohup "$@" >>"$LOGS/$name.log" 2>&1 &
+    echo $! >"$RUN/$name.pid"
+    for _ in $(seq 1 300); do
+        if eval "$check" >/dev/null 2>&1; then return 0; fi
+        if ! kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+            echo "$name exited; see $LOGS/$name.log" >&2; tail -20 "$LOGS/$name.log" >&2; exit 1
+        fi
+        sleep 0.2
+    done
+    echo "$name did not come up in 60 s; see $LOGS/$name.log" >&2; exit 1
+}
+
+"$ROOT/scripts/deps.sh"
+TEMPORAL="$("$ROOT/scripts/deps.sh" temporal-path)"
 SERVER_URL="$("$ROOT/scripts/postgres.sh")"
 BASE="${SERVER_URL%/*}"
-psql "$SERVER_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = 'accounts'" | grep -q 1 \
-    || psql "$SERVER_URL" -qc "CREATE DATABASE accounts"
+for database in accounts advances; do
+    psql "$SERVER_URL" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'" | grep -q 1 \
+        || psql "$SERVER_URL" -qc "CREATE DATABASE $database"
+done
 
 cargo build --release --bins --manifest-path "$ROOT/Cargo.toml"
+BIN="$ROOT/target/release"
 
-ACCOUNTS_ADDR="${ACCOUNTS_LISTEN_ADDR:-127.0.0.1:8081}"
-stop_one accounts-service
+start_one temporal "curl -fsS http://127.0.0.1:$TEMPORAL_UI_PORT/ && (exec 3<>/dev/tcp/127.0.0.1/$TEMPORAL_PORT)" \
+    "$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
+    --db-filename "$ROOT/.data/temporal/temporal.db" --log-level warn \
+    --search-attribute AdvanceAccountId=Keyword --search-attribute AdvanceStatus=Keyword
+
 DATABASE_URL="${ACCOUNTS_DATABASE_URL:-$BASE/accounts}" LISTEN_ADDR="$ACCOUNTS_ADDR" \
-    nohup "$ROOT/target/release/accounts-service" >>"$LOGS/accounts-service.log" 2>&1 &
-echo $! >"$RUN/accounts-service.pid"
+    start_one accounts-service "curl -fsS http://$ACCOUNTS_ADDR/health" "$BIN/accounts-service"
 
-for _ in $(seq 1 150); do
-    if curl -fsS "http://$ACCOUNTS_ADDR/health" >/dev/null 2>&1; then break; fi
-    if ! kill -0 "$(cat "$RUN/accounts-service.pid")" 2>/dev/null; then
-        echo "accounts-service exited; see $LOGS/accounts-service.log" >&2; tail -20 "$LOGS/accounts-service.log" >&2; exit 1
-    fi
-    sleep 0.2
-done
-curl -fsS "http://$ACCOUNTS_ADDR/health" >/dev/null
+export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" ACCOUNTS_URL="http://$ACCOUNTS_ADDR"
+DATABASE_URL="${ADVANCES_DATABASE_URL:-$BASE/advances}" METRICS_ADDR="$METRICS_ADDR" \
+    start_one advances-worker "curl -fsS http://$METRICS_ADDR/health" "$BIN/advances-worker"
+DATABASE_URL="${ADVANCES_DATABASE_URL:-$BASE/advances}" LISTEN_ADDR="$ADVANCES_ADDR" \
+    start_one advances-api "curl -fsS http://$ADVANCES_ADDR/health" "$BIN/advances-api"
 
 cat <<URLS
 The system is up (logs in .data/logs, stop with: make down)
-  accounts-service   http://$ACCOUNTS_ADDR/api/v1/
-  API docs           http://$ACCOUNTS_ADDR/docs/
-  OpenAPI            http://$ACCOUNTS_ADDR/api/v1/openapi.json
-  health / metrics   http://$ACCOUNTS_ADDR/health   http://$ACCOUNTS_ADDR/metrics
-  PostgreSQL         $BASE/accounts
+  accounts-service   http://$ACCOUNTS_ADDR/api/v1/      docs http://$ACCOUNTS_ADDR/docs/
+  advances-api       http://$ADVANCES_ADDR/api/v1/advances   docs http://$ADVANCES_ADDR/docs/
+  advances-worker    http://$METRICS_ADDR/health   http://$METRICS_ADDR/metrics
+  Temporal Web UI    http://127.0.0.1:$TEMPORAL_UI_PORT/   (server 127.0.0.1:$TEMPORAL_PORT, data in .data/temporal)
+  health / metrics   http://$ACCOUNTS_ADDR/health  http://$ADVANCES_ADDR/health  (and /metrics on each)
+  PostgreSQL         $BASE/accounts   $BASE/advances
 URLS
