@@ -8,7 +8,8 @@ RUN cargo build --release --bins --locked
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 app
-COPY --from=build /src/target/release/accounts-service /usr/local/bin/
+COPY --from=build /src/target/release/accounts-service /src/target/release/advances-api \
+    /src/target/release/advances-worker /usr/local/bin/
 USER app
-EXPOSE 8081
+EXPOSE 8081 8082 8083
 CMD ["accounts-service"]
