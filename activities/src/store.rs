@@ -72,19 +72,7 @@ impl Store {
     /// even after Temporal has forgotten the workflow. Returns the existing terms if the id is taken.
     pub async fn register(&self, advance: &Advance) -> sqlx::Result<Registered> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO advances (id, account_id, amount, status, revision, state)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(advance.terms.advance_id)
-        .bind(advance.terms.account_id)
-        .bind(advance.terms.amount)
-        .bind(advance.status.as_str())
-        .bind(advance.revision as i64)
-        .bind(Json(advance))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let inserted = write_advance(&mut tx, advance, "ON CONFLICT (id) DO NOTHING").await?;
         if inserted == 0 {
             let (Json(existing),): (Json<Advance>,) = sqlx::query_as("SELECT state FROM advances WHERE id = $1")
                 .bind(advance.terms.advance_id)
@@ -116,22 +104,10 @@ impl Store {
     /// may arrive late); the same revision rewrites the same state.
     pub async fn record(&self, advance: &Advance) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "INSERT INTO advances (id, account_id, amount, status, revision, state)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (id) DO UPDATE
+        let on_conflict = "ON CONFLICT (id) DO UPDATE
                 SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now()
-                WHERE advances.revision <= EXCLUDED.revision",
-        )
-        .bind(advance.terms.advance_id)
-        .bind(advance.terms.account_id)
-        .bind(advance.terms.amount)
-        .bind(advance.status.as_str())
-        .bind(advance.revision as i64)
-        .bind(Json(advance))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+                WHERE advances.revision <= EXCLUDED.revision";
+        let updated = write_advance(&mut tx, advance, on_conflict).await?;
         if updated == 0 {
             return Ok(false);
         }
@@ -216,6 +192,25 @@ impl Store {
         .fetch_all(&self.pool)
         .await
     }
+}
+
+/// Inserts an advance's row; `on_conflict` says what an existing row with its id becomes. Returns the rows
+/// written (0 when the conflict clause left the existing row alone).
+async fn write_advance(tx: &mut sqlx::PgConnection, advance: &Advance, on_conflict: &str) -> sqlx::Result<u64> {
+    let sql = format!(
+        "INSERT INTO advances (id, account_id, amount, status, revision, state)
+         VALUES ($1, $2, $3, $4, $5, $6) {on_conflict}"
+    );
+    let result = sqlx::query(&sql)
+        .bind(advance.terms.advance_id)
+        .bind(advance.terms.account_id)
+        .bind(advance.terms.amount)
+        .bind(advance.status.as_str())
+        .bind(advance.revision as i64)
+        .bind(Json(advance))
+        .execute(&mut *tx)
+        .await?;
+    Ok(result.rows_affected())
 }
 
 async fn write_payments(tx: &mut sqlx::PgConnection, advance: &Advance) -> sqlx::Result<()> {
