@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help up down test bench lint
+.PHONY: help up down test bench lint schemathesis
 
 help:
 	@echo "make up     - bring the system up in the background and print its URLs (make down stops it)"
 	@echo "make test   - everything the tests need, then all tests"
 	@echo "make bench  - release benchmarks; figures go to BENCHMARKS.md"
 	@echo "make lint   - cargo fmt --check and clippy"
+	@echo "make schemathesis - both services' OpenAPI specs against generated input (100 examples per operation)"
 
 up:
 	@scripts/up.sh
@@ -20,7 +21,11 @@ test:
 	@export TEST_TEMPORAL_CLI="$$(scripts/deps.sh temporal-path)" && \
 	  export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
 	  cargo build --workspace --bins && \
-	  cargo test --workspace
+	  cargo test --workspace && \
+	  SCHEMATHESIS_EXAMPLES=25 scripts/schemathesis.sh
+
+schemathesis:
+	@cargo build --workspace --bins && scripts/schemathesis.sh
 
 bench:
 	@scripts/deps.sh && export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \

@@ -74,7 +74,14 @@ pub fn money_schema() -> Schema {
 /// Money in a request: a JSON number or a string holding one, parsed exactly.
 pub fn money_input_schema() -> Schema {
     OneOfBuilder::new()
-        .item(RefOr::T(ObjectBuilder::new().schema_type(Type::Number).build().into()))
+        .item(RefOr::T(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0.0))
+                .maximum(Some(1_000_000_000_000.0))
+                .build()
+                .into(),
+        ))
         .item(RefOr::T(
             ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^\+?[0-9]+(\.[0-9]{1,2})?$")).build().into(),
         ))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use accounts_service::error::{ApiError, ApiResult, ErrorBody};
 use accounts_service::http::{self, ApiJson, ApiPath, ApiQuery, HttpPolicy, OptionalIdempotencyKey};
 use accounts_service::metrics::HttpMetrics;
-use accounts_service::openapi::BearerAuth;
+use accounts_service::openapi::{BearerAuth, CommonResponses};
 use advances_activities::store::{Registered, Store};
 use advances_activities::{advance_id_for_key, AccountsClient, CallError};
 use advances_workflows::schedule::{Advance, AdvanceStatus, AdvanceTerms};
@@ -144,7 +144,7 @@ fn advance_response(status: StatusCode, advance: &Advance, replayed: bool) -> Re
 #[utoipa::path(
     post, path = "/api/v1/advances", tag = "advances",
     request_body = CreateAdvanceRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "The same key is the same advance: it never starts twice")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "The same key is the same advance: it never starts twice")),
     responses(
         (status = 201, description = "Started; `status` is `active` once the grant is made (`granting` if it took longer than GRANT_WAIT)", body = AdvanceView),
         (status = 400, description = "Malformed JSON or ids", body = ErrorBody),
@@ -226,8 +226,10 @@ pub async fn get_advance(State(state): State<ApiState>, ApiPath(advance_id): Api
 pub struct ListQuery {
     pub account_id: Option<Uuid>,
     /// `granting`, `active`, `completed`, `failed`, `defaulted` or `cancelled`.
+    #[param(pattern = "^(granting|active|completed|failed|defaulted|cancelled)$")]
     pub status: Option<String>,
     /// At most this many, newest first (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -271,6 +273,7 @@ pub async fn list_advances(
 #[into_params(parameter_in = Query)]
 pub struct AlertQuery {
     /// At most this many, newest first (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -280,6 +283,7 @@ pub struct AlertQuery {
     params(AlertQuery),
     responses(
         (status = 200, description = "The alerts", body = AlertList),
+        (status = 400, description = "Malformed parameter", body = ErrorBody),
         (status = 422, description = "Limit out of range", body = ErrorBody),
     )
 )]
@@ -336,11 +340,13 @@ async fn command(state: &ApiState, advance_id: Uuid, command: Command, request: 
 #[utoipa::path(
     post, path = "/api/v1/advances/{advance_id}/cancel", tag = "advances",
     params(("advance_id" = Uuid, Path, description = "The advance's id")),
-    request_body = CommandRequest,
+    request_body(content = Option<CommandRequest>, description = "Optional; an empty body counts as {}"),
     responses(
         (status = 200, description = "Cancelled", body = AdvanceView),
+        (status = 400, description = "Malformed id or body", body = ErrorBody),
         (status = 404, description = "No such advance", body = ErrorBody),
         (status = 409, description = "The advance is not active", body = ErrorBody),
+        (status = 422, description = "Reason over 500 characters", body = ErrorBody),
         (status = 503, description = "Temporal is unavailable", body = ErrorBody),
     )
 )]
@@ -356,11 +362,13 @@ pub async fn cancel_advance(
 #[utoipa::path(
     post, path = "/api/v1/advances/{advance_id}/pay_off", tag = "advances",
     params(("advance_id" = Uuid, Path, description = "The advance's id")),
-    request_body = CommandRequest,
+    request_body(content = Option<CommandRequest>, description = "Optional; an empty body counts as {}"),
     responses(
         (status = 200, description = "The outstanding amount is now one payment, due now", body = AdvanceView),
+        (status = 400, description = "Malformed id or body", body = ErrorBody),
         (status = 404, description = "No such advance", body = ErrorBody),
         (status = 409, description = "The advance is not active or nothing is scheduled", body = ErrorBody),
+        (status = 422, description = "Reason over 500 characters", body = ErrorBody),
         (status = 503, description = "Temporal is unavailable", body = ErrorBody),
     )
 )]
@@ -383,7 +391,7 @@ pub struct Health {
 
 /// Checks the database and Temporal.
 #[utoipa::path(
-    get, path = "/health", tag = "system",
+    get, path = "/health", tag = "system", security(()),
     responses(
         (status = 200, description = "Up", body = Health),
         (status = 503, description = "The database or Temporal does not answer", body = Health),
@@ -405,7 +413,7 @@ pub async fn health(State(state): State<ApiState>) -> Response {
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(
-    get, path = "/metrics", tag = "system",
+    get, path = "/metrics", tag = "system", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
@@ -423,7 +431,7 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
                        exact value. Errors are `{\"error\":{\"code\",\"message\"}}`."
     ),
     paths(create_advance, list_advances, get_advance, cancel_advance, pay_off_advance, list_alerts, health, metrics),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
     tags(
         (name = "advances", description = "Advances, their payments, operator commands and alerts"),

@@ -21,8 +21,8 @@ pub struct CreateAccountRequest {}
 /// Opens an account with a balance of 0.
 #[utoipa::path(
     post, path = "/api/v1/accounts", tag = "accounts",
-    request_body = CreateAccountRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key")),
+    request_body(content = Option<CreateAccountRequest>, description = "An empty object; an empty body counts as one"),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "1 to 255 visible ASCII characters; the same key and request replays the first response")),
     responses(
         (status = 201, description = "Account created", body = AccountView),
         (status = 400, description = "Malformed body", body = ErrorBody),

@@ -32,15 +32,24 @@ pub const MAX_LIMIT: i64 = 1000;
 #[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// Page number, from 1.
+    #[param(minimum = 1)]
     pub page: Option<i64>,
     /// Rows per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
     /// Earliest timestamp, at most 5 days back (default: now - 5 days). `YYYY-MM-DD HH:MM:SS.mmm` UTC or RFC 3339.
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
     pub start_timestamp: Option<String>,
     /// Latest timestamp (default: now).
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
     pub end_timestamp: Option<String>,
     /// The token of an earlier response: every page and the totals reflect exactly the transactions committed
     /// when that snapshot's page 1 was served.
+    #[param(value_type = Option<String>, format = Uuid)]
     pub snapshot: Option<String>,
 }
 
@@ -183,12 +192,20 @@ pub async fn list_transactions(
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `csv` (default, with a header row) or `ndjson` (one JSON object per line).
+    #[param(pattern = "^(csv|ndjson)$")]
     pub format: Option<String>,
     /// As for the report.
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
     pub start_timestamp: Option<String>,
     /// As for the report.
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
     pub end_timestamp: Option<String>,
     /// A report's snapshot token: download exactly that report's rows.
+    #[param(value_type = Option<String>, format = Uuid)]
     pub snapshot: Option<String>,
 }
 

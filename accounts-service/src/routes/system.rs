@@ -22,7 +22,7 @@ pub struct Health {
 
 /// Checks that the database answers (within the pool's acquire timeout).
 #[utoipa::path(
-    get, path = "/health", tag = "system",
+    get, path = "/health", tag = "system", security(()),
     responses(
         (status = 200, description = "The service and its database are up", body = Health),
         (status = 503, description = "The database does not answer", body = Health),
@@ -41,7 +41,7 @@ pub async fn health(State(state): State<AppState>) -> Response {
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(
-    get, path = "/metrics", tag = "system",
+    get, path = "/metrics", tag = "system", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

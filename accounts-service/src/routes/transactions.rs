@@ -28,7 +28,7 @@ pub struct TransferRequest {
     #[schema(schema_with = money_input_schema)]
     pub amount: AmountInput,
     /// `debit`: src pays dst; `credit`: dst pays src.
-    #[schema(example = "debit")]
+    #[schema(example = "debit", pattern = "^(debit|credit)$")]
     pub direction: String,
 }
 
@@ -40,7 +40,7 @@ pub struct BankTransactionRequest {
     #[schema(schema_with = money_input_schema)]
     pub amount: AmountInput,
     /// `credit`: the bank gives to the account; `debit`: the bank takes from it.
-    #[schema(example = "credit")]
+    #[schema(example = "credit", pattern = "^(debit|credit)$")]
     pub direction: String,
     /// Why it happened (stored and returned as `description`), at most 500 characters.
     #[schema(example = "Advance payment week 3")]
@@ -98,7 +98,7 @@ impl BankTransactionRequest {
 #[utoipa::path(
     post, path = "/api/v1/transaction", tag = "transactions",
     request_body = TransferRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "At most 255 characters; the same key and body replays the first response")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "1 to 255 visible ASCII characters; the same key and request replays the first response")),
     responses(
         (status = 201, description = "Recorded: `status` is `success`, or `fail` with a `reason`", body = TransactionView),
         (status = 400, description = "Malformed JSON, wrong types or malformed ids", body = ErrorBody),
@@ -121,7 +121,7 @@ pub async fn create_transfer(
 #[utoipa::path(
     post, path = "/api/v1/bank_transactions", tag = "transactions",
     request_body = BankTransactionRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "At most 255 characters; the same key and body replays the first response")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "1 to 255 visible ASCII characters; the same key and request replays the first response")),
     responses(
         (status = 201, description = "Recorded: `status` is `success`, or `fail` with a `reason`", body = TransactionView),
         (status = 400, description = "Malformed JSON, wrong types or malformed ids", body = ErrorBody),
@@ -145,6 +145,7 @@ pub async fn create_bank_transaction(
 #[into_params(parameter_in = Query)]
 pub struct ByKeyQuery {
     /// The `Idempotency-Key` the transaction was made with.
+    #[param(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
     pub idempotency_key: String,
 }
 
