@@ -2,6 +2,7 @@
 //! and small HTTP conveniences.
 
 pub mod advances;
+pub mod chaos;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
