@@ -2,13 +2,14 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help up down test bench lint schemathesis
+.PHONY: help up down test bench lint schemathesis chaos
 
 help:
 	@echo "make up     - bring the system up in the background and print its URLs (make down stops it)"
 	@echo "make test   - everything the tests need, then all tests"
 	@echo "make bench  - release benchmarks; figures go to BENCHMARKS.md"
 	@echo "make lint   - cargo fmt --check and clippy"
+	@echo "make chaos  - the bank test under faults at full size (RELIABILITY.md)"
 	@echo "make schemathesis - both services' OpenAPI specs against generated input (100 examples per operation)"
 
 up:
@@ -26,6 +27,12 @@ test:
 
 schemathesis:
 	@cargo build --workspace --bins && scripts/schemathesis.sh
+
+# The bank test at full size against the private PostgreSQL cluster (so that it can be restarted).
+chaos:
+	@export TEST_TEMPORAL_CLI="$$(scripts/deps.sh temporal-path)" && cargo build --release --bins && \
+	  export TEST_DATABASE_URL="$$(POSTGRES_PROBE_PORT=1 scripts/postgres.sh)" && \
+	  CHAOS_PG_RESTART="$(CURDIR)/scripts/postgres.sh restart" target/release/chaos
 
 bench:
 	@scripts/deps.sh && export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \

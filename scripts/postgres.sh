@@ -5,7 +5,8 @@
 #   3. else a private cluster in .data/postgres, started from the system's PostgreSQL binaries
 #      (installed with apt-get when missing and we are root).
 # The URL printed names the maintenance database `postgres`; callers create their own databases.
-# `scripts/postgres.sh stop` stops the private cluster if this script started one.
+# `scripts/postgres.sh stop` stops the private cluster if this script started one; `restart` restarts it (the
+# bank test's PostgreSQL fault).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA="$ROOT/.data/postgres"
@@ -40,6 +41,12 @@ if [ "${1:-}" = stop ]; then
     if [ -f "$DATA/postmaster.pid" ]; then
         as_owner "$(find_bin pg_ctl)" -D "$DATA" -m fast stop >&2 || true
     fi
+    exit 0
+fi
+
+if [ "${1:-}" = restart ]; then
+    [ -f "$DATA/postmaster.pid" ] || { log "no private cluster is running in $DATA"; exit 1; }
+    as_owner "$(find_bin pg_ctl)" -D "$DATA" -l "$DATA/server.log" -m fast -w -t 60 restart >&2
     exit 0
 fi
 

@@ -8,14 +8,19 @@ use anyhow::Context;
 use temporalio_client::Client;
 use temporalio_sdk::testing::{EphemeralExe, LocalServer, LocalWorkflowEnvironmentOptions, WorkflowEnvironment};
 
-/// The `temporal` CLI: `TEST_TEMPORAL_CLI` (set by `make test` from scripts/deps.sh), else from `PATH`.
+/// The `temporal` CLI: `TEST_TEMPORAL_CLI` (set by `make test` from scripts/deps.sh), else what
+/// `scripts/deps.sh temporal-path` finds (the real binary, not a shim that would outlive a kill).
 pub fn temporal_cli() -> anyhow::Result<String> {
     if let Ok(path) = std::env::var("TEST_TEMPORAL_CLI") {
         return Ok(path);
     }
-    let output = Command::new("sh").args(["-c", "command -v temporal"]).output()?;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps.sh");
+    let output = Command::new(script).arg("temporal-path").stderr(Stdio::inherit()).output()?;
     let path = String::from_utf8(output.stdout)?.trim().to_owned();
-    anyhow::ensure!(!path.is_empty(), "the temporal CLI is not installed: run scripts/deps.sh (make test does)");
+    anyhow::ensure!(
+        output.status.success() && !path.is_empty(),
+        "the temporal CLI is not installed: run scripts/deps.sh"
+    );
     Ok(path)
 }
 
@@ -121,6 +126,7 @@ pub struct Stack {
     pub client: reqwest::Client,
     pub logs: std::path::PathBuf,
     accounts: ChildProcess,
+    accounts_env: Vec<(&'static str, String)>,
     api: ChildProcess,
     worker: Option<ChildProcess>,
     worker_env: Vec<(&'static str, String)>,
@@ -136,11 +142,9 @@ impl Stack {
         std::fs::create_dir_all(&logs)?;
         let (accounts_port, api_port, metrics_port) = (free_port()?, free_port()?, free_port()?);
         let accounts_url = format!("http://127.0.0.1:{accounts_port}");
-        let accounts = ChildProcess::spawn(
-            "accounts-service",
-            &[("DATABASE_URL", accounts_db.url.clone()), ("LISTEN_ADDR", format!("127.0.0.1:{accounts_port}"))],
-            &logs.join("accounts-service.log"),
-        )?;
+        let accounts_env =
+            vec![("DATABASE_URL", accounts_db.url.clone()), ("LISTEN_ADDR", format!("127.0.0.1:{accounts_port}"))];
+        let accounts = ChildProcess::spawn("accounts-service", &accounts_env, &logs.join("accounts-service.log"))?;
         let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
         crate::wait_healthy(&client, &accounts_url, Duration::from_secs(30)).await?;
 
@@ -167,6 +171,7 @@ impl Stack {
             client,
             logs,
             accounts,
+            accounts_env,
             api,
             worker: None,
             worker_env,
@@ -191,9 +196,13 @@ impl Stack {
         Ok(())
     }
 
-    /// The pids of the three services (accounts-service, advances-api, advances-worker).
-    pub fn pids(&self) -> [u32; 3] {
-        [self.accounts.pid(), self.api.pid(), self.worker.as_ref().map_or(0, ChildProcess::pid)]
+    /// SIGKILLs the accounts-service, then starts it again on its port after `down`.
+    pub async fn restart_accounts(&mut self, down: Duration) -> anyhow::Result<()> {
+        self.accounts.kill()?;
+        tokio::time::sleep(down).await;
+        self.accounts =
+            ChildProcess::spawn("accounts-service", &self.accounts_env, &self.logs.join("accounts-service.log"))?;
+        crate::wait_healthy(&self.client, &self.accounts_url, Duration::from_secs(30)).await
     }
 
     pub fn worker_log(&self) -> String {

@@ -21,9 +21,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rust_decimal::Decimal;
 use serde_json::json;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::advances::ChildProcess;
 use crate::Lcg;
 
 /// What a run does.
@@ -405,7 +407,7 @@ pub async fn check(target: &Target, workload: &Workload, history: &History) -> a
         (finals.iter().copied().sum(), expected.iter().copied().sum());
     if final_total != expected_total {
         verdict.problems.push(format!(
-            "money {} : the accounts hold {final_total}, the operations say {expected_total}",
+            "money {}: the accounts hold {final_total}, the operations say {expected_total}",
             if final_total > expected_total { "created" } else { "lost" }
         ));
     }
@@ -460,6 +462,72 @@ pub async fn terminate_backends(admin: &PgPool, database: &str) -> anyhow::Resul
     .fetch_one(admin)
     .await?;
     Ok(count as u64)
+}
+
+/// The accounts-service binary on a database of its own, restartable on its port, and a checker's pool to
+/// its database (named `chaos-checker`, which `terminate_backends` spares).
+pub struct LedgerProcess {
+    pub database: crate::TestDatabase,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+    pub process: Arc<tokio::sync::Mutex<ChildProcess>>,
+    pub target: Target,
+}
+
+impl LedgerProcess {
+    pub async fn start() -> anyhow::Result<Self> {
+        let database = crate::TestDatabase::create().await?;
+        let port = crate::advances::free_port()?;
+        let log = std::env::temp_dir().join(format!("chaos-{}.log", database.name));
+        let process = ChildProcess::spawn("accounts-service", &Self::env_of(&database, port), &log)?;
+        let client = reqwest::Client::builder().build()?;
+        let base_url = format!("http://127.0.0.1:{port}");
+        crate::wait_healthy(&client, &base_url, Duration::from_secs(30)).await?;
+        let options: PgConnectOptions = database.url.parse()?;
+        let pool =
+            PgPoolOptions::new().max_connections(8).connect_with(options.application_name("chaos-checker")).await?;
+        let target = Target { base_url, client, pool };
+        Ok(Self { database, port, log, process: Arc::new(tokio::sync::Mutex::new(process)), target })
+    }
+
+    fn env_of(database: &crate::TestDatabase, port: u16) -> Vec<(&'static str, String)> {
+        vec![("DATABASE_URL", database.url.clone()), ("LISTEN_ADDR", format!("127.0.0.1:{port}"))]
+    }
+
+    /// A handle the fault schedule can kill and restart the service with.
+    pub fn restarter(&self) -> Restarter {
+        Restarter {
+            process: Arc::clone(&self.process),
+            env: Self::env_of(&self.database, self.port),
+            log: self.log.clone(),
+        }
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.process.lock().await.kill()?;
+        self.target.pool.close().await;
+        let _ = std::fs::remove_file(&self.log);
+        self.database.drop_database().await
+    }
+}
+
+/// Kills and restarts the accounts-service of a [`LedgerProcess`].
+#[derive(Clone)]
+pub struct Restarter {
+    process: Arc<tokio::sync::Mutex<ChildProcess>>,
+    env: Vec<(&'static str, String)>,
+    log: std::path::PathBuf,
+}
+
+impl Restarter {
+    /// SIGKILL, a moment down, then a new process on the same port.
+    pub async fn kill_and_restart(&self, down: Duration) -> anyhow::Result<()> {
+        let mut service = self.process.lock().await;
+        service.kill()?;
+        tokio::time::sleep(down).await;
+        *service = ChildProcess::spawn("accounts-service", &self.env, &self.log)?;
+        Ok(())
+    }
 }
 
 /// Records what the fault schedule did, for the report.

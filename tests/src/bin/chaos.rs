@@ -1,0 +1,277 @@
+//! `make chaos`: the bank test at full size, against a PostgreSQL cluster it may restart.
+//!
+//! At least 100 000 transfers (plus bank credits and debits) over HTTP with Idempotency-Keys, readers of every
+//! balance, and every 5–10 s one fault in turn: SIGKILL and restart of the accounts-service,
+//! `pg_terminate_backend` on its connections, a PostgreSQL restart. Then the checker, and the negative control.
+//! Prints a Markdown report (also written to `target/chaos-report.md`); exits 1 when the checker finds a problem.
+//!
+//! Environment: `TEST_DATABASE_URL` (the cluster; `make chaos` starts the private one so that it can be
+//! restarted), `CHAOS_PG_RESTART` (the command that restarts it; unset: no PostgreSQL restarts),
+//! `CHAOS_CLIENTS` (16), `CHAOS_OPERATIONS` per client (8200), `CHAOS_SEED`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::collections::HashSet;
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use system_tests::advances::Stack;
+use system_tests::chaos::{self, pause_unless_stopped, terminate_backends, FaultLog, LedgerProcess, Workload};
+use system_tests::{binary_path, decimal_of, poll_until, server_url, Lcg};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn restart_postgres(command: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("sh").args(["-c", command]).status()?;
+    anyhow::ensure!(status.success(), "{command} failed: {status}");
+    Ok(())
+}
+
+/// Whether an advance's payments, as listed, obey the seed's formula (checked for open advances only).
+fn formula_holds(advance: &serde_json::Value) -> bool {
+    let owed: Decimal = advance["payments"]
+        .as_array()
+        .map(|payments| {
+            payments
+                .iter()
+                .filter(|p| matches!(p["status"].as_str(), Some("paid" | "scheduled" | "processing")))
+                .map(|p| decimal_of(&p["amount"]))
+                .sum()
+        })
+        .unwrap_or_default();
+    owed == decimal_of(&advance["amount"])
+}
+
+/// Advances on a 1-second interval while the worker is SIGKILLed and restarted again and again, and the
+/// accounts-service once. Returns the report's section and whether everything held.
+async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
+    let count = env_or("CHAOS_ADVANCES", 50) as usize;
+    let kills = env_or("CHAOS_WORKER_KILLS", 6);
+    let mut stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1s")]).await?;
+    let started = std::time::Instant::now();
+    let mut accounts = Vec::with_capacity(count);
+    for n in 0..count {
+        let account = stack.account("0").await?;
+        let body = json!({"account_id": account, "amount": 120});
+        let reply =
+            stack.post(&stack.api_url, "/api/v1/advances", &body, Some(&format!("chaos-{seed}-advance-{n}"))).await?;
+        anyhow::ensure!(reply.status == 201, "{}", reply.text);
+        accounts.push(account);
+    }
+    // The formula is sampled from the API all along, through the faults.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (client, url, stop) =
+            (stack.client.clone(), format!("{}/api/v1/advances?limit=1000", stack.api_url), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut samples, mut violations) = (0u64, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(reply) = client.get(&url).send().await {
+                    if let Ok(body) = reply.json::<serde_json::Value>().await {
+                        for advance in body["advances"].as_array().into_iter().flatten() {
+                            let open = matches!(advance["status"].as_str(), Some("granting" | "active"));
+                            if open && !formula_holds(advance) {
+                                violations.push(advance["advance_id"].to_string());
+                            }
+                        }
+                        samples += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            (samples, violations)
+        })
+    };
+    let mut random = Lcg(seed);
+    let mut faults = Vec::new();
+    for kill in 0..kills {
+        tokio::time::sleep(Duration::from_millis(700 + random.next(1500))).await;
+        stack.kill_worker()?;
+        tokio::time::sleep(Duration::from_millis(300 + random.next(1200))).await;
+        stack.start_worker().await?;
+        faults.push("worker SIGKILL".to_owned());
+        if kill == kills / 2 {
+            stack.restart_accounts(Duration::from_secs(2)).await?;
+            faults.push("accounts-service SIGKILL (2 s down)".to_owned());
+        }
+    }
+    let deadline = Duration::from_secs(600);
+    let completed = poll_until(deadline, || async {
+        let reply = stack.get(&stack.api_url, "/api/v1/advances?status=completed&limit=1000").await?;
+        let done = reply.json["advances"].as_array().map_or(0, Vec::len);
+        Ok((done == count).then_some(done))
+    })
+    .await
+    .unwrap_or(0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (samples, violations) = sampler.await?;
+    let (mut duplicate_grants, mut duplicate_debits, mut wrong_totals, mut debits_total) = (0, 0, 0, 0);
+    for account in &accounts {
+        duplicate_grants += (stack.grants(account).await? - 1).max(0);
+        let debits = stack.debits(account).await?;
+        let successful: Vec<_> = debits.iter().filter(|d| d.2 == "success").collect();
+        let keys: HashSet<&String> = successful.iter().map(|d| &d.0).collect();
+        duplicate_debits += successful.len() - keys.len();
+        debits_total += successful.len();
+        if successful.iter().map(|d| d.1).sum::<Decimal>() != Decimal::from(120) {
+            wrong_totals += 1;
+        }
+    }
+    let elapsed = started.elapsed();
+    stack.stop().await?;
+    let valid = completed == count
+        && duplicate_grants == 0
+        && duplicate_debits == 0
+        && wrong_totals == 0
+        && violations.is_empty();
+    let mut section = String::new();
+    writeln!(
+        section,
+        "## Advances under faults
+"
+    )?;
+    writeln!(
+        section,
+        "| | |
+|---|---|"
+    )?;
+    writeln!(section, "| advances (120.00 in 12 payments, 1 s apart) | {count} |")?;
+    writeln!(section, "| faults | {} |", faults.join(", "))?;
+    writeln!(section, "| completed | {completed} of {count}, in {:.0} s |", elapsed.as_secs_f64())?;
+    writeln!(section, "| successful payment debits | {debits_total} (expected {}) |", count * 12)?;
+    writeln!(section, "| duplicate grants / duplicate debits | {duplicate_grants} / {duplicate_debits} |")?;
+    writeln!(section, "| accounts whose debits do not sum to 120.00 | {wrong_totals} |")?;
+    writeln!(section, "| formula samples / violations | {samples} / {} |", violations.len())?;
+    writeln!(section, "| verdict | {} |", if valid { "valid" } else { "INVALID" })?;
+    Ok((section, valid))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let seed = env_or("CHAOS_SEED", chrono::Utc::now().timestamp() as u64);
+    let workload = Workload {
+        accounts: 16,
+        initial_balance: Decimal::from(1000),
+        clients: env_or("CHAOS_CLIENTS", 16) as usize,
+        readers: 2,
+        operations_per_client: env_or("CHAOS_OPERATIONS", 8200) as usize,
+        broken_transfers: false,
+        seed,
+    };
+    let pg_restart = std::env::var("CHAOS_PG_RESTART").ok().filter(|command| !command.is_empty());
+    let ledger = LedgerProcess::start().await?;
+    let admin = PgPoolOptions::new().max_connections(1).connect(&server_url()).await?;
+    let faults = FaultLog::default();
+    let schedule = {
+        let (restarter, faults, database, admin) =
+            (ledger.restarter(), faults.clone(), ledger.database.name.clone(), admin.clone());
+        let pg_restart = pg_restart.clone();
+        move |stop: Arc<AtomicBool>| async move {
+            let mut random = Lcg(seed);
+            let mut round = 0u64;
+            while pause_unless_stopped(&stop, Duration::from_millis(5000 + random.next(5000))).await {
+                let started = std::time::Instant::now();
+                let what = match (round % 3, &pg_restart) {
+                    (0, _) => {
+                        restarter.kill_and_restart(Duration::from_millis(500)).await?;
+                        "SIGKILL and restart of the accounts-service".to_owned()
+                    }
+                    (1, _) | (_, None) => {
+                        let cut = terminate_backends(&admin, &database).await?;
+                        format!("pg_terminate_backend on {cut} connections")
+                    }
+                    (_, Some(command)) => {
+                        let command = command.clone();
+                        tokio::task::spawn_blocking(move || restart_postgres(&command)).await??;
+                        "PostgreSQL restart".to_owned()
+                    }
+                };
+                eprintln!("chaos: fault: {what}");
+                faults.note(format!("{what} ({} ms)", started.elapsed().as_millis()));
+                round += 1;
+            }
+            Ok(())
+        }
+    };
+    let history = chaos::run(&ledger.target, &workload, schedule).await?;
+    let verdict = chaos::check(&ledger.target, &workload, &history).await?;
+    admin.close().await;
+    ledger.stop().await?;
+
+    eprintln!("chaos: negative control (transfers without locks, no faults)");
+    let control_ledger = LedgerProcess::start().await?;
+    let control = Workload {
+        accounts: 4,
+        clients: 8,
+        readers: 1,
+        operations_per_client: 200,
+        broken_transfers: true,
+        ..workload.clone()
+    };
+    let control_history = chaos::run(&control_ledger.target, &control, |_stop| async { Ok(()) }).await?;
+    let control_verdict = chaos::check(&control_ledger.target, &control, &control_history).await?;
+    control_ledger.stop().await?;
+
+    let mut report = String::new();
+    writeln!(report, "# Bank test run {}\n", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))?;
+    writeln!(report, "Command: `make chaos` (release build, seed {seed}).\n")?;
+    writeln!(report, "| | |\n|---|---|")?;
+    writeln!(
+        report,
+        "| operations | {} ({} transfers, the rest bank credits and debits) |",
+        verdict.operations, verdict.transfers
+    )?;
+    writeln!(
+        report,
+        "| succeeded / refused for funds | {} / {} |",
+        verdict.succeeded,
+        verdict.operations - verdict.succeeded
+    )?;
+    writeln!(
+        report,
+        "| operations that needed retries | {} ({} attempts in all) |",
+        verdict.retried_operations, verdict.attempts
+    )?;
+    writeln!(report, "| consistent reads checked | {} |", verdict.reads)?;
+    writeln!(report, "| duration | {:.0} s |", history.elapsed.as_secs_f64())?;
+    writeln!(report, "| faults | {} |", faults.entries().len())?;
+    writeln!(
+        report,
+        "| verdict | {} |",
+        if verdict.is_valid() {
+            "valid: no money created or lost, every operation applied exactly once"
+        } else {
+            "INVALID"
+        }
+    )?;
+    for problem in &verdict.problems {
+        writeln!(report, "\n- problem: {problem}")?;
+    }
+    writeln!(report, "\nFaults, in order: {}.\n", faults.entries().join("; "))?;
+    writeln!(
+        report,
+        "Negative control (transfers as read-check-write without locks, {} operations): {}",
+        control_verdict.operations,
+        if control_verdict.is_valid() {
+            "NOT caught (the checker failed)".to_owned()
+        } else {
+            format!("caught: {}", control_verdict.problems.join("; "))
+        }
+    )?;
+    eprintln!("chaos: advances under faults");
+    let (section, advances_valid) = advances_under_faults(seed).await?;
+    writeln!(report, "\n{section}")?;
+    println!("{report}");
+    let out = binary_path("accounts-service")?.with_file_name("chaos-report.md");
+    std::fs::write(&out, &report)?;
+    eprintln!("chaos: report written to {}", out.display());
+    anyhow::ensure!(verdict.is_valid() && !control_verdict.is_valid(), "the bank test failed; see the report");
+    anyhow::ensure!(advances_valid, "advances under faults failed; see the report");
+    Ok(())
+}
