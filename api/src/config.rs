@@ -90,12 +90,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<F> {
     }
 }
 
-impl WorkerSettings {
-    pub fn from_env() -> anyhow::Result<Self> {
+/// Settings read through a lookup function (tests pass their own); `from_env` reads the process environment.
+pub trait FromEnv: Sized {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self>;
+
+    fn from_env() -> anyhow::Result<Self> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
+}
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+impl FromEnv for WorkerSettings {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let vars = Vars(lookup);
         let settings = Self {
             database_url: vars.database_url()?,
@@ -111,12 +116,8 @@ impl WorkerSettings {
     }
 }
 
-impl ApiSettings {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+impl FromEnv for ApiSettings {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let vars = Vars(lookup);
         let settings = Self {
             database_url: vars.database_url()?,

@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 
+use advances_api::config::FromEnv;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     accounts_service::init_tracing();

@@ -1,5 +1,7 @@
 //! The `advances-worker` binary: settings from the environment, then poll the task queue until SIGTERM.
 
+use advances_api::config::FromEnv;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     accounts_service::init_tracing();
