@@ -205,6 +205,11 @@ impl Stack {
         crate::wait_healthy(&self.client, &self.accounts_url, Duration::from_secs(30)).await
     }
 
+    /// The pids of the accounts-service, the advances-api and the advances-worker.
+    pub fn pids(&self) -> [u32; 3] {
+        [self.accounts.pid(), self.api.pid(), self.worker.as_ref().map_or(0, ChildProcess::pid)]
+    }
+
     pub fn worker_log(&self) -> String {
         std::fs::read_to_string(self.logs.join("advances-worker.log")).unwrap_or_default()
     }
