@@ -1,8 +1,8 @@
 //! `make chaos`: the bank test at full size, against a PostgreSQL cluster it may restart.
 //!
 //! At least 100 000 transfers (plus bank credits and debits) over HTTP with Idempotency-Keys, readers of every
-//! balance, and every 5–10 s one fault in turn: SIGKILL and restart of the accounts-service,
-//! `pg_terminate_backend` on its connections, a PostgreSQL restart. Then the checker, and the negative control.
+//! balance, and every 5–10 s a SIGKILL and restart of the accounts-service, with `pg_terminate_backend` on its
+//! connections every second time and a PostgreSQL restart every third. Then the checker, and the negative control.
 //! Prints a Markdown report (also written to `target/chaos-report.md`); exits 1 when the checker finds a problem.
 //!
 //! Environment: `TEST_DATABASE_URL` (the cluster; `make chaos` starts the private one so that it can be
@@ -175,26 +175,29 @@ async fn main() -> anyhow::Result<()> {
         move |stop: Arc<AtomicBool>| async move {
             let mut random = Lcg(seed);
             let mut round = 0u64;
+            // Every 5–10 s the service is SIGKILLed and restarted; every second round its connections are also
+            // cut, every third round PostgreSQL restarts, each 1–2 s after the kill.
             while pause_unless_stopped(&stop, Duration::from_millis(5000 + random.next(5000))).await {
-                let started = std::time::Instant::now();
-                let what = match (round % 3, &pg_restart) {
-                    (0, _) => {
-                        restarter.kill_and_restart(Duration::from_millis(500)).await?;
-                        "SIGKILL and restart of the accounts-service".to_owned()
-                    }
-                    (1, _) | (_, None) => {
-                        let cut = terminate_backends(&admin, &database).await?;
-                        format!("pg_terminate_backend on {cut} connections")
-                    }
-                    (_, Some(command)) => {
-                        let command = command.clone();
-                        tokio::task::spawn_blocking(move || restart_postgres(&command)).await??;
-                        "PostgreSQL restart".to_owned()
-                    }
-                };
-                eprintln!("chaos: fault: {what}");
-                faults.note(format!("{what} ({} ms)", started.elapsed().as_millis()));
                 round += 1;
+                let started = std::time::Instant::now();
+                restarter.kill_and_restart(Duration::from_millis(500)).await?;
+                faults.note(format!(
+                    "SIGKILL and restart of the accounts-service ({} ms)",
+                    started.elapsed().as_millis()
+                ));
+                if round % 2 == 0 && pause_unless_stopped(&stop, Duration::from_millis(1000 + random.next(1000))).await
+                {
+                    let cut = terminate_backends(&admin, &database).await?;
+                    faults.note(format!("pg_terminate_backend on {cut} connections"));
+                }
+                if let Some(command) = pg_restart.clone().filter(|_| round % 3 == 0) {
+                    if pause_unless_stopped(&stop, Duration::from_millis(1000 + random.next(1000))).await {
+                        let started = std::time::Instant::now();
+                        tokio::task::spawn_blocking(move || restart_postgres(&command)).await??;
+                        faults.note(format!("PostgreSQL restart ({} ms)", started.elapsed().as_millis()));
+                    }
+                }
+                eprintln!("chaos: fault round {round} done");
             }
             Ok(())
         }
