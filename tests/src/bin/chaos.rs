@@ -185,12 +185,13 @@ async fn main() -> anyhow::Result<()> {
                     "SIGKILL and restart of the accounts-service ({} ms)",
                     started.elapsed().as_millis()
                 ));
-                if round % 2 == 0 && pause_unless_stopped(&stop, Duration::from_millis(1000 + random.next(1000))).await
+                if round.is_multiple_of(2)
+                    && pause_unless_stopped(&stop, Duration::from_millis(1000 + random.next(1000))).await
                 {
                     let cut = terminate_backends(&admin, &database).await?;
                     faults.note(format!("pg_terminate_backend on {cut} connections"));
                 }
-                if let Some(command) = pg_restart.clone().filter(|_| round % 3 == 0) {
+                if let Some(command) = pg_restart.clone().filter(|_| round.is_multiple_of(3)) {
                     if pause_unless_stopped(&stop, Duration::from_millis(1000 + random.next(1000))).await {
                         let started = std::time::Instant::now();
                         tokio::task::spawn_blocking(move || restart_postgres(&command)).await??;
