@@ -239,17 +239,7 @@ pub async fn advance_benchmarks(report: &mut String) -> anyhow::Result<()> {
     writeln!(report, "| path | clients | started | per second | p50 ms | p99 ms | vs raw start |")?;
     writeln!(report, "|---|---:|---:|---:|---:|---:|---:|")?;
     for run in [&raw, &api] {
-        writeln!(
-            report,
-            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} |",
-            run.label,
-            run.clients,
-            run.ops,
-            run.tps(),
-            run.percentile_ms(0.5),
-            run.percentile_ms(0.99),
-            run.tps() / raw.tps()
-        )?;
+        writeln!(report, "{}", run.row(raw.tps()))?;
     }
     writeln!(
         report,

@@ -42,6 +42,20 @@ impl Run {
         self.ops as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// A Markdown table row: label, clients, operations, rate, p50, p99, rate against `baseline`.
+    fn row(&self, baseline: f64) -> String {
+        format!(
+            "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} |",
+            self.label,
+            self.clients,
+            self.ops,
+            self.tps(),
+            self.percentile_ms(0.5),
+            self.percentile_ms(0.99),
+            self.tps() / baseline
+        )
+    }
+
     fn percentile_ms(&self, p: f64) -> f64 {
         let mut sorted = self.latencies_us.clone();
         sorted.sort_unstable();
@@ -230,17 +244,7 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
             // Each row against raw SQL in the same pattern (uniform or hot).
             let baseline =
                 runs.iter().find(|(via, h, _)| *via == Via::Sql && h == hot).map_or(1.0, |(_, _, r)| r.tps());
-            writeln!(
-                report,
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} |",
-                run.label,
-                run.clients,
-                run.ops,
-                run.tps(),
-                run.percentile_ms(0.5),
-                run.percentile_ms(0.99),
-                run.tps() / baseline
-            )?;
+            writeln!(report, "{}", run.row(baseline))?;
         }
     }
     writeln!(
