@@ -9,7 +9,7 @@ pub mod store;
 use std::sync::Arc;
 
 use advances_workflows::activities::{Alert, MoneyMove, MoneyOutcome, ReconcileReport};
-use advances_workflows::schedule::{grant_key, payment_key, Advance};
+use advances_workflows::schedule::{grant_key, payment_key, Advance, PaymentStatus};
 use prometheus::{IntCounterVec, Opts, Registry};
 use rust_decimal::Decimal;
 use temporalio_common::error::ApplicationFailure;
@@ -100,7 +100,7 @@ impl Activities {
             let payments = self.store.payments(advance_id).await?;
             let owed: Decimal = payments
                 .iter()
-                .filter(|p| matches!(p.status.as_str(), "paid" | "scheduled" | "processing"))
+                .filter(|p| PaymentStatus::parse(&p.status).is_some_and(PaymentStatus::is_owed))
                 .map(|p| p.amount)
                 .sum();
             if owed != amount {

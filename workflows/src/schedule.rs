@@ -168,6 +168,12 @@ impl PaymentStatus {
         }
     }
 
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Scheduled, Self::Processing, Self::Paid, Self::Failed, Self::Superseded, Self::Cancelled]
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+
     /// Counted by the seed's formula.
     pub fn is_owed(self) -> bool {
         matches!(self, Self::Scheduled | Self::Processing | Self::Paid)
@@ -632,6 +638,16 @@ mod tests {
         assert_eq!(advance.status, AdvanceStatus::Cancelled);
         assert_eq!(advance.paid_amount(), dec("10"));
         assert_eq!(advance.start(2), Err(ScheduleError::NotActive("cancelled")));
+    }
+
+    #[test]
+    fn statuses_parse_back_from_their_names() {
+        use PaymentStatus::*;
+        for status in [Scheduled, Processing, Paid, Failed, Superseded, Cancelled] {
+            assert_eq!(PaymentStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(PaymentStatus::parse("paid "), None);
+        assert_eq!(AdvanceStatus::parse("active"), Some(AdvanceStatus::Active));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 mod advances;
 
 use std::fmt::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use anyhow::Context;
 use rust_decimal::Decimal;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
+use system_tests::advances::{free_port, ChildProcess};
 use system_tests::{binary_path, Lcg, TestDatabase};
 use uuid::Uuid;
 
@@ -64,35 +65,28 @@ impl Run {
     }
 }
 
+/// The accounts-service binary on a database of its own; killed when dropped.
 struct Service {
-    child: Child,
+    process: ChildProcess,
     base: String,
 }
 
 impl Service {
     async fn start(database_url: &str) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(binary_path("accounts-service")?)
-            .env("DATABASE_URL", database_url)
-            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-            .env("DB_POOL_SIZE", POOL_SIZE.to_string())
-            .env("RUST_LOG", "warn")
-            .env("REQUEST_TIMEOUT", "120s")
-            .env("DB_STATEMENT_TIMEOUT", "120s")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()?;
+        let port = free_port()?;
+        let env = [
+            ("DATABASE_URL", database_url.to_owned()),
+            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ("DB_POOL_SIZE", POOL_SIZE.to_string()),
+            ("RUST_LOG", "warn".to_owned()),
+            ("REQUEST_TIMEOUT", "120s".to_owned()),
+            ("DB_STATEMENT_TIMEOUT", "120s".to_owned()),
+        ];
+        let log = std::env::temp_dir().join(format!("bench-accounts-service-{port}.log"));
+        let process = ChildProcess::spawn("accounts-service", &env, &log)?;
         let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        system_tests::wait_healthy(&client, &base, Duration::from_secs(60)).await?;
-        Ok(Self { child, base })
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        system_tests::wait_healthy(&reqwest::Client::new(), &base, Duration::from_secs(60)).await?;
+        Ok(Self { process, base })
     }
 }
 
@@ -252,7 +246,7 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
         "\nHot account: every transfer is paid by the same account, so they all queue on its row lock; the ratio is \
          against raw SQL with the same hot account. Peak resident memory of the accounts-service (VmHWM) after \
          these runs: {:.1} MiB.",
-        peak_rss_kib(service.child.id())? as f64 / 1024.0
+        peak_rss_kib(service.process.pid())? as f64 / 1024.0
     )?;
     let total_after = accounts_service::db::ledger::total_balance(&pool).await?;
     anyhow::ensure!(total_before == total_after, "money was created or destroyed: {total_before} -> {total_after}");
@@ -341,7 +335,7 @@ async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
         offset.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     // The export's rows/s against COPY of the same rows, and the service's peak memory around it.
-    let peak_before_kib = peak_rss_kib(service.child.id())?;
+    let peak_before_kib = peak_rss_kib(service.process.pid())?;
     let t0 = Instant::now();
     let csv =
         http.get(format!("{}/api/v1/transactions/export?format=csv&snapshot={token}", service.base)).send().await?;
@@ -351,7 +345,7 @@ async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
         lines += chunk?.iter().filter(|b| **b == b'\n').count();
     }
     let export_s = t0.elapsed().as_secs_f64();
-    let peak_after_kib = peak_rss_kib(service.child.id())?;
+    let peak_after_kib = peak_rss_kib(service.process.pid())?;
     let t0 = Instant::now();
     let copy = Command::new("psql")
         .arg(&database.url)
