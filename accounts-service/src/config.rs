@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use service_kit::settings::{Env, FromEnv};
 
 /// Everything the service can be told from outside. See README.md for the variables.
 #[derive(Debug, Clone)]
@@ -24,91 +25,72 @@ pub struct Settings {
     pub idempotency_wait: Duration,
 }
 
-const DAY: Duration = Duration::from_secs(24 * 3600);
+/// The shortest time keys are kept: clients may retry for a week.
+pub const MIN_KEY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-impl Settings {
-    /// Reads the settings from the process environment.
-    pub fn from_env() -> anyhow::Result<Self> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads the settings through `lookup`, so tests need not touch the process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let var =
-            |name: &str, default: &str| lookup(name).filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned());
-        let duration = |name: &str, default: &str| -> anyhow::Result<Duration> {
-            parse_duration(&var(name, default)).with_context(|| format!("{name} is not a duration like 30s, 5m, 8d"))
-        };
+impl FromEnv for Settings {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let env = Env::from_lookup(lookup);
         let settings = Self {
-            database_url: lookup("DATABASE_URL").filter(|v| !v.is_empty()).context("DATABASE_URL is not set")?,
-            listen_addr: var("LISTEN_ADDR", "127.0.0.1:8081").parse().context("LISTEN_ADDR is not host:port")?,
-            db_pool_size: var("DB_POOL_SIZE", "16").parse().context("DB_POOL_SIZE is not a number")?,
-            db_acquire_timeout: duration("DB_ACQUIRE_TIMEOUT", "5s")?,
-            db_statement_timeout: duration("DB_STATEMENT_TIMEOUT", "30s")?,
-            request_timeout: duration("REQUEST_TIMEOUT", "30s")?,
-            shutdown_grace: duration("SHUTDOWN_GRACE", "20s")?,
-            api_token: lookup("API_TOKEN").filter(|v| !v.is_empty()),
-            idempotency_key_ttl: duration("IDEMPOTENCY_KEY_TTL", "8d")?,
-            report_snapshot_ttl: duration("REPORT_SNAPSHOT_TTL", "1h")?,
-            idempotency_wait: duration("IDEMPOTENCY_WAIT", "10s")?,
+            database_url: env.required("DATABASE_URL", "the accounts database")?,
+            listen_addr: env.addr("LISTEN_ADDR", "127.0.0.1:8081")?,
+            db_pool_size: env.number("DB_POOL_SIZE", "16")?,
+            db_acquire_timeout: env.duration("DB_ACQUIRE_TIMEOUT", "5s")?,
+            db_statement_timeout: env.duration("DB_STATEMENT_TIMEOUT", "30s")?,
+            request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,
+            shutdown_grace: env.duration("SHUTDOWN_GRACE", "20s")?,
+            api_token: env.get("API_TOKEN"),
+            idempotency_key_ttl: env.duration("IDEMPOTENCY_KEY_TTL", "8d")?,
+            report_snapshot_ttl: env.duration("REPORT_SNAPSHOT_TTL", "1h")?,
+            idempotency_wait: env.duration("IDEMPOTENCY_WAIT", "10s")?,
         };
         if !(1..=1000).contains(&settings.db_pool_size) {
             bail!("DB_POOL_SIZE must be between 1 and 1000");
         }
-        if settings.idempotency_key_ttl < 7 * DAY {
+        if settings.idempotency_key_ttl < MIN_KEY_TTL {
             bail!("IDEMPOTENCY_KEY_TTL must be at least 7d: clients may retry for a week");
         }
         Ok(settings)
     }
 }
 
-/// Parses `250ms`, `30s`, `5m`, `2h`, `8d`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().with_context(|| format!("{text:?} has no number"))?;
-    let unit_ms: u64 = match unit {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => bail!("{text:?} has an unknown unit (use ms, s, m, h or d)"),
-    };
-    number.checked_mul(unit_ms).map(Duration::from_millis).context("duration overflows")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn durations_take_the_usual_units() {
-        assert_eq!(parse_duration("250ms").ok(), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30").ok(), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m").ok(), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("8d").ok(), Some(8 * DAY));
-        assert!(parse_duration("5 weeks").is_err());
-        assert!(parse_duration("").is_err());
+    fn with(name: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |key: &str| match key {
+            "DATABASE_URL" => Some("postgres://x/y".to_owned()),
+            _ if key == name => Some(value.to_owned()),
+            _ => None,
+        }
     }
 
     #[test]
     fn defaults_apply_when_only_the_database_is_given() {
-        let settings = Settings::from_lookup(|name| (name == "DATABASE_URL").then(|| "postgres://x/y".to_owned()))
-            .expect("defaults are valid");
+        let settings = Settings::from_lookup(with("NOTHING", "")).expect("defaults are valid");
         assert_eq!(settings.listen_addr.to_string(), "127.0.0.1:8081");
         assert_eq!(settings.api_token, None);
-        assert!(settings.idempotency_key_ttl >= 7 * DAY);
+        assert_eq!(settings.idempotency_key_ttl, Duration::from_secs(8 * 24 * 3600));
+        assert_eq!(settings.db_pool_size, 16);
     }
 
     #[test]
-    fn a_key_ttl_under_seven_days_is_refused() {
-        let result = Settings::from_lookup(|name| match name {
-            "DATABASE_URL" => Some("postgres://x/y".to_owned()),
-            "IDEMPOTENCY_KEY_TTL" => Some("6d".to_owned()),
-            _ => None,
-        });
-        assert!(result.is_err());
+    fn a_key_ttl_of_seven_days_is_accepted_and_under_seven_days_is_refused() {
+        assert_eq!(
+            Settings::from_lookup(with("IDEMPOTENCY_KEY_TTL", "7d")).ok().map(|s| s.idempotency_key_ttl),
+            Some(MIN_KEY_TTL)
+        );
+        let refused = Settings::from_lookup(with("IDEMPOTENCY_KEY_TTL", "6d")).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|message| message.contains("IDEMPOTENCY_KEY_TTL")));
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_start() {
+        assert!(Settings::from_lookup(with("DB_POOL_SIZE", "0")).is_err());
+        assert!(Settings::from_lookup(with("DB_POOL_SIZE", "1001")).is_err());
+        assert!(Settings::from_lookup(with("IDEMPOTENCY_WAIT", "0s")).is_err());
+        assert!(Settings::from_lookup(with("LISTEN_ADDR", "here")).is_err());
+        assert!(Settings::from_lookup(|_| None).is_err(), "DATABASE_URL is required");
     }
 }

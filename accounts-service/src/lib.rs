@@ -1,24 +1,22 @@
 //! The accounts-service: the only writer of balances.
 //!
-//! `main.rs` reads [`Settings`] and calls [`run`]; tests build the router with [`app`] or run the whole
-//! service on a port of their own.
+//! `main.rs` reads [`Settings`] and calls [`run`]. The wire format is `ledger-contract`'s; the shared HTTP
+//! plumbing is `service-kit`'s; this crate keeps the ledger's routes, rules and SQL.
 
 pub mod config;
 pub mod db;
 pub mod domain;
-pub mod error;
-pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;
-pub mod views;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
+use service_kit::layers::{self, HttpPolicy};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
@@ -36,8 +34,8 @@ pub struct AppState {
 
 impl AppState {
     /// The token, time limit and metrics the common middleware applies.
-    pub fn http_policy(&self) -> http::HttpPolicy {
-        http::HttpPolicy {
+    pub fn http_policy(&self) -> HttpPolicy {
+        HttpPolicy {
             api_token: self.settings.api_token.clone(),
             request_timeout: self.settings.request_timeout,
             metrics: self.metrics.http.clone(),
@@ -65,11 +63,11 @@ pub fn app(state: AppState) -> Router {
     // The docs page and its copy of the spec are public: the spec describes the API and holds no data.
     let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::ApiDoc::openapi());
     let router = Router::new()
-        .merge(http::protect(api, &policy))
+        .merge(layers::protect(api, &policy))
         .merge(docs)
         .route("/health", get(routes::system::health))
         .route("/metrics", get(routes::system::metrics));
-    http::standard_layers(router, &policy).with_state(state)
+    layers::standard_layers(router, &policy).with_state(state)
 }
 
 /// Connects, migrates, and serves on `listener` until `shutdown` completes; then lets in-flight requests
@@ -84,24 +82,10 @@ pub async fn run(
     let state = AppState::new(pool.clone(), settings.clone())?;
     let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone()));
     tracing::info!(addr = %listener.local_addr()?, "accounts-service listening");
-    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        let _ = stopping_tx.send(true);
-    });
-    let grace = settings.shutdown_grace;
-    let deadline = async move {
-        let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server.into_future() => result?,
-        () = deadline => tracing::warn!(grace_s = grace.as_secs(), "requests still in flight after the grace period were dropped"),
-    }
+    let served = service_kit::serve::serve(listener, app(state), shutdown, settings.shutdown_grace).await;
     janitor.abort();
     pool.close().await;
-    Ok(())
+    served
 }
 
 /// Forgets idempotency keys and report snapshots past their time to live, every 10 minutes.
@@ -114,39 +98,5 @@ async fn purge_periodically(pool: PgPool, settings: Settings) {
             Ok(_) => {}
             Err(error) => tracing::warn!(error = %error, "purging expired rows failed; will retry"),
         }
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-}
-
-/// Structured logs: JSON lines when `LOG_FORMAT=json`, readable text otherwise; level from `RUST_LOG`.
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").is_ok_and(|format| format == "json") {
-        builder.json().flatten_event(true).with_current_span(true).init();
-    } else {
-        builder.init();
     }
 }

@@ -1,9 +1,7 @@
 //! The OpenAPI document of every endpoint, generated from the handlers' annotations.
 
-use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr};
-use utoipa::{Modify, OpenApi};
+use service_kit::openapi::{BearerAuth, CommonResponses};
+use utoipa::OpenApi;
 
 use crate::routes::{accounts, reports, system, transactions};
 
@@ -38,50 +36,3 @@ use crate::routes::{accounts, reports, system, transactions};
     )
 )]
 pub struct ApiDoc;
-
-/// Declares the optional bearer token (required when the service runs with `API_TOKEN`).
-pub struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-/// Documents the answers every `/api/` operation can give besides its own: 401 (a token is required and was
-/// missing or wrong), 413 (a body over 64 KiB), 503 (the database or a dependency is unavailable, or the request
-/// timed out) and 500.
-pub struct CommonResponses;
-
-impl Modify for CommonResponses {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let common = [
-            ("401", "Missing or invalid bearer token (when the service runs with API_TOKEN)"),
-            ("413", "Body over 64 KiB"),
-            ("500", "Internal error"),
-            ("503", "The database or a dependency is unavailable, or the request took too long; retry"),
-        ];
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            if !path.starts_with("/api/") {
-                continue;
-            }
-            for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
-                for (code, description) in common {
-                    operation.responses.responses.entry(code.to_owned()).or_insert_with(|| {
-                        let content = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
-                        RefOr::T(
-                            ResponseBuilder::new()
-                                .description(description)
-                                .content("application/json", content)
-                                .build(),
-                        )
-                    });
-                }
-            }
-        }
-    }
-}

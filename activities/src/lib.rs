@@ -1,24 +1,26 @@
-//! The advance workflows' activities: every side effect of an advance happens here.
+//! The advance workflows' activities, and the `advances-worker` process that runs them with the workflows.
 //!
-//! Money moves only through the accounts-service, keyed by business ids (`advance-{id}-grant`,
-//! `payment-{payment_id}`): Temporal runs an activity at least once, the key makes the money move at most once.
+//! Every side effect of an advance happens in an activity. Money moves only through the accounts-service, keyed
+//! by business ids (`advance-{id}-grant`, `payment-{payment_id}`): Temporal runs an activity at least once, the
+//! key makes the money move at most once.
 
-pub mod accounts;
-pub mod store;
+pub mod config;
+pub mod ledger;
+pub mod worker;
 
 use std::sync::Arc;
 
-use advances_workflows::activities::{Alert, MoneyMove, MoneyOutcome, ReconcileReport};
-use advances_workflows::schedule::{grant_key, payment_key, Advance, PaymentStatus};
+use advances_store::Store;
+use advances_workflows::activities::{Alert, AlertKind, MoneyMove, MoneyOutcome, ReconcileReport};
+use advances_workflows::model::{grant_key, payment_key, Advance, AdvanceStatus, PaymentStatus};
+use ledger_contract::{LedgerClient, TransactionStatus};
 use prometheus::{IntCounterVec, Opts, Registry};
 use rust_decimal::Decimal;
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use uuid::Uuid;
 
-pub use accounts::{AccountsClient, CallError};
-pub use store::Store;
+use crate::ledger::CallError;
 
 /// Counters the worker exposes on `/metrics`.
 #[derive(Clone)]
@@ -46,7 +48,7 @@ impl ActivityMetrics {
 
 /// The activities' dependencies.
 pub struct Activities {
-    pub accounts: AccountsClient,
+    pub ledger: LedgerClient,
     pub store: Store,
     pub metrics: ActivityMetrics,
 }
@@ -57,7 +59,7 @@ fn retryable(error: impl std::fmt::Display) -> ActivityError {
 
 impl Activities {
     async fn move_money(&self, operation: &str, request: MoneyMove) -> Result<MoneyOutcome, ActivityError> {
-        let result = self.accounts.bank_transaction(&request).await;
+        let result = ledger::move_money(&self.ledger, &request).await;
         let outcome = match &result {
             Ok(MoneyOutcome::Done { .. }) => "done",
             Ok(MoneyOutcome::Refused { .. }) => "refused",
@@ -95,34 +97,31 @@ impl Activities {
     /// grant and every paid payment must match exactly one successful ledger transaction with its key.
     pub async fn check_all(&self) -> anyhow::Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
-        for (advance_id, account_id, amount, status) in self.store.open_advances().await? {
+        for open in self.store.open_advances().await? {
+            let (advance_id, account_id, amount) = (open.advance_id, open.account_id, open.amount);
             report.advances_checked += 1;
             let payments = self.store.payments(advance_id).await?;
-            let owed: Decimal = payments
-                .iter()
-                .filter(|p| PaymentStatus::parse(&p.status).is_some_and(PaymentStatus::is_owed))
-                .map(|p| p.amount)
-                .sum();
+            let owed: Decimal = payments.iter().filter(|p| p.status.is_owed()).map(|p| p.amount).sum();
             if owed != amount {
                 report.mismatches.push(Alert {
                     advance_id: Some(advance_id),
-                    kind: "formula_mismatch".into(),
+                    kind: AlertKind::FormulaMismatch,
                     message: format!(
                         "advance {advance_id}: paid + scheduled + processing = {owed}, but the advance is {amount}"
                     ),
                 });
             }
             let mut expected = vec![(grant_key(advance_id), None, "grant".to_owned())];
-            for payment in payments.iter().filter(|p| p.status == "paid") {
+            for payment in payments.iter().filter(|p| p.status == PaymentStatus::Paid) {
                 report.payments_checked += 1;
                 expected.push((payment_key(payment.id), Some(payment), format!("payment {}", payment.number)));
             }
             for (key, payment, what) in expected {
-                if payment.is_none() && status == "granting" {
+                if payment.is_none() && open.status == AdvanceStatus::Granting {
                     continue;
                 }
-                let rows = self.accounts.transactions_by_key(&key).await?;
-                let successes: Vec<_> = rows.iter().filter(|row| row.status == "success").collect();
+                let rows = self.ledger.transactions_by_key(&key).await?;
+                let successes: Vec<_> = rows.iter().filter(|row| row.status == TransactionStatus::Success).collect();
                 let problem = match (successes.as_slice(), payment) {
                     ([one], Some(payment)) if one.transaction_id != payment.transaction_id.unwrap_or_default() => {
                         Some(format!(
@@ -130,10 +129,12 @@ impl Activities {
                             one.transaction_id, payment.transaction_id
                         ))
                     }
-                    ([one], Some(payment)) if one.amount != payment.amount || one.dst_account_id != account_id => {
+                    ([one], Some(payment))
+                        if one.amount.value() != payment.amount || one.dst_account_id != account_id =>
+                    {
                         Some(format!("the ledger moved {} on account {}", one.amount, one.dst_account_id))
                     }
-                    ([one], None) if one.amount != amount || one.dst_account_id != account_id => {
+                    ([one], None) if one.amount.value() != amount || one.dst_account_id != account_id => {
                         Some(format!("the ledger granted {} to account {}", one.amount, one.dst_account_id))
                     }
                     ([_], _) => None,
@@ -142,7 +143,7 @@ impl Activities {
                 if let Some(problem) = problem {
                     report.mismatches.push(Alert {
                         advance_id: Some(advance_id),
-                        kind: "ledger_mismatch".into(),
+                        kind: AlertKind::LedgerMismatch,
                         message: format!("advance {advance_id} {what}: {problem}"),
                     });
                 }
@@ -197,10 +198,4 @@ impl Activities {
         );
         Ok(report)
     }
-}
-
-/// A stable id for advances created with an `Idempotency-Key`: the same key is the same advance.
-pub fn advance_id_for_key(key: &str) -> Uuid {
-    const NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_8a2e_6b1d_4c3a_9e7f_2d4b_8a6c_1e30);
-    Uuid::new_v5(&NAMESPACE, key.as_bytes())
 }

@@ -1,7 +1,8 @@
-//! The advances service: `advances-api` (REST, [`rest`]) and `advances-worker` (Temporal worker, [`worker`]).
+//! The `advances-api`: start, inspect and command advances over REST ([`rest`]).
+//!
+//! The worker that runs the workflows is another process (`advances-worker`, in `activities/`); the API starts
+//! and queries workflows through Temporal and reads the `advances` database through `advances-store`.
 
 pub mod config;
 pub mod rest;
-pub mod temporal;
 pub mod views;
-pub mod worker;

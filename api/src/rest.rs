@@ -8,21 +8,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts_service::error::{ApiError, ApiResult, ErrorBody};
-use accounts_service::http::{self, ApiJson, ApiPath, ApiQuery, HttpPolicy, OptionalIdempotencyKey};
-use accounts_service::metrics::HttpMetrics;
-use accounts_service::openapi::{BearerAuth, CommonResponses};
-use advances_activities::store::{Registered, Store};
-use advances_activities::{advance_id_for_key, AccountsClient, CallError};
-use advances_workflows::schedule::{Advance, AdvanceStatus, AdvanceTerms};
-use advances_workflows::{search, workflow_id, AdvanceWorkflow};
+use advances_store::{Registered, Store};
+use advances_workflows::model::{Advance, AdvanceStatus, AdvanceTerms};
+use advances_workflows::{search, temporal, workflow_id, AdvanceWorkflow};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use ledger_contract::{LedgerClient, LedgerError};
 use prometheus::Registry;
 use serde::{Deserialize, Serialize};
+use service_kit::extract::{ApiJson, ApiPath, ApiQuery, OptionalIdempotencyKey};
+use service_kit::layers::{self, HttpPolicy};
+use service_kit::metrics::HttpMetrics;
+use service_kit::openapi::{BearerAuth, CommonResponses};
+use service_kit::{health, ApiError, ApiResult, ErrorBody};
 use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
 use temporalio_client::{
     Client, RpcOptions, WorkflowExecuteUpdateOptions, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
@@ -34,7 +35,6 @@ use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
 use crate::config::ApiSettings;
-use crate::temporal;
 use crate::views::{AdvanceList, AdvanceView, AlertList, AlertView, CommandRequest, CreateAdvanceRequest};
 
 /// The most advances or alerts one list returns.
@@ -50,18 +50,18 @@ pub struct ApiState {
     pub settings: Arc<ApiSettings>,
     pub store: Store,
     pub temporal: Client,
-    pub accounts: AccountsClient,
+    pub ledger: LedgerClient,
     pub registry: Registry,
     pub http: HttpMetrics,
 }
 
 impl ApiState {
     pub fn new(settings: ApiSettings, store: Store, temporal: Client) -> anyhow::Result<Self> {
-        let accounts =
-            AccountsClient::new(&settings.accounts_url, settings.accounts_api_token.clone(), Duration::from_secs(5))?;
+        let ledger =
+            LedgerClient::new(&settings.accounts_url, settings.accounts_api_token.clone(), Duration::from_secs(5))?;
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
-        Ok(Self { settings: Arc::new(settings), store, temporal, accounts, registry, http })
+        Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http })
     }
 
     fn policy(&self) -> HttpPolicy {
@@ -167,10 +167,12 @@ pub async fn create_advance(
         .unwrap_or_else(Uuid::new_v4);
     let terms = state.terms(advance_id, request.account_id, amount.value());
     terms.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
-    match state.accounts.account_exists(terms.account_id).await {
-        Ok(true) => {}
-        Ok(false) => return Err(ApiError::NotFound(format!("account {} does not exist", terms.account_id))),
-        Err(CallError::Transient(error) | CallError::Definitive(error)) => {
+    match state.ledger.account(terms.account_id).await {
+        Ok(_) => {}
+        Err(LedgerError::Api { status: 404, .. }) => {
+            return Err(ApiError::NotFound(format!("account {} does not exist", terms.account_id)))
+        }
+        Err(error) => {
             tracing::warn!(%error, "checking the account failed");
             return Err(ApiError::UpstreamUnavailable("the accounts-service".into()));
         }
@@ -218,6 +220,12 @@ pub async fn create_advance(
 pub async fn get_advance(State(state): State<ApiState>, ApiPath(advance_id): ApiPath<Uuid>) -> ApiResult<Response> {
     let advance = state.current(advance_id).await?;
     Ok(advance_response(StatusCode::OK, &advance, false))
+}
+
+/// A stable id for advances created with an `Idempotency-Key`: the same key is the same advance.
+pub fn advance_id_for_key(key: &str) -> Uuid {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_8a2e_6b1d_4c3a_9e7f_2d4b_8a6c_1e30);
+    Uuid::new_v5(&NAMESPACE, key.as_bytes())
 }
 
 /// The filters of the advances list.
@@ -398,17 +406,13 @@ pub struct Health {
     )
 )]
 pub async fn health(State(state): State<ApiState>) -> Response {
-    let database = match sqlx::query("SELECT 1").execute(state.store.pool()).await {
-        Ok(_) => "ok".to_owned(),
-        Err(error) => error.to_string(),
-    };
+    let database = health::check_database(state.store.pool()).await;
     let temporal = match temporal::check(&state.temporal, &state.settings.temporal.namespace).await {
-        Ok(()) => "ok".to_owned(),
+        Ok(()) => health::OK.to_owned(),
         Err(error) => format!("{error:#}"),
     };
-    let up = database == "ok" && temporal == "ok";
-    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Health { status: if up { "ok" } else { "unavailable" }, database, temporal })).into_response()
+    let status = health::status_of(&[&database, &temporal]);
+    health::respond(status, Health { status, database, temporal })
 }
 
 /// Prometheus metrics in the text exposition format.
@@ -417,8 +421,7 @@ pub async fn health(State(state): State<ApiState>) -> Response {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
-    let text = accounts_service::metrics::render(&state.registry)?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    service_kit::metrics::metrics_response(&state.registry)
 }
 
 /// The advances API.
@@ -452,11 +455,11 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
     let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi());
     let router = Router::new()
-        .merge(http::protect(api, &policy))
+        .merge(layers::protect(api, &policy))
         .merge(docs)
         .route("/health", get(health))
         .route("/metrics", get(metrics));
-    http::standard_layers(router, &policy).with_state(state)
+    layers::standard_layers(router, &policy).with_state(state)
 }
 
 /// Connects to the database and Temporal, then serves on `listener` until `shutdown` completes.
@@ -465,12 +468,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = advances_activities::store::connect(&settings.database_url, 16).await?;
+    let pool = advances_store::connect(&settings.database_url, 16).await?;
     let client = temporal::connect(&settings.temporal, "advances-api", Duration::from_secs(60)).await?;
     temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
+    let grace = settings.shutdown_grace;
     let state = ApiState::new(settings, Store::new(pool.clone()), client)?;
     tracing::info!(addr = %listener.local_addr()?, "advances-api listening");
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await?;
+    let served = service_kit::serve::serve(listener, app(state), shutdown, grace).await;
     pool.close().await;
-    Ok(())
+    served
 }

@@ -1,22 +1,15 @@
 //! The JSON shapes of the advances API.
 
-use accounts_service::domain::money::{serialize_decimal, AmountInput};
-use accounts_service::domain::time::serialize_timestamp;
-use accounts_service::views::{money_input_schema, money_schema};
-use advances_activities::store::AlertRow;
-use advances_workflows::schedule::{Advance, Payment};
+use advances_store::AlertRow;
+use advances_workflows::activities::AlertKind;
+use advances_workflows::model::{Advance, AdvanceStatus, Payment, PaymentStatus};
 use chrono::{DateTime, Utc};
+use money::schema::{money as money_schema, money_input as money_input_schema};
+use money::AmountInput;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-fn serialize_timestamp_opt<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
-    match at {
-        Some(at) => serialize_timestamp(at, serializer),
-        None => serializer.serialize_none(),
-    }
-}
 
 /// A request for an advance.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -43,16 +36,16 @@ pub struct PaymentView {
     pub payment_id: Uuid,
     /// 1 to 12 for the regular payments; above for extra payments that carry failed amounts.
     pub number: u32,
-    #[serde(serialize_with = "serialize_decimal")]
+    #[serde(with = "money::decimal")]
     #[schema(schema_with = money_schema)]
     pub amount: Decimal,
     /// When it is collected; null until the grant is made.
-    #[serde(serialize_with = "serialize_timestamp_opt")]
+    #[serde(with = "money::timestamp::option")]
     #[schema(value_type = Option<String>, example = "2023-07-18 12:01:27.053")]
     pub due_at: Option<DateTime<Utc>>,
     /// `scheduled`, `processing`, `paid`, `failed`, `superseded` (merged by a pay-off) or `cancelled`.
-    #[schema(example = "scheduled")]
-    pub status: &'static str,
+    #[schema(value_type = String, example = "scheduled")]
+    pub status: PaymentStatus,
     /// The ledger transaction that collected it (`paid`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<Uuid>,
@@ -69,24 +62,24 @@ pub struct PaymentView {
 pub struct AdvanceView {
     pub advance_id: Uuid,
     pub account_id: Uuid,
-    #[serde(serialize_with = "serialize_decimal")]
+    #[serde(with = "money::decimal")]
     #[schema(schema_with = money_schema)]
     pub amount: Decimal,
     /// `granting`, `active`, `completed`, `failed` (grant refused), `defaulted` or `cancelled`.
-    #[schema(example = "active")]
-    pub status: &'static str,
+    #[schema(value_type = String, example = "active")]
+    pub status: AdvanceStatus,
     /// Why it failed, defaulted or was cancelled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
-    #[serde(serialize_with = "serialize_timestamp_opt")]
+    #[serde(with = "money::timestamp::option")]
     #[schema(value_type = Option<String>, example = "2023-07-11 12:01:27.053")]
     pub granted_at: Option<DateTime<Utc>>,
     pub grant_transaction_id: Option<Uuid>,
-    #[serde(serialize_with = "serialize_decimal")]
+    #[serde(with = "money::decimal")]
     #[schema(schema_with = money_schema)]
     pub paid_amount: Decimal,
     /// Scheduled and processing payments: what is still to be collected.
-    #[serde(serialize_with = "serialize_decimal")]
+    #[serde(with = "money::decimal")]
     #[schema(schema_with = money_schema)]
     pub outstanding_amount: Decimal,
     /// Time between payments, in milliseconds, fixed when the advance started.
@@ -101,7 +94,7 @@ impl From<&Payment> for PaymentView {
             number: payment.number,
             amount: payment.amount,
             due_at: payment.due_at,
-            status: payment.status.as_str(),
+            status: payment.status,
             transaction_id: payment.transaction_id,
             failure_reason: payment.failure_reason.clone(),
             moved_to: payment.moved_to,
@@ -115,7 +108,7 @@ impl From<&Advance> for AdvanceView {
             advance_id: advance.terms.advance_id,
             account_id: advance.terms.account_id,
             amount: advance.terms.amount,
-            status: advance.status.as_str(),
+            status: advance.status,
             status_reason: advance.status_reason.clone(),
             granted_at: advance.granted_at,
             grant_transaction_id: advance.grant_transaction_id,
@@ -138,9 +131,10 @@ pub struct AlertView {
     pub alert_id: i64,
     pub advance_id: Option<Uuid>,
     /// `defaulted`, `formula_mismatch` or `ledger_mismatch`.
-    pub kind: String,
+    #[schema(value_type = String, example = "formula_mismatch")]
+    pub kind: AlertKind,
     pub message: String,
-    #[serde(serialize_with = "serialize_timestamp")]
+    #[serde(with = "money::timestamp")]
     #[schema(value_type = String, example = "2023-07-11 12:01:27.053")]
     pub created_at: DateTime<Utc>,
 }

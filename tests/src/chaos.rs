@@ -19,13 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ledger_contract::{
+    BankTransactionRequest, Direction, LedgerClient, LedgerError, TransactionStatus, TransferRequest,
+};
+use money::Amount;
 use rust_decimal::Decimal;
-use serde_json::json;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::advances::ChildProcess;
 use crate::Lcg;
 
 /// What a run does.
@@ -108,71 +109,56 @@ impl Verdict {
 /// How a client reaches the ledger.
 #[derive(Clone)]
 pub struct Target {
-    pub base_url: String,
-    pub client: reqwest::Client,
+    /// The ledger's typed client; one attempt gives up after 5 s (the caller retries with the same key).
+    pub api: LedgerClient,
     /// The ledger's database (for readers, the final check and the broken transfer).
     pub pool: PgPool,
 }
 
+impl Target {
+    pub fn of(ledger: &crate::TestLedger) -> anyhow::Result<Self> {
+        Ok(Self { api: LedgerClient::new(&ledger.base_url, None, Duration::from_secs(5))?, pool: ledger.pool.clone() })
+    }
+}
+
 /// Opens the accounts and funds them, returning their ids.
 pub async fn open_accounts(target: &Target, workload: &Workload) -> anyhow::Result<Vec<Uuid>> {
+    let patience = Duration::from_secs(120);
+    let initial = Amount::try_from(workload.initial_balance)?;
     let mut ids = Vec::with_capacity(workload.accounts);
     for n in 0..workload.accounts {
         let key = format!("chaos-{}-open-{n}", workload.seed);
-        let reply = call(target, "/api/v1/accounts", &json!({}), &key, Duration::from_secs(120)).await?.0;
-        let id: Uuid = reply["account_id"].as_str().unwrap_or_default().parse().context("account id")?;
-        let fund = json!({"dst_account_id": id, "amount": workload.initial_balance.to_string(), "direction": "credit"});
+        let (account, _) = call(&key, patience, || target.api.create_account(Some(&key))).await?;
+        let fund = BankTransactionRequest::new(account.account_id, initial, Direction::Credit, None);
         let key = format!("chaos-{}-fund-{n}", workload.seed);
-        call(target, "/api/v1/bank_transactions", &fund, &key, Duration::from_secs(120)).await?;
-        ids.push(id);
+        call(&key, patience, || target.api.bank_transaction(&fund, Some(&key))).await?;
+        ids.push(account.account_id);
     }
     Ok(ids)
 }
 
-/// Sends one request with its key until it gets a definite answer (201), retrying on network errors,
-/// timeouts, 409 (in flight) and 5xx. Returns the body and the number of attempts.
-async fn call(
-    target: &Target,
-    path: &str,
-    body: &serde_json::Value,
-    key: &str,
-    patience: Duration,
-) -> anyhow::Result<(serde_json::Value, u32)> {
+/// Sends one request with its key until it gets a definite answer, retrying when there was no answer (network
+/// errors, timeouts, a cut-off body), on 409 (in flight) and on 5xx. Returns the answer and the attempts.
+async fn call<T, F, Fut>(key: &str, patience: Duration, mut send: F) -> anyhow::Result<(T, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, LedgerError>>,
+{
     let deadline = Instant::now() + patience;
     let mut attempts = 0;
     let mut pause = Duration::from_millis(50);
     loop {
         attempts += 1;
-        let sent = target
-            .client
-            .post(format!("{}{path}", target.base_url))
-            .header("Idempotency-Key", key)
-            .json(body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await;
-        let last = match sent {
-            Ok(response) if response.status().as_u16() == 201 => {
-                let text = response.text().await;
-                match text.ok().and_then(|text| serde_json::from_str(&text).ok()) {
-                    Some(json) => return Ok((json, attempts)),
-                    None => "a 201 whose body was cut off".to_owned(),
-                }
-            }
-            Ok(response) if response.status().as_u16() == 409 || response.status().is_server_error() => {
-                format!("HTTP {}", response.status())
-            }
-            Ok(response) => {
-                let status = response.status();
-                anyhow::bail!(
-                    "{path} with key {key} was refused: {status} {}",
-                    response.text().await.unwrap_or_default()
-                )
-            }
-            Err(error) => error.to_string(),
+        let last = match send().await {
+            Ok(answer) => return Ok((answer, attempts)),
+            Err(error) => match error.status() {
+                None | Some(409 | 500..=599) => error.to_string(),
+                Some(_) if matches!(error, LedgerError::Unreadable { .. }) => error.to_string(),
+                Some(_) => anyhow::bail!("the request with key {key} was refused: {error}"),
+            },
         };
         if Instant::now() > deadline {
-            anyhow::bail!("{path} with key {key}: no answer after {attempts} attempts: {last}");
+            anyhow::bail!("the request with key {key}: no answer after {attempts} attempts: {last}");
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
@@ -233,15 +219,16 @@ async fn run_client(
                 1,
             ),
             Kind::Transfer => {
-                let body = json!({"src_account_id": ids[src], "dst_account_id": ids[dst], "amount": amount.to_string(), "direction": "debit"});
-                let (reply, attempts) = call(&target, "/api/v1/transaction", &body, &key, patience).await?;
-                (reply["status"] == "success", attempts)
+                let request = TransferRequest::new(ids[src], ids[dst], Amount::try_from(amount)?, Direction::Debit);
+                let (recorded, attempts) = call(&key, patience, || target.api.transfer(&request, Some(&key))).await?;
+                (recorded.status == TransactionStatus::Success, attempts)
             }
             Kind::Credit | Kind::Debit => {
-                let direction = if kind == Kind::Credit { "credit" } else { "debit" };
-                let body = json!({"dst_account_id": ids[dst], "amount": amount.to_string(), "direction": direction});
-                let (reply, attempts) = call(&target, "/api/v1/bank_transactions", &body, &key, patience).await?;
-                (reply["status"] == "success", attempts)
+                let direction = if kind == Kind::Credit { Direction::Credit } else { Direction::Debit };
+                let request = BankTransactionRequest::new(ids[dst], Amount::try_from(amount)?, direction, None);
+                let (recorded, attempts) =
+                    call(&key, patience, || target.api.bank_transaction(&request, Some(&key))).await?;
+                (recorded.status == TransactionStatus::Success, attempts)
             }
         };
         operations.push(Operation {
@@ -456,78 +443,13 @@ pub async fn pause_unless_stopped(stop: &AtomicBool, duration: Duration) -> bool
 pub async fn terminate_backends(admin: &PgPool, database: &str) -> anyhow::Result<u64> {
     let (count,): (i64,) = sqlx::query_as(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-         WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> 'chaos-checker'",
+         WHERE datname = $1 AND pid <> pg_backend_pid() AND application_name <> $2",
     )
     .bind(database)
+    .bind(crate::ledger::CHECKER_APPLICATION)
     .fetch_one(admin)
     .await?;
     Ok(count as u64)
-}
-
-/// The accounts-service binary on a database of its own, restartable on its port, and a checker's pool to
-/// its database (named `chaos-checker`, which `terminate_backends` spares).
-pub struct LedgerProcess {
-    pub database: crate::TestDatabase,
-    pub port: u16,
-    pub log: std::path::PathBuf,
-    pub process: Arc<tokio::sync::Mutex<ChildProcess>>,
-    pub target: Target,
-}
-
-impl LedgerProcess {
-    pub async fn start() -> anyhow::Result<Self> {
-        let database = crate::TestDatabase::create().await?;
-        let port = crate::advances::free_port()?;
-        let log = std::env::temp_dir().join(format!("chaos-{}.log", database.name));
-        let process = ChildProcess::spawn("accounts-service", &Self::env_of(&database, port), &log)?;
-        let client = reqwest::Client::builder().build()?;
-        let base_url = format!("http://127.0.0.1:{port}");
-        crate::wait_healthy(&client, &base_url, Duration::from_secs(30)).await?;
-        let options: PgConnectOptions = database.url.parse()?;
-        let pool =
-            PgPoolOptions::new().max_connections(8).connect_with(options.application_name("chaos-checker")).await?;
-        let target = Target { base_url, client, pool };
-        Ok(Self { database, port, log, process: Arc::new(tokio::sync::Mutex::new(process)), target })
-    }
-
-    fn env_of(database: &crate::TestDatabase, port: u16) -> Vec<(&'static str, String)> {
-        vec![("DATABASE_URL", database.url.clone()), ("LISTEN_ADDR", format!("127.0.0.1:{port}"))]
-    }
-
-    /// A handle the fault schedule can kill and restart the service with.
-    pub fn restarter(&self) -> Restarter {
-        Restarter {
-            process: Arc::clone(&self.process),
-            env: Self::env_of(&self.database, self.port),
-            log: self.log.clone(),
-        }
-    }
-
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.process.lock().await.kill()?;
-        self.target.pool.close().await;
-        let _ = std::fs::remove_file(&self.log);
-        self.database.drop_database().await
-    }
-}
-
-/// Kills and restarts the accounts-service of a [`LedgerProcess`].
-#[derive(Clone)]
-pub struct Restarter {
-    process: Arc<tokio::sync::Mutex<ChildProcess>>,
-    env: Vec<(&'static str, String)>,
-    log: std::path::PathBuf,
-}
-
-impl Restarter {
-    /// SIGKILL, a moment down, then a new process on the same port.
-    pub async fn kill_and_restart(&self, down: Duration) -> anyhow::Result<()> {
-        let mut service = self.process.lock().await;
-        service.kill()?;
-        tokio::time::sleep(down).await;
-        *service = ChildProcess::spawn("accounts-service", &self.env, &self.log)?;
-        Ok(())
-    }
 }
 
 /// Records what the fault schedule did, for the report.

@@ -2,15 +2,11 @@
 
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use system_tests::{decimal_of, TestApp};
-
-fn dec(text: &str) -> Decimal {
-    Decimal::from_str_exact(text).expect("test decimal")
-}
+use system_tests::{dec, decimal_of, TestLedger};
 
 #[tokio::test]
 async fn an_account_opens_at_zero_and_can_be_read() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let created = app.post("/api/v1/accounts", &json!({}), None).await?;
     assert_eq!(created.status, 201, "{}", created.text);
     assert!(created.text.contains(r#""balance":0"#), "balance is the JSON number 0: {}", created.text);
@@ -32,7 +28,7 @@ async fn an_account_opens_at_zero_and_can_be_read() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn a_debit_moves_money_from_src_to_dst_and_a_credit_the_other_way() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.funded_account("100.00").await?;
     let b = app.funded_account("50.00").await?;
 
@@ -46,18 +42,18 @@ async fn a_debit_moves_money_from_src_to_dst_and_a_credit_the_other_way() -> any
         assert!(reply.json.get(field).is_some(), "missing {field}: {}", reply.text);
     }
     assert_eq!(reply.decimal("amount"), dec("12.3"));
-    assert_eq!((app.balance(&a).await?, app.balance(&b).await?), (dec("87.7"), dec("62.3")));
+    assert_eq!((app.balance(a).await?, app.balance(b).await?), (dec("87.7"), dec("62.3")));
 
     let credit = json!({"src_account_id": a, "dst_account_id": b, "amount": "2.30", "direction": "credit"});
     let reply = app.post("/api/v1/transaction", &credit, None).await?;
     assert_eq!((reply.status, reply.str("status")), (201, "success"));
-    assert_eq!((app.balance(&a).await?, app.balance(&b).await?), (dec("90"), dec("60")));
+    assert_eq!((app.balance(a).await?, app.balance(b).await?), (dec("90"), dec("60")));
     app.stop().await
 }
 
 #[tokio::test]
 async fn insufficient_funds_is_recorded_as_a_failed_transaction_that_moves_nothing() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.funded_account("10.00").await?;
     let b = app.open_account().await?;
     let body = json!({"src_account_id": a, "dst_account_id": b, "amount": "10.01", "direction": "debit"});
@@ -65,7 +61,7 @@ async fn insufficient_funds_is_recorded_as_a_failed_transaction_that_moves_nothi
     assert_eq!(reply.status, 201, "{}", reply.text);
     assert_eq!(reply.str("status"), "fail");
     assert_eq!(reply.str("reason"), "Insufficient funds");
-    assert_eq!((app.balance(&a).await?, app.balance(&b).await?), (dec("10"), dec("0")));
+    assert_eq!((app.balance(a).await?, app.balance(b).await?), (dec("10"), dec("0")));
 
     let report = app.get("/api/v1/transactions").await?;
     let rows = report.json["transactions"].as_array().cloned().unwrap_or_default();
@@ -76,13 +72,13 @@ async fn insufficient_funds_is_recorded_as_a_failed_transaction_that_moves_nothi
     let all = json!({"src_account_id": a, "dst_account_id": b, "amount": "10", "direction": "debit"});
     let reply = app.post("/api/v1/transaction", &all, None).await?;
     assert_eq!(reply.str("status"), "success");
-    assert_eq!((app.balance(&a).await?, app.balance(&b).await?), (dec("0"), dec("10")));
+    assert_eq!((app.balance(a).await?, app.balance(b).await?), (dec("0"), dec("10")));
     app.stop().await
 }
 
 #[tokio::test]
 async fn every_bad_input_is_refused_with_a_json_error_and_records_nothing() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.funded_account("100").await?;
     let b = app.funded_account("100").await?;
     let rows_before = app.transaction_count().await?;
@@ -207,19 +203,19 @@ async fn every_bad_input_is_refused_with_a_json_error_and_records_nothing() -> a
     }
 
     assert_eq!(app.transaction_count().await?, rows_before, "a refused request records nothing");
-    assert_eq!((app.balance(&a).await?, app.balance(&b).await?), (dec("100"), dec("100")), "and moves nothing");
+    assert_eq!((app.balance(a).await?, app.balance(b).await?), (dec("100"), dec("100")), "and moves nothing");
     app.stop().await
 }
 
 #[tokio::test]
 async fn amounts_are_exact_in_and_out() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.funded_account("999999999999.99").await?;
     let b = app.open_account().await?;
     let body = json!({"src_account_id": a, "dst_account_id": b, "amount": "999999999999.98", "direction": "debit"});
     let reply = app.post("/api/v1/transaction", &body, None).await?;
     assert!(reply.text.contains(r#""amount":999999999999.98"#), "{}", reply.text);
-    assert_eq!(app.balance(&a).await?, dec("0.01"));
+    assert_eq!(app.balance(a).await?, dec("0.01"));
     let read = app.get(&format!("/api/v1/accounts/{b}")).await?;
     assert!(read.text.contains(r#""balance":999999999999.98"#), "{}", read.text);
     // 0.1 + 0.2 done in cents stays exact.
@@ -228,13 +224,13 @@ async fn amounts_are_exact_in_and_out() -> anyhow::Result<()> {
         let credit = json!({"dst_account_id": c, "amount": amount, "direction": "credit"});
         app.post("/api/v1/bank_transactions", &credit, None).await?;
     }
-    assert_eq!(app.balance(&c).await?, dec("0.3"));
+    assert_eq!(app.balance(c).await?, dec("0.3"));
     app.stop().await
 }
 
 #[tokio::test]
 async fn a_bank_credit_gives_and_a_bank_debit_takes_unless_funds_are_short() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.open_account().await?;
     let credit = json!({"dst_account_id": a, "amount": 40, "direction": "credit", "reason": "Advance grant"});
     let reply = app.post("/api/v1/bank_transactions", &credit, None).await?;
@@ -242,27 +238,27 @@ async fn a_bank_credit_gives_and_a_bank_debit_takes_unless_funds_are_short() -> 
     assert_eq!(reply.str("description"), "Advance grant");
     assert!(reply.json.get("reason").is_none(), "reason keeps the seed's meaning: {}", reply.text);
     assert!(reply.json.get("src_account_id").is_none(), "the bank has no account: {}", reply.text);
-    assert_eq!(reply.str("dst_account_id"), a);
+    assert_eq!(reply.str("dst_account_id"), a.to_string());
 
     let debit =
         json!({"dst_account_id": a, "amount": "15.5", "direction": "debit", "reason": "Advance payment week 1"});
     let reply = app.post("/api/v1/bank_transactions", &debit, None).await?;
     assert_eq!(reply.str("status"), "success");
-    assert_eq!(app.balance(&a).await?, dec("24.5"));
+    assert_eq!(app.balance(a).await?, dec("24.5"));
 
     let too_much =
         json!({"dst_account_id": a, "amount": "24.51", "direction": "debit", "reason": "Advance payment week 2"});
     let reply = app.post("/api/v1/bank_transactions", &too_much, None).await?;
     assert_eq!((reply.status, reply.str("status"), reply.str("reason")), (201, "fail", "Insufficient funds"));
     assert_eq!(reply.str("description"), "Advance payment week 2");
-    assert_eq!(app.balance(&a).await?, dec("24.5"));
+    assert_eq!(app.balance(a).await?, dec("24.5"));
     assert_eq!(app.transaction_count().await?, 3);
     app.stop().await
 }
 
 #[tokio::test]
 async fn the_same_key_and_body_replays_the_first_response_without_moving_money_again() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.funded_account("100").await?;
     let b = app.open_account().await?;
     let body = json!({"src_account_id": a, "dst_account_id": b, "amount": 30, "direction": "debit"});
@@ -275,7 +271,7 @@ async fn the_same_key_and_body_replays_the_first_response_without_moving_money_a
     assert_eq!(again.status, first.status);
     assert_eq!(again.text, first.text, "the replay is byte for byte the first response");
     assert_eq!(again.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
-    assert_eq!(app.balance(&a).await?, dec("70"));
+    assert_eq!(app.balance(a).await?, dec("70"));
 
     let different = json!({"src_account_id": a, "dst_account_id": b, "amount": 31, "direction": "debit"});
     let misuse = app.post("/api/v1/transaction", &different, Some("pay-1")).await?;
@@ -283,7 +279,7 @@ async fn the_same_key_and_body_replays_the_first_response_without_moving_money_a
     let other_route = json!({"dst_account_id": a, "amount": 30, "direction": "debit"});
     let misuse = app.post("/api/v1/bank_transactions", &other_route, Some("pay-1")).await?;
     assert_eq!((misuse.status, misuse.error_code()), (422, "idempotency_key_reused"));
-    assert_eq!(app.balance(&a).await?, dec("70"));
+    assert_eq!(app.balance(a).await?, dec("70"));
     assert_eq!(app.transaction_count().await?, 2, "the funding and one transfer");
 
     // A recorded failure is replayed as the failure, even after funds arrive.
@@ -327,7 +323,7 @@ async fn the_same_key_and_body_replays_the_first_response_without_moving_money_a
 
 #[tokio::test]
 async fn keys_are_kept_for_their_time_to_live_and_then_purged() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.funded_account("10").await?;
     let body = json!({"dst_account_id": a, "amount": 1, "direction": "debit"});
     app.post("/api/v1/bank_transactions", &body, Some("six-days")).await?;
@@ -343,13 +339,13 @@ async fn keys_are_kept_for_their_time_to_live_and_then_purged() -> anyhow::Resul
     assert_eq!(keys, 1);
     let replay = app.post("/api/v1/bank_transactions", &body, Some("six-days")).await?;
     assert_eq!(replay.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
-    assert_eq!(app.balance(&a).await?, dec("8"));
+    assert_eq!(app.balance(a).await?, dec("8"));
     app.stop().await
 }
 
 #[tokio::test]
 async fn with_an_api_token_every_api_call_needs_it() -> anyhow::Result<()> {
-    let app = TestApp::spawn_with(&[("API_TOKEN", "s3cret")]).await?;
+    let app = TestLedger::start_with(&[("API_TOKEN", "s3cret")]).await?;
     let no_token = app.post("/api/v1/accounts", &json!({}), None).await?;
     assert_eq!((no_token.status, no_token.error_code()), (401, "unauthorized"));
     let wrong = app.client.get(app.url("/api/v1/transactions")).bearer_auth("s3cre").send().await?;
@@ -366,7 +362,7 @@ async fn with_an_api_token_every_api_call_needs_it() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_endpoint_and_the_docs_page_renders_it() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let spec = app.get("/api/v1/openapi.json").await?;
     assert_eq!(spec.status, 200);
     assert!(spec.json["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
@@ -395,7 +391,7 @@ async fn the_openapi_document_describes_every_endpoint_and_the_docs_page_renders
 
 #[tokio::test]
 async fn health_metrics_and_unknown_paths_answer_in_json_or_prometheus_text() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let health = app.get("/health").await?;
     assert_eq!((health.status, health.str("status"), health.str("database")), (200, "ok", "ok"));
     let a = app.funded_account("5").await?;
@@ -429,7 +425,7 @@ async fn health_metrics_and_unknown_paths_answer_in_json_or_prometheus_text() ->
 
 #[tokio::test]
 async fn the_report_pages_newest_first_with_the_seeds_totals() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.funded_account("1000").await?;
     let b = app.open_account().await?;
     for i in 1..=24 {
@@ -477,7 +473,7 @@ async fn the_report_pages_newest_first_with_the_seeds_totals() -> anyhow::Result
 
 #[tokio::test]
 async fn report_parameters_are_checked() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let six_days = (chrono::Utc::now() - chrono::Duration::days(6)).to_rfc3339();
     let cases: Vec<(String, u16, &str)> = vec![
         ("limit=0".into(), 422, "invalid_limit"),
@@ -516,7 +512,7 @@ fn urlencode(text: &str) -> String {
 
 #[tokio::test]
 async fn the_export_streams_the_same_rows_as_the_report_in_csv_and_ndjson() -> anyhow::Result<()> {
-    let app = TestApp::spawn().await?;
+    let app = TestLedger::start().await?;
     let a = app.funded_account("100").await?;
     let b = app.open_account().await?;
     for amount in ["1.5", "2", "300"] {

@@ -6,13 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use ledger_contract::{Direction, Transaction, TransactionStatus, TransferRequest};
+use money::Amount;
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
-use system_tests::{decimal_of, Lcg, TestApp};
+use serde_json::json;
+use system_tests::{Lcg, TestLedger};
+use uuid::Uuid;
 
 #[tokio::test]
 async fn twenty_concurrent_requests_with_one_key_make_exactly_one_transaction() -> anyhow::Result<()> {
-    let app = Arc::new(TestApp::spawn().await?);
+    let app = Arc::new(TestLedger::start().await?);
     let a = app.funded_account("100").await?;
     let b = app.open_account().await?;
     let body = json!({"src_account_id": a, "dst_account_id": b, "amount": "10", "direction": "debit"});
@@ -35,14 +38,14 @@ async fn twenty_concurrent_requests_with_one_key_make_exactly_one_transaction() 
     let (transfers,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM transactions WHERE kind = 'transfer'").fetch_one(&app.pool).await?;
     assert_eq!(transfers, 1);
-    assert_eq!(app.balance(&a).await?, Decimal::from(90));
-    assert_eq!(app.balance(&b).await?, Decimal::from(10));
-    TestApp::stop_shared(app).await
+    assert_eq!(app.balance(a).await?, Decimal::from(90));
+    assert_eq!(app.balance(b).await?, Decimal::from(10));
+    TestLedger::stop_shared(app).await
 }
 
 #[tokio::test]
 async fn a_duplicate_gets_a_409_when_the_first_request_holds_its_key_too_long() -> anyhow::Result<()> {
-    let app = TestApp::spawn_with(&[("IDEMPOTENCY_WAIT", "300ms")]).await?;
+    let app = TestLedger::start_with(&[("IDEMPOTENCY_WAIT", "300ms")]).await?;
     let a = app.funded_account("100").await?;
     // Hold the key in an open database transaction, as a slow first request would.
     let mut holder = app.pool.begin().await?;
@@ -56,7 +59,7 @@ async fn a_duplicate_gets_a_409_when_the_first_request_holds_its_key_too_long() 
     // Once the holder is gone (rolled back), the key is free again.
     let reply = app.post("/api/v1/bank_transactions", &body, Some("slow")).await?;
     assert_eq!((reply.status, reply.str("status")), (201, "success"));
-    assert_eq!(app.balance(&a).await?, Decimal::from(99));
+    assert_eq!(app.balance(a).await?, Decimal::from(99));
     app.stop().await
 }
 
@@ -65,7 +68,7 @@ async fn the_bank_invariant_holds_under_sixteen_concurrent_clients() -> anyhow::
     const CLIENTS: u64 = 16;
     const TRANSFERS_PER_CLIENT: u64 = 150;
     const ACCOUNTS: usize = 8;
-    let app = Arc::new(TestApp::spawn().await?);
+    let app = Arc::new(TestLedger::start().await?);
     let mut accounts = Vec::new();
     for _ in 0..ACCOUNTS {
         accounts.push(app.funded_account("100.00").await?);
@@ -84,42 +87,37 @@ async fn the_bank_invariant_holds_under_sixteen_concurrent_clients() -> anyhow::
                 let dst = (src + 1 + rng.next(ACCOUNTS as u64 - 1) as usize) % ACCOUNTS;
                 let cents = 1 + rng.next(6_000);
                 let amount = Decimal::new(cents as i64, 2);
-                let direction = if rng.next(2) == 0 { "debit" } else { "credit" };
-                let body = json!({"src_account_id": accounts[src], "dst_account_id": accounts[dst],
-                                  "amount": amount.to_string(), "direction": direction});
-                let reply = app.post("/api/v1/transaction", &body, None).await?;
-                anyhow::ensure!(reply.status == 201, "transfer answered {}: {}", reply.status, reply.text);
-                outcomes.push(reply.json);
+                let direction = if rng.next(2) == 0 { Direction::Debit } else { Direction::Credit };
+                let request = TransferRequest::new(accounts[src], accounts[dst], Amount::try_from(amount)?, direction);
+                outcomes.push(app.api.transfer(&request, None).await?);
             }
             anyhow::Ok(outcomes)
         }
     });
-    let outcomes: Vec<Value> = join_all(clients).await.into_iter().collect::<anyhow::Result<Vec<_>>>()?.concat();
+    let outcomes: Vec<Transaction> = join_all(clients).await.into_iter().collect::<anyhow::Result<Vec<_>>>()?.concat();
     assert_eq!(outcomes.len() as u64, CLIENTS * TRANSFERS_PER_CLIENT);
 
     // Expected balances from the successful responses alone.
-    let mut expected: HashMap<String, Decimal> = accounts.iter().map(|id| (id.clone(), Decimal::from(100))).collect();
+    let mut expected: HashMap<Uuid, Decimal> = accounts.iter().map(|id| (*id, Decimal::from(100))).collect();
     let mut successes = 0;
     for outcome in &outcomes {
-        if outcome["status"] != "success" {
-            assert_eq!(outcome["reason"], "Insufficient funds");
+        if outcome.status != TransactionStatus::Success {
+            assert_eq!(outcome.reason.as_deref(), Some("Insufficient funds"));
             continue;
         }
         successes += 1;
-        let amount = decimal_of(&outcome["amount"]);
-        let (src, dst) = (
-            outcome["src_account_id"].as_str().unwrap_or_default(),
-            outcome["dst_account_id"].as_str().unwrap_or_default(),
-        );
-        let (payer, payee) = if outcome["direction"] == "debit" { (src, dst) } else { (dst, src) };
-        *expected.entry(payer.to_owned()).or_default() -= amount;
-        *expected.entry(payee.to_owned()).or_default() += amount;
+        let amount = outcome.amount.value();
+        let src = outcome.src_account_id.ok_or_else(|| anyhow::anyhow!("a transfer without src: {outcome:?}"))?;
+        let dst = outcome.dst_account_id;
+        let (payer, payee) = if outcome.direction == Direction::Debit { (src, dst) } else { (dst, src) };
+        *expected.entry(payer).or_default() -= amount;
+        *expected.entry(payee).or_default() += amount;
     }
     assert!(successes > 100, "the workload must actually move money ({successes} successes)");
 
     let mut total = Decimal::ZERO;
     for id in accounts.iter() {
-        let balance = app.balance(id).await?;
+        let balance = app.balance(*id).await?;
         assert!(balance >= Decimal::ZERO, "{id} went negative: {balance}");
         assert_eq!(balance, expected[id], "{id} equals its start plus its successful movements");
         total += balance;
@@ -128,14 +126,14 @@ async fn the_bank_invariant_holds_under_sixteen_concurrent_clients() -> anyhow::
     let (rows,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM transactions WHERE kind = 'transfer'").fetch_one(&app.pool).await?;
     assert_eq!(rows as u64, CLIENTS * TRANSFERS_PER_CLIENT, "every attempt, failed or not, is recorded once");
-    TestApp::stop_shared(app).await
+    TestLedger::stop_shared(app).await
 }
 
 /// Pages through a report snapshot while writers keep committing, including a row whose timestamp falls
 /// inside the window but whose database transaction commits only after page 1 was served.
 #[tokio::test]
 async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() -> anyhow::Result<()> {
-    let app = Arc::new(TestApp::spawn().await?);
+    let app = Arc::new(TestLedger::start().await?);
     let a = app.funded_account("1000000").await?;
     let b = app.funded_account("1000000").await?;
     for i in 0..150 {
@@ -151,7 +149,7 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
          VALUES ($1, clock_timestamp(), 'bank', $2, 1, 'credit', 'success', 'late commit')",
     )
     .bind(late_id)
-    .bind(uuid::Uuid::parse_str(&a)?)
+    .bind(a)
     .execute(&mut *late)
     .await?;
 
@@ -159,7 +157,7 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let (app, stop, a, b) = (Arc::clone(&app), Arc::clone(&stop), a.clone(), b.clone());
+            let (app, stop, a, b) = (Arc::clone(&app), Arc::clone(&stop), a, b);
             tokio::spawn(async move {
                 let mut written = Vec::new();
                 let deadline = Instant::now() + Duration::from_secs(60);
@@ -252,7 +250,7 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
         app.client.get(app.url(&format!("/api/v1/transactions/export?snapshot={token}"))).send().await?.text().await?;
     let csv_ids: Vec<String> = csv.lines().skip(1).map(|line| line[..36].to_owned()).collect();
     assert_eq!(csv_ids, ids);
-    TestApp::stop_shared(app).await
+    TestLedger::stop_shared(app).await
 }
 
 fn rows_of(reply: &system_tests::Reply) -> Vec<String> {

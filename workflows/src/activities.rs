@@ -1,24 +1,19 @@
 //! The activities the workflows call, declared here and implemented by the worker (`advances-activities`).
 
+use ledger_contract::Direction;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use temporalio_macros::activity_definitions;
 use temporalio_sdk::activities::ActivityError;
 use uuid::Uuid;
 
-use crate::schedule::Advance;
+use crate::model::Advance;
 
-/// Which way a bank transaction moves money.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// The bank gives to the account (a grant).
-    Credit,
-    /// The bank takes from the account (a payment).
-    Debit,
-}
-
-/// One bank transaction, with the key that makes it happen at most once.
+/// One bank transaction, with the key that makes it happen at most once. `direction` is the ledger's own:
+/// `credit` gives to the account (a grant), `debit` takes from it (a payment).
+///
+/// The amount stays a plain decimal in workflow histories (as recorded since the first version); the activity
+/// turns it into a checked `money::Amount` before anything is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MoneyMove {
     pub idempotency_key: String,
@@ -39,12 +34,53 @@ pub enum MoneyOutcome {
     Refused { reason: String },
 }
 
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// Too many extra payments failed in a row.
+    Defaulted,
+    /// paid + scheduled + processing differs from the advance's amount.
+    FormulaMismatch,
+    /// The grant or a paid payment does not match exactly one successful ledger transaction.
+    LedgerMismatch,
+}
+
+impl AlertKind {
+    pub const ALL: [Self; 3] = [Self::Defaulted, Self::FormulaMismatch, Self::LedgerMismatch];
+
+    /// The name in logs, metrics, the database and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Defaulted => "defaulted",
+            Self::FormulaMismatch => "formula_mismatch",
+            Self::LedgerMismatch => "ledger_mismatch",
+        }
+    }
+}
+
+impl std::fmt::Display for AlertKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<String> for AlertKind {
+    type Error = ledger_contract::UnknownValue;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or(ledger_contract::UnknownValue { what: "alert kind", value: text })
+    }
+}
+
 /// An alert for operators: an ERROR log line, a counter and a row in `alerts`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alert {
     pub advance_id: Option<Uuid>,
-    /// A short machine-readable kind: `defaulted`, `formula_mismatch`, `ledger_mismatch`.
-    pub kind: String,
+    pub kind: AlertKind,
     pub message: String,
 }
 

@@ -1,16 +1,21 @@
-//! The advance's Temporal workflows and the pure schedule they run on.
+//! The advance's Temporal workflows, the pure model they run on, and what a Temporal server needs for them.
 //!
-//! Workflow code here is deterministic: it reads time only from the workflow's clock, makes no I/O and
-//! draws no random numbers. Money moves only in activities (declared in [`activities`], implemented by the
-//! worker), under keys made of business ids so that a retried activity never moves money twice.
+//! - [`model`]: an advance's terms, payment schedule and state changes, as pure code.
+//! - [`AdvanceWorkflow`] and [`ReconcileWorkflow`]: deterministic workflow code; they read time only from the
+//!   workflow's clock, make no I/O and draw no random numbers.
+//! - [`activities`]: the activities' declarations (the worker in `advances-activities` implements them). Money
+//!   moves only there, under keys made of business ids, so a retried activity never moves money twice.
+//! - [`temporal`]: connecting to the server, the search attributes and the reconciliation Schedule (used by the
+//!   API and the worker at start, never by workflow code).
 
 pub mod activities;
-pub mod advance;
-pub mod reconcile;
-pub mod schedule;
+pub mod advance_workflow;
+pub mod model;
+pub mod reconcile_workflow;
+pub mod temporal;
 
-pub use advance::AdvanceWorkflow;
-pub use reconcile::ReconcileWorkflow;
+pub use advance_workflow::AdvanceWorkflow;
+pub use reconcile_workflow::ReconcileWorkflow;
 
 /// The task queue the worker polls and the API starts workflows on.
 pub const TASK_QUEUE: &str = "advances";

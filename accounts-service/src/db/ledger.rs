@@ -1,16 +1,75 @@
 //! Accounts and the money-moving commands, each in one database transaction.
 
-use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use ledger_contract::{Account, Direction, Transaction, TransactionKind, TransactionStatus};
+use money::Amount;
 use rust_decimal::Decimal;
 use serde::Serialize;
+use service_kit::IdempotencyKey;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::idempotency::{self, Claim, IdempotencyKey, StoredResponse};
-use crate::domain::money::Amount;
-use crate::domain::transfer::{settle, settle_with_bank, Direction, Settlement, INSUFFICIENT_FUNDS};
-use crate::error::{ApiError, ApiResult};
-use crate::views::{AccountView, TransactionView};
+use super::idempotency::{self, Claim, StoredResponse};
+use super::{DbError, DbResult};
+use crate::domain::transfer::{settle, settle_with_bank, Settlement, INSUFFICIENT_FUNDS};
+
+/// The HTTP status of a recorded command's response (the only one a command stores: 201 Created).
+pub const CREATED: u16 = 201;
+
+/// An `accounts` row, as the contract's [`Account`].
+#[derive(sqlx::FromRow)]
+struct AccountRow {
+    id: Uuid,
+    balance: Decimal,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<AccountRow> for Account {
+    fn from(row: AccountRow) -> Self {
+        Self { account_id: row.id, balance: row.balance, created_at: row.created_at, updated_at: row.updated_at }
+    }
+}
+
+/// The columns of a `transactions` row that make a [`TransactionRow`], for queries that alias the table `t`.
+pub(crate) const TRANSACTION_COLUMNS: &str =
+    "t.id, t.created_at, t.kind, t.src_account_id, t.dst_account_id, t.amount, t.direction, t.status, t.reason, t.description";
+
+/// A `transactions` row with its kinds and statuses decoded (the schema's CHECKs allow no other text).
+#[derive(sqlx::FromRow)]
+pub(crate) struct TransactionRow {
+    id: Uuid,
+    created_at: DateTime<Utc>,
+    #[sqlx(try_from = "String")]
+    kind: TransactionKind,
+    src_account_id: Option<Uuid>,
+    dst_account_id: Uuid,
+    #[sqlx(try_from = "Decimal")]
+    amount: Amount,
+    #[sqlx(try_from = "String")]
+    direction: Direction,
+    #[sqlx(try_from = "String")]
+    status: TransactionStatus,
+    reason: Option<String>,
+    description: Option<String>,
+}
+
+impl From<TransactionRow> for Transaction {
+    fn from(row: TransactionRow) -> Self {
+        Self {
+            transaction_id: row.id,
+            transaction_timestamp: row.created_at,
+            kind: row.kind,
+            src_account_id: row.src_account_id,
+            dst_account_id: row.dst_account_id,
+            amount: row.amount,
+            direction: row.direction,
+            status: row.status,
+            reason: row.reason,
+            description: row.description,
+        }
+    }
+}
 
 /// A request to move money between two accounts.
 #[derive(Debug, Clone)]
@@ -69,6 +128,15 @@ pub enum Outcome {
     InsufficientFunds,
 }
 
+impl From<TransactionStatus> for Outcome {
+    fn from(status: TransactionStatus) -> Self {
+        match status {
+            TransactionStatus::Success => Self::Success,
+            TransactionStatus::Fail => Self::InsufficientFunds,
+        }
+    }
+}
+
 /// A command's response, ready to send.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -83,14 +151,11 @@ pub async fn execute(
     command: &Command,
     key: Option<&IdempotencyKey>,
     key_wait: std::time::Duration,
-) -> ApiResult<Reply> {
+) -> DbResult<Reply> {
     let mut attempt = 1;
     loop {
         match execute_once(pool, command, key, key_wait).await {
-            Err(ApiError::Internal(error))
-                if attempt < super::MAX_ATTEMPTS
-                    && error.downcast_ref::<sqlx::Error>().is_some_and(super::is_retryable) =>
-            {
+            Err(DbError::Sqlx(error)) if attempt < super::MAX_ATTEMPTS && super::is_retryable(&error) => {
                 tracing::info!(attempt, error = %error, "retrying the database transaction");
                 attempt += 1;
             }
@@ -104,7 +169,7 @@ async fn execute_once(
     command: &Command,
     key: Option<&IdempotencyKey>,
     key_wait: std::time::Duration,
-) -> ApiResult<Reply> {
+) -> DbResult<Reply> {
     let mut tx = pool.begin().await?;
     if let Some(key) = key {
         if let Claim::Replay(response) = idempotency::claim(&mut tx, key, &command.fingerprint(), key_wait).await? {
@@ -116,15 +181,15 @@ async fn execute_once(
     let (outcome, body) = match command {
         Command::CreateAccount => (Outcome::AccountCreated, to_json(&create_account(&mut tx).await?)?),
         Command::Transfer(t) => {
-            let view = transfer(&mut tx, t, key_text).await?;
-            (outcome_of(&view), to_json(&view)?)
+            let transaction = transfer(&mut tx, t, key_text).await?;
+            (transaction.status.into(), to_json(&transaction)?)
         }
         Command::Bank(b) => {
-            let view = bank_transaction(&mut tx, b, key_text).await?;
-            (outcome_of(&view), to_json(&view)?)
+            let transaction = bank_transaction(&mut tx, b, key_text).await?;
+            (transaction.status.into(), to_json(&transaction)?)
         }
     };
-    let response = StoredResponse { status: StatusCode::CREATED, body };
+    let response = StoredResponse { status_code: CREATED, body };
     if let Some(key) = key {
         idempotency::store(&mut tx, key, &response).await?;
     }
@@ -132,52 +197,46 @@ async fn execute_once(
     Ok(Reply { response, outcome: Some(outcome) })
 }
 
-fn outcome_of(view: &TransactionView) -> Outcome {
-    if view.status == "success" {
-        Outcome::Success
-    } else {
-        Outcome::InsufficientFunds
-    }
+fn to_json<T: Serialize>(value: &T) -> DbResult<String> {
+    serde_json::to_string(value)
+        .map_err(|error| DbError::Inconsistent(format!("a response did not serialize: {error}")))
 }
 
-fn to_json<T: Serialize>(value: &T) -> ApiResult<String> {
-    serde_json::to_string(value).map_err(|e| ApiError::Internal(e.into()))
-}
-
-async fn create_account(conn: &mut PgConnection) -> ApiResult<AccountView> {
-    let view = sqlx::query_as::<_, AccountView>(
+async fn create_account(conn: &mut PgConnection) -> DbResult<Account> {
+    let row = sqlx::query_as::<_, AccountRow>(
         "INSERT INTO accounts (id) VALUES ($1) RETURNING id, balance, created_at, updated_at",
     )
     .bind(Uuid::now_v7())
     .fetch_one(&mut *conn)
     .await?;
-    Ok(view)
+    Ok(row.into())
 }
 
 /// Every transaction recorded under one idempotency key, oldest first (at most one, since a key is claimed
 /// before anything is recorded; a list so that a reconciler can see it if that ever failed).
-pub async fn transactions_by_key(pool: &PgPool, key: &str) -> sqlx::Result<Vec<TransactionView>> {
+pub async fn transactions_by_key(pool: &PgPool, key: &IdempotencyKey) -> DbResult<Vec<Transaction>> {
     let sql = format!(
-        "SELECT {} FROM transactions t WHERE t.idempotency_key = $1 ORDER BY t.created_at, t.id LIMIT 100",
-        super::reports::COLUMNS
+        "SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.idempotency_key = $1 ORDER BY t.created_at, t.id LIMIT 100"
     );
-    sqlx::query_as::<_, TransactionView>(&sql).bind(key).fetch_all(pool).await
+    let rows = sqlx::query_as::<_, TransactionRow>(&sql).bind(key.as_str()).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(Transaction::from).collect())
 }
 
 /// Reads one account.
-pub async fn get_account(pool: &PgPool, id: Uuid) -> ApiResult<AccountView> {
-    sqlx::query_as::<_, AccountView>("SELECT id, balance, created_at, updated_at FROM accounts WHERE id = $1")
+pub async fn get_account(pool: &PgPool, id: Uuid) -> DbResult<Account> {
+    sqlx::query_as::<_, AccountRow>("SELECT id, balance, created_at, updated_at FROM accounts WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
+        .map(Account::from)
+        .ok_or(DbError::AccountNotFound(id))
 }
 
 /// Locks the given accounts in id order (the one order every writer uses, so two transfers can never wait
 /// on each other in a cycle) and returns their balances in the order of `ids`. `NO KEY UPDATE` is enough to
 /// serialize balance changes and does not wait on the key-share locks that inserting a transaction row takes
 /// on its accounts (the foreign keys).
-async fn lock_accounts(conn: &mut PgConnection, ids: &[Uuid]) -> ApiResult<Vec<Decimal>> {
+async fn lock_accounts(conn: &mut PgConnection, ids: &[Uuid]) -> DbResult<Vec<Decimal>> {
     let rows: Vec<(Uuid, Decimal)> =
         sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(ids)
@@ -188,12 +247,12 @@ async fn lock_accounts(conn: &mut PgConnection, ids: &[Uuid]) -> ApiResult<Vec<D
             rows.iter()
                 .find(|(row_id, _)| row_id == id)
                 .map(|(_, balance)| *balance)
-                .ok_or_else(|| ApiError::NotFound(format!("account {id} does not exist")))
+                .ok_or(DbError::AccountNotFound(*id))
         })
         .collect()
 }
 
-async fn set_balance(conn: &mut PgConnection, id: Uuid, balance: Decimal) -> ApiResult<()> {
+async fn set_balance(conn: &mut PgConnection, id: Uuid, balance: Decimal) -> DbResult<()> {
     sqlx::query("UPDATE accounts SET balance = $2, updated_at = clock_timestamp() WHERE id = $1")
         .bind(id)
         .bind(balance)
@@ -204,7 +263,7 @@ async fn set_balance(conn: &mut PgConnection, id: Uuid, balance: Decimal) -> Api
 
 /// The row to insert into `transactions`.
 struct NewTransaction<'a> {
-    kind: &'static str,
+    kind: TransactionKind,
     src_account_id: Option<Uuid>,
     dst_account_id: Uuid,
     amount: Amount,
@@ -214,8 +273,9 @@ struct NewTransaction<'a> {
     idempotency_key: Option<&'a str>,
 }
 
-async fn record(conn: &mut PgConnection, row: NewTransaction<'_>) -> ApiResult<TransactionView> {
-    let view = sqlx::query_as::<_, TransactionView>(
+async fn record(conn: &mut PgConnection, row: NewTransaction<'_>) -> DbResult<Transaction> {
+    let status = if row.failure.is_some() { TransactionStatus::Fail } else { TransactionStatus::Success };
+    let recorded = sqlx::query_as::<_, TransactionRow>(
         "INSERT INTO transactions
              (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
               idempotency_key)
@@ -223,21 +283,21 @@ async fn record(conn: &mut PgConnection, row: NewTransaction<'_>) -> ApiResult<T
          RETURNING id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description",
     )
     .bind(Uuid::now_v7())
-    .bind(row.kind)
+    .bind(row.kind.as_str())
     .bind(row.src_account_id)
     .bind(row.dst_account_id)
     .bind(row.amount.value())
     .bind(row.direction.as_str())
-    .bind(if row.failure.is_some() { "fail" } else { "success" })
+    .bind(status.as_str())
     .bind(row.failure)
     .bind(row.description)
     .bind(row.idempotency_key)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(view)
+    Ok(recorded.into())
 }
 
-async fn transfer(conn: &mut PgConnection, t: &TransferCommand, key: Option<&str>) -> ApiResult<TransactionView> {
+async fn transfer(conn: &mut PgConnection, t: &TransferCommand, key: Option<&str>) -> DbResult<Transaction> {
     let (payer, payee) = match t.direction {
         Direction::Debit => (t.src_account_id, t.dst_account_id),
         Direction::Credit => (t.dst_account_id, t.src_account_id),
@@ -254,7 +314,7 @@ async fn transfer(conn: &mut PgConnection, t: &TransferCommand, key: Option<&str
     record(
         conn,
         NewTransaction {
-            kind: "transfer",
+            kind: TransactionKind::Transfer,
             src_account_id: Some(t.src_account_id),
             dst_account_id: t.dst_account_id,
             amount: t.amount,
@@ -267,7 +327,7 @@ async fn transfer(conn: &mut PgConnection, t: &TransferCommand, key: Option<&str
     .await
 }
 
-async fn bank_transaction(conn: &mut PgConnection, b: &BankCommand, key: Option<&str>) -> ApiResult<TransactionView> {
+async fn bank_transaction(conn: &mut PgConnection, b: &BankCommand, key: Option<&str>) -> DbResult<Transaction> {
     let balances = lock_accounts(conn, &[b.account_id]).await?;
     let failure = match settle_with_bank(balances[0], b.amount, b.direction) {
         Some(after) => {
@@ -279,7 +339,7 @@ async fn bank_transaction(conn: &mut PgConnection, b: &BankCommand, key: Option<
     record(
         conn,
         NewTransaction {
-            kind: "bank",
+            kind: TransactionKind::Bank,
             src_account_id: None,
             dst_account_id: b.account_id,
             amount: b.amount,
@@ -290,10 +350,4 @@ async fn bank_transaction(conn: &mut PgConnection, b: &BankCommand, key: Option<
         },
     )
     .await
-}
-
-/// Used by tests and benchmarks to check the ledger against itself.
-pub async fn total_balance(pool: &PgPool) -> sqlx::Result<Decimal> {
-    let (total,): (Option<Decimal>,) = sqlx::query_as("SELECT sum(balance) FROM accounts").fetch_one(pool).await?;
-    Ok(total.unwrap_or_default())
 }

@@ -9,8 +9,30 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::config::Settings;
+
+/// Why a database operation did not do what was asked. The HTTP layer decides what each means to a client.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("account {0} does not exist")]
+    AccountNotFound(Uuid),
+    #[error("a request with this Idempotency-Key is still being processed")]
+    KeyInFlight,
+    #[error("this Idempotency-Key was already used with a different request")]
+    KeyReused,
+    #[error("unknown or expired report snapshot")]
+    SnapshotNotFound,
+    /// Something the schema's constraints should have made impossible.
+    #[error("inconsistent data: {0}")]
+    Inconsistent(String),
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+}
+
+/// Shorthand for the results of this module.
+pub type DbResult<T> = Result<T, DbError>;
 
 /// The migrations of the `accounts` database, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/accounts");

@@ -13,15 +13,14 @@ use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult};
-use crate::views::TransactionView;
+use ledger_contract::Transaction;
+
+use super::ledger::{TransactionRow, TRANSACTION_COLUMNS as COLUMNS};
+use super::{DbError, DbResult};
 
 /// Checkpoints are never closer than this many rows, so a tiny page `limit` cannot make page 1 write one
 /// checkpoint per row; a page then skips at most `stride - limit` rows from its checkpoint.
 const MIN_STRIDE_ROWS: u32 = 100;
-
-pub(crate) const COLUMNS: &str =
-    "t.id, t.created_at, t.kind, t.src_account_id, t.dst_account_id, t.amount, t.direction, t.status, t.reason, t.description";
 
 /// A saved report snapshot: what every page and the totals are computed from.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -61,7 +60,7 @@ pub async fn create_snapshot(
     end: DateTime<Utc>,
     limit: u32,
     page: u64,
-) -> ApiResult<(Snapshot, Vec<TransactionView>)> {
+) -> DbResult<(Snapshot, Vec<Transaction>)> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
     // The first statement fixes the transaction's snapshot; it is also the one saved for later pages.
@@ -117,7 +116,7 @@ pub async fn create_snapshot(
 }
 
 /// Loads a saved snapshot by its token.
-pub async fn load_snapshot(pool: &PgPool, id: Uuid) -> ApiResult<Snapshot> {
+pub async fn load_snapshot(pool: &PgPool, id: Uuid) -> DbResult<Snapshot> {
     sqlx::query_as(
         "SELECT id, snapshot::text AS snapshot, window_start, window_end, page_limit, stride, total_rows
          FROM report_snapshots WHERE id = $1",
@@ -125,16 +124,16 @@ pub async fn load_snapshot(pool: &PgPool, id: Uuid) -> ApiResult<Snapshot> {
     .bind(id)
     .fetch_optional(pool)
     .await?
-    .ok_or_else(|| ApiError::NotFound("unknown or expired report snapshot; request page 1 without one".into()))
+    .ok_or(DbError::SnapshotNotFound)
 }
 
 /// Reads page `page` of a saved snapshot.
-pub async fn page(pool: &PgPool, snapshot: &Snapshot, page: u64) -> ApiResult<Vec<TransactionView>> {
+pub async fn page(pool: &PgPool, snapshot: &Snapshot, page: u64) -> DbResult<Vec<Transaction>> {
     let mut conn = pool.acquire().await?;
     read_page(&mut conn, snapshot, page).await
 }
 
-async fn read_page(conn: &mut PgConnection, snapshot: &Snapshot, page: u64) -> ApiResult<Vec<TransactionView>> {
+async fn read_page(conn: &mut PgConnection, snapshot: &Snapshot, page: u64) -> DbResult<Vec<Transaction>> {
     let limit = snapshot.page_limit as u32;
     if page > snapshot.total_pages() as u64 {
         return Ok(Vec::new());
@@ -154,7 +153,7 @@ async fn read_page(conn: &mut PgConnection, snapshot: &Snapshot, page: u64) -> A
          WHERE c.snapshot_id = $1 AND c.seq = $2
          ORDER BY t.created_at DESC, t.id DESC"
     );
-    let rows = sqlx::query_as::<_, TransactionView>(&sql)
+    let rows = sqlx::query_as::<_, TransactionRow>(&sql)
         .bind(snapshot.id)
         .bind(seq as i32)
         .bind(snapshot.window_start)
@@ -163,7 +162,7 @@ async fn read_page(conn: &mut PgConnection, snapshot: &Snapshot, page: u64) -> A
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
-    Ok(rows)
+    Ok(rows.into_iter().map(Transaction::from).collect())
 }
 
 /// The rows of a window for a download, newest first, streamed from one connection.
@@ -175,10 +174,10 @@ pub fn export(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     snapshot: Option<String>,
-) -> BoxStream<'static, sqlx::Result<TransactionView>> {
+) -> BoxStream<'static, sqlx::Result<Transaction>> {
     // A task owns the connection and feeds a bounded channel: the body stream is 'static, and a slow client
     // holds back the query instead of letting rows pile up in memory.
-    let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<TransactionView>>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<Transaction>>(256);
     tokio::spawn(async move {
         let sql = format!(
             "SELECT {COLUMNS} FROM transactions t
@@ -200,8 +199,9 @@ pub fn export(
         }
         {
             let mut rows =
-                sqlx::query_as::<_, TransactionView>(&sql).bind(start).bind(end).bind(&snapshot).fetch(&mut *conn);
+                sqlx::query_as::<_, TransactionRow>(&sql).bind(start).bind(end).bind(&snapshot).fetch(&mut *conn);
             while let Some(row) = rows.next().await {
+                let row = row.map(Transaction::from);
                 // A closed channel means the client went away: stop reading.
                 if tx.send(row).await.is_err() {
                     break;

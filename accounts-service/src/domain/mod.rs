@@ -1,5 +1,3 @@
-//! Domain rules with no I/O: money, time, and the transfer rule.
+//! Domain rules with no I/O. Money itself is the `money` crate's; the ledger's own rule is the transfer.
 
-pub mod money;
-pub mod time;
 pub mod transfer;

@@ -1,36 +1,8 @@
 //! The transfer rule, as pure code: who pays whom, and whether the payer can.
 
+use ledger_contract::Direction;
+use money::Amount;
 use rust_decimal::Decimal;
-
-use super::money::Amount;
-
-/// Which way money moves relative to the request's accounts (the seed's meaning).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// `src` pays `dst` (for a bank transaction: the bank takes from the account).
-    Debit,
-    /// `dst` pays `src` (for a bank transaction: the bank gives to the account).
-    Credit,
-}
-
-impl Direction {
-    /// Parses the wire name; anything else is refused.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "debit" => Some(Self::Debit),
-            "credit" => Some(Self::Credit),
-            _ => None,
-        }
-    }
-
-    /// The wire and database name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Debit => "debit",
-            Self::Credit => "credit",
-        }
-    }
-}
 
 /// The reason recorded when a payer cannot cover an amount (the seed's wording).
 pub const INSUFFICIENT_FUNDS: &str = "Insufficient funds";
@@ -85,15 +57,6 @@ mod tests {
     #[test]
     fn a_payer_one_cent_short_fails() {
         assert_eq!(settle(cents(499), cents(0), amount(500)), Settlement::InsufficientFunds);
-    }
-
-    #[test]
-    fn directions_have_the_seed_names() {
-        assert_eq!(Direction::parse("debit"), Some(Direction::Debit));
-        assert_eq!(Direction::parse("credit"), Some(Direction::Credit));
-        assert_eq!(Direction::parse("Debit"), None);
-        assert_eq!(Direction::parse(""), None);
-        assert_eq!(Direction::Credit.as_str(), "credit");
     }
 
     #[test]

@@ -3,20 +3,13 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use serde::Deserialize;
-use utoipa::ToSchema;
+use ledger_contract::{Account, CreateAccountRequest};
+use service_kit::extract::{ApiJson, ApiPath, OptionalIdempotencyKey};
+use service_kit::{ApiResult, ErrorBody};
 use uuid::Uuid;
 
 use crate::db::ledger::{self, Command};
-use crate::error::{ApiResult, ErrorBody};
-use crate::http::{ApiJson, ApiPath, OptionalIdempotencyKey};
-use crate::views::AccountView;
 use crate::AppState;
-
-/// The body of an account creation: an empty object (an account starts at 0; money arrives by transactions).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateAccountRequest {}
 
 /// Opens an account with a balance of 0.
 #[utoipa::path(
@@ -24,7 +17,7 @@ pub struct CreateAccountRequest {}
     request_body(content = Option<CreateAccountRequest>, description = "An empty object; an empty body counts as one"),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "1 to 255 visible ASCII characters; the same key and request replays the first response")),
     responses(
-        (status = 201, description = "Account created", body = AccountView),
+        (status = 201, description = "Account created", body = Account),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 422, description = "Idempotency-Key reused with another request", body = ErrorBody),
     )
@@ -42,7 +35,7 @@ pub async fn create_account(
     get, path = "/api/v1/accounts/{account_id}", tag = "accounts",
     params(("account_id" = Uuid, Path, description = "The account's id")),
     responses(
-        (status = 200, description = "The account", body = AccountView),
+        (status = 200, description = "The account", body = Account),
         (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
     )
@@ -50,6 +43,6 @@ pub async fn create_account(
 pub async fn get_account(
     State(state): State<AppState>,
     ApiPath(account_id): ApiPath<Uuid>,
-) -> ApiResult<Json<AccountView>> {
+) -> ApiResult<Json<Account>> {
     Ok(Json(ledger::get_account(&state.pool, account_id).await?))
 }

@@ -1,17 +1,34 @@
-//! One module per resource.
+//! One module per resource; what the database's answers mean to a client is decided here.
 
 pub mod accounts;
 pub mod reports;
 pub mod system;
 pub mod transactions;
 
-use axum::response::Response;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use service_kit::{ApiError, ApiResult, IdempotencyKey};
 
-use crate::db::idempotency::IdempotencyKey;
+use crate::db::idempotency::StoredResponse;
 use crate::db::ledger::{self, Command, Outcome};
-use crate::error::ApiResult;
-use crate::http::stored_response;
+use crate::db::DbError;
 use crate::AppState;
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::AccountNotFound(_) => ApiError::NotFound(error.to_string()),
+            DbError::SnapshotNotFound => {
+                ApiError::NotFound("unknown or expired report snapshot; request page 1 without one".into())
+            }
+            DbError::KeyInFlight => ApiError::IdempotencyInFlight,
+            DbError::KeyReused => ApiError::IdempotencyKeyReused,
+            DbError::Inconsistent(_) => ApiError::Internal(error.into()),
+            DbError::Sqlx(error) => error.into(),
+        }
+    }
+}
 
 /// Runs a ledger command with its optional key and counts what it did.
 pub(crate) async fn run_command(
@@ -32,5 +49,17 @@ pub(crate) async fn run_command(
         Some(Outcome::InsufficientFunds) => "insufficient_funds",
     };
     state.metrics.ledger_transactions.with_label_values(&[kind, outcome]).inc();
-    Ok(stored_response(reply.response, reply.outcome.is_none()))
+    stored_response(reply.response, reply.outcome.is_none())
+}
+
+/// Sends a stored response; a replay says so in `Idempotent-Replayed: true`.
+fn stored_response(response: StoredResponse, replayed: bool) -> ApiResult<Response> {
+    let status = StatusCode::from_u16(response.status_code)
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("stored status {} is not HTTP", response.status_code)))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok((status, headers, response.body).into_response())
 }

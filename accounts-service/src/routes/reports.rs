@@ -8,15 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use ledger_contract::{ExportQuery, ReportPage, ReportQuery, Transaction, CSV_COLUMNS};
+use money::timestamp::{format_timestamp, parse_timestamp};
+use service_kit::extract::ApiQuery;
+use service_kit::{ApiError, ApiResult, ErrorBody};
 use uuid::Uuid;
 
 use crate::db::reports::{self, Snapshot};
-use crate::domain::time::parse_timestamp;
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::ApiQuery;
-use crate::views::TransactionView;
 use crate::AppState;
 
 /// How far back a report may reach.
@@ -26,51 +24,6 @@ pub const REPORT_WINDOW_DAYS: i64 = 5;
 pub const WINDOW_GRACE_SECONDS: i64 = 60;
 pub const DEFAULT_LIMIT: i64 = 100;
 pub const MAX_LIMIT: i64 = 1000;
-
-/// The report's query parameters (the seed's, plus `snapshot`).
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ReportQuery {
-    /// Page number, from 1.
-    #[param(minimum = 1)]
-    pub page: Option<i64>,
-    /// Rows per page, 1 to 1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
-    /// Earliest timestamp, at most 5 days back (default: now - 5 days). `YYYY-MM-DD HH:MM:SS.mmm` UTC or RFC 3339.
-    #[param(
-        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
-    )]
-    pub start_timestamp: Option<String>,
-    /// Latest timestamp (default: now).
-    #[param(
-        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
-    )]
-    pub end_timestamp: Option<String>,
-    /// The token of an earlier response: every page and the totals reflect exactly the transactions committed
-    /// when that snapshot's page 1 was served.
-    #[param(value_type = Option<String>, format = Uuid)]
-    pub snapshot: Option<String>,
-}
-
-/// One page of the report.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReportPage {
-    pub transactions: Vec<TransactionView>,
-    pub page: i64,
-    pub limit: i64,
-    /// The number of transactions in the whole report (the seed's name).
-    pub total_amount: i64,
-    pub total_pages: i64,
-    /// Pass as `snapshot` to read other pages of this same report.
-    pub snapshot: String,
-    #[schema(value_type = String, example = "2023-07-11 12:01:27.053")]
-    #[serde(serialize_with = "crate::domain::time::serialize_timestamp")]
-    pub start_timestamp: DateTime<Utc>,
-    #[schema(value_type = String, example = "2023-07-11 14:01:27.053")]
-    #[serde(serialize_with = "crate::domain::time::serialize_timestamp")]
-    pub end_timestamp: DateTime<Utc>,
-}
 
 /// The window a request asks for, checked against the 5-day rule.
 struct Window {
@@ -134,7 +87,7 @@ fn check_matches(snapshot: &Snapshot, limit: Option<i64>, requested: &Requested)
 
 async fn find_snapshot(state: &AppState, token: &str) -> ApiResult<Snapshot> {
     let id = Uuid::parse_str(token).map_err(|_| ApiError::MalformedRequest("snapshot is not a valid token".into()))?;
-    reports::load_snapshot(&state.pool, id).await
+    Ok(reports::load_snapshot(&state.pool, id).await?)
 }
 
 /// Lists transactions newest first, paged, from one consistent snapshot.
@@ -187,36 +140,11 @@ pub async fn list_transactions(
     }))
 }
 
-/// The download's query parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ExportQuery {
-    /// `csv` (default, with a header row) or `ndjson` (one JSON object per line).
-    #[param(pattern = "^(csv|ndjson)$")]
-    pub format: Option<String>,
-    /// As for the report.
-    #[param(
-        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
-    )]
-    pub start_timestamp: Option<String>,
-    /// As for the report.
-    #[param(
-        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
-    )]
-    pub end_timestamp: Option<String>,
-    /// A report's snapshot token: download exactly that report's rows.
-    #[param(value_type = Option<String>, format = Uuid)]
-    pub snapshot: Option<String>,
-}
-
 #[derive(Clone, Copy)]
 enum Format {
     Csv,
     Ndjson,
 }
-
-const CSV_HEADER: &str =
-    "transaction_id,transaction_timestamp,kind,src_account_id,dst_account_id,amount,direction,status,reason,description\n";
 
 /// Rows are sent in chunks of about this many bytes: small enough to keep memory flat, large enough to
 /// keep per-chunk overhead low.
@@ -258,7 +186,7 @@ pub async fn export_transactions(
     };
     let rows = reports::export(state.pool.clone(), window.start, window.end, snapshot_text);
     let header = match format {
-        Format::Csv => Some(Ok(Bytes::from_static(CSV_HEADER.as_bytes()))),
+        Format::Csv => Some(Ok(Bytes::from(format!("{}\n", CSV_COLUMNS.join(","))))),
         Format::Ndjson => None,
     };
     let body = futures::stream::iter(header).chain(rows.ready_chunks(256).map(move |batch| {
@@ -287,7 +215,7 @@ pub async fn export_transactions(
     Ok(response)
 }
 
-fn write_row(buffer: &mut String, row: &TransactionView, format: Format) {
+fn write_row(buffer: &mut String, row: &Transaction, format: Format) {
     match format {
         Format::Ndjson => {
             // Serializing our own view cannot fail; an empty line would be the visible sign if it ever did.
@@ -296,13 +224,13 @@ fn write_row(buffer: &mut String, row: &TransactionView, format: Format) {
         Format::Csv => {
             let fields = [
                 row.transaction_id.to_string(),
-                crate::domain::time::format_timestamp(row.transaction_timestamp),
-                row.kind.clone(),
+                format_timestamp(row.transaction_timestamp),
+                row.kind.to_string(),
                 row.src_account_id.map(|id| id.to_string()).unwrap_or_default(),
                 row.dst_account_id.to_string(),
-                row.amount.normalize().to_string(),
-                row.direction.clone(),
-                row.status.clone(),
+                row.amount.to_string(),
+                row.direction.to_string(),
+                row.status.to_string(),
                 row.reason.clone().unwrap_or_default(),
                 row.description.clone().unwrap_or_default(),
             ];

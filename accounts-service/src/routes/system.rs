@@ -1,14 +1,11 @@
 //! `GET /health` and `GET /metrics`.
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use serde::Serialize;
+use service_kit::{health, metrics, ApiResult};
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
 use crate::AppState;
 
 /// The health check's answer.
@@ -29,14 +26,9 @@ pub struct Health {
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Response {
-    match sqlx::query("SELECT 1").execute(&state.pool).await {
-        Ok(_) => Json(Health { status: "ok", database: "ok".into() }).into_response(),
-        Err(error) => {
-            tracing::warn!(error = %error, "health check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status: "unavailable", database: error.to_string() }))
-                .into_response()
-        }
-    }
+    let database = health::check_database(&state.pool).await;
+    let status = health::status_of(&[&database]);
+    health::respond(status, Health { status, database })
 }
 
 /// Prometheus metrics in the text exposition format.
@@ -44,9 +36,8 @@ pub async fn health(State(state): State<AppState>) -> Response {
     get, path = "/metrics", tag = "system", security(()),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     state.metrics.db_pool_size.set(i64::from(state.pool.size()));
     state.metrics.db_pool_idle.set(state.pool.num_idle() as i64);
-    let text = state.metrics.render()?;
-    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+    metrics::metrics_response(&state.metrics.registry)
 }

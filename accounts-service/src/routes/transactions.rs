@@ -3,63 +3,41 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
+use ledger_contract::{
+    BankTransactionRequest, ByKeyQuery, Direction, DirectionInput, Transaction, TransactionsByKey, TransferRequest,
+};
+use money::{Amount, AmountInput};
+use service_kit::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey};
+use service_kit::{ApiError, ApiResult, ErrorBody, IdempotencyKey};
 
-use crate::db::idempotency::IdempotencyKey;
 use crate::db::ledger::{self, BankCommand, Command, TransferCommand};
-use crate::domain::money::{Amount, AmountInput};
-use crate::domain::transfer::Direction;
-use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::{ApiJson, ApiQuery, OptionalIdempotencyKey};
-use crate::views::{money_input_schema, TransactionView};
 use crate::AppState;
 
 /// The longest bank transaction description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 
-/// A transfer between two accounts (the seed's body).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TransferRequest {
-    pub src_account_id: Uuid,
-    pub dst_account_id: Uuid,
-    #[schema(schema_with = money_input_schema)]
-    pub amount: AmountInput,
-    /// `debit`: src pays dst; `credit`: dst pays src.
-    #[schema(example = "debit", pattern = "^(debit|credit)$")]
-    pub direction: String,
-}
-
-/// A transaction between the bank and one account.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BankTransactionRequest {
-    pub dst_account_id: Uuid,
-    #[schema(schema_with = money_input_schema)]
-    pub amount: AmountInput,
-    /// `credit`: the bank gives to the account; `debit`: the bank takes from it.
-    #[schema(example = "credit", pattern = "^(debit|credit)$")]
-    pub direction: String,
-    /// Why it happened (stored and returned as `description`), at most 500 characters.
-    #[schema(example = "Advance payment week 3")]
-    pub reason: Option<String>,
-}
-
 fn validate_amount(input: &AmountInput) -> ApiResult<Amount> {
     input.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))
 }
 
-fn validate_direction(text: &str) -> ApiResult<Direction> {
-    Direction::parse(text).ok_or_else(|| {
-        ApiError::validation("invalid_direction", format!("direction must be \"debit\" or \"credit\", not {text:?}"))
+fn validate_direction(input: &DirectionInput) -> ApiResult<Direction> {
+    input.parse().map_err(|error| {
+        ApiError::validation("invalid_direction", format!("direction must be \"debit\" or \"credit\": {error}"))
     })
 }
 
-impl TransferRequest {
+/// The ledger's rules for a request's fields: what turns a request of the contract into a command.
+pub trait Validate {
+    type Command;
+
     /// Applies every rule; a refusal records nothing.
-    pub fn validate(&self) -> ApiResult<TransferCommand> {
+    fn validate(&self) -> ApiResult<Self::Command>;
+}
+
+impl Validate for TransferRequest {
+    type Command = TransferCommand;
+
+    fn validate(&self) -> ApiResult<TransferCommand> {
         let amount = validate_amount(&self.amount)?;
         let direction = validate_direction(&self.direction)?;
         if self.src_account_id == self.dst_account_id {
@@ -74,9 +52,10 @@ impl TransferRequest {
     }
 }
 
-impl BankTransactionRequest {
-    /// Applies every rule; a refusal records nothing.
-    pub fn validate(&self) -> ApiResult<BankCommand> {
+impl Validate for BankTransactionRequest {
+    type Command = BankCommand;
+
+    fn validate(&self) -> ApiResult<BankCommand> {
         let amount = validate_amount(&self.amount)?;
         let direction = validate_direction(&self.direction)?;
         if let Some(reason) = &self.reason {
@@ -100,7 +79,7 @@ impl BankTransactionRequest {
     request_body = TransferRequest,
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "1 to 255 visible ASCII characters; the same key and request replays the first response")),
     responses(
-        (status = 201, description = "Recorded: `status` is `success`, or `fail` with a `reason`", body = TransactionView),
+        (status = 201, description = "Recorded: `status` is `success`, or `fail` with a `reason`", body = Transaction),
         (status = 400, description = "Malformed JSON, wrong types or malformed ids", body = ErrorBody),
         (status = 404, description = "An account does not exist", body = ErrorBody),
         (status = 409, description = "The same Idempotency-Key is still in flight", body = ErrorBody),
@@ -123,7 +102,7 @@ pub async fn create_transfer(
     request_body = BankTransactionRequest,
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "1 to 255 visible ASCII characters; the same key and request replays the first response")),
     responses(
-        (status = 201, description = "Recorded: `status` is `success`, or `fail` with a `reason`", body = TransactionView),
+        (status = 201, description = "Recorded: `status` is `success`, or `fail` with a `reason`", body = Transaction),
         (status = 400, description = "Malformed JSON, wrong types or malformed ids", body = ErrorBody),
         (status = 404, description = "The account does not exist", body = ErrorBody),
         (status = 409, description = "The same Idempotency-Key is still in flight", body = ErrorBody),
@@ -138,21 +117,6 @@ pub async fn create_bank_transaction(
 ) -> ApiResult<Response> {
     let command = request.validate()?;
     super::run_command(&state, Command::Bank(command), key).await
-}
-
-/// The query of a lookup by idempotency key.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ByKeyQuery {
-    /// The `Idempotency-Key` the transaction was made with.
-    #[param(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
-    pub idempotency_key: String,
-}
-
-/// The transactions recorded under one key.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TransactionsByKey {
-    pub transactions: Vec<TransactionView>,
 }
 
 /// Finds the transactions recorded under an `Idempotency-Key`, for reconciliation: an empty list when none.
@@ -170,7 +134,7 @@ pub async fn transactions_by_key(
     ApiQuery(query): ApiQuery<ByKeyQuery>,
 ) -> ApiResult<Json<TransactionsByKey>> {
     let key = IdempotencyKey::parse(&query.idempotency_key)?;
-    let transactions = ledger::transactions_by_key(&state.pool, key.as_str()).await?;
+    let transactions = ledger::transactions_by_key(&state.pool, &key).await?;
     Ok(Json(TransactionsByKey { transactions }))
 }
 

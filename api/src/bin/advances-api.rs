@@ -1,15 +1,14 @@
 //! The `advances-api` binary: settings from the environment, then serve until SIGTERM.
 
 use anyhow::Context;
-
-use advances_api::config::FromEnv;
+use service_kit::settings::FromEnv;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    accounts_service::init_tracing();
+    service_kit::telemetry::init_tracing();
     let settings = advances_api::config::ApiSettings::from_env()?;
     let listener = tokio::net::TcpListener::bind(settings.listen_addr)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
-    advances_api::rest::run(settings, listener, accounts_service::shutdown_signal()).await
+    advances_api::rest::run(settings, listener, service_kit::serve::shutdown_signal()).await
 }

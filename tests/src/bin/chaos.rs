@@ -16,12 +16,14 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
+use advances_workflows::model::PaymentStatus;
+use ledger_contract::TransactionStatus;
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
-use system_tests::advances::Stack;
-use system_tests::chaos::{self, pause_unless_stopped, terminate_backends, FaultLog, LedgerProcess, Workload};
-use system_tests::{binary_path, decimal_of, poll_until, server_url, Lcg};
+use system_tests::chaos::{self, pause_unless_stopped, terminate_backends, FaultLog, Target, Workload};
+use system_tests::{binary_path, decimal_of, poll_until, server_url, Lcg, Stack, TestLedger};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -40,7 +42,7 @@ fn formula_holds(advance: &serde_json::Value) -> bool {
         .map(|payments| {
             payments
                 .iter()
-                .filter(|p| matches!(p["status"].as_str(), Some("paid" | "scheduled" | "processing")))
+                .filter(|p| PaymentStatus::deserialize(&p["status"]).is_ok_and(PaymentStatus::is_owed))
                 .map(|p| decimal_of(&p["amount"]))
                 .sum()
         })
@@ -97,7 +99,7 @@ async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
         stack.start_worker().await?;
         faults.push("worker SIGKILL".to_owned());
         if kill == kills / 2 {
-            stack.restart_accounts(Duration::from_secs(2)).await?;
+            stack.ledger.restart(Duration::from_secs(2)).await?;
             faults.push("accounts-service SIGKILL (2 s down)".to_owned());
         }
     }
@@ -113,13 +115,13 @@ async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
     let (samples, violations) = sampler.await?;
     let (mut duplicate_grants, mut duplicate_debits, mut wrong_totals, mut debits_total) = (0, 0, 0, 0);
     for account in &accounts {
-        duplicate_grants += (stack.grants(account).await? - 1).max(0);
-        let debits = stack.debits(account).await?;
-        let successful: Vec<_> = debits.iter().filter(|d| d.2 == "success").collect();
-        let keys: HashSet<&String> = successful.iter().map(|d| &d.0).collect();
+        duplicate_grants += (stack.grants(*account).await? - 1).max(0);
+        let debits = stack.debits(*account).await?;
+        let successful: Vec<_> = debits.iter().filter(|d| d.status == TransactionStatus::Success).collect();
+        let keys: HashSet<&String> = successful.iter().map(|d| &d.idempotency_key).collect();
         duplicate_debits += successful.len() - keys.len();
         debits_total += successful.len();
-        if successful.iter().map(|d| d.1).sum::<Decimal>() != Decimal::from(120) {
+        if successful.iter().map(|d| d.amount).sum::<Decimal>() != Decimal::from(120) {
             wrong_totals += 1;
         }
     }
@@ -165,12 +167,13 @@ async fn main() -> anyhow::Result<()> {
         seed,
     };
     let pg_restart = std::env::var("CHAOS_PG_RESTART").ok().filter(|command| !command.is_empty());
-    let ledger = LedgerProcess::start().await?;
+    let ledger = Arc::new(TestLedger::start().await?);
+    let target = Target::of(&ledger)?;
     let admin = PgPoolOptions::new().max_connections(1).connect(&server_url()).await?;
     let faults = FaultLog::default();
     let schedule = {
         let (restarter, faults, database, admin) =
-            (ledger.restarter(), faults.clone(), ledger.database.name.clone(), admin.clone());
+            (Arc::clone(&ledger), faults.clone(), ledger.database.name.clone(), admin.clone());
         let pg_restart = pg_restart.clone();
         move |stop: Arc<AtomicBool>| async move {
             let mut random = Lcg(seed);
@@ -180,7 +183,7 @@ async fn main() -> anyhow::Result<()> {
             while pause_unless_stopped(&stop, Duration::from_millis(5000 + random.next(5000))).await {
                 round += 1;
                 let started = std::time::Instant::now();
-                restarter.kill_and_restart(Duration::from_millis(500)).await?;
+                restarter.restart(Duration::from_millis(500)).await?;
                 faults.note(format!(
                     "SIGKILL and restart of the accounts-service ({} ms)",
                     started.elapsed().as_millis()
@@ -203,13 +206,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     };
-    let history = chaos::run(&ledger.target, &workload, schedule).await?;
-    let verdict = chaos::check(&ledger.target, &workload, &history).await?;
+    let history = chaos::run(&target, &workload, schedule).await?;
+    let verdict = chaos::check(&target, &workload, &history).await?;
     admin.close().await;
-    ledger.stop().await?;
+    TestLedger::stop_shared(ledger).await?;
 
     eprintln!("chaos: negative control (transfers without locks, no faults)");
-    let control_ledger = LedgerProcess::start().await?;
+    let control_ledger = TestLedger::start().await?;
+    let control_target = Target::of(&control_ledger)?;
     let control = Workload {
         accounts: 4,
         clients: 8,
@@ -218,8 +222,8 @@ async fn main() -> anyhow::Result<()> {
         broken_transfers: true,
         ..workload.clone()
     };
-    let control_history = chaos::run(&control_ledger.target, &control, |_stop| async { Ok(()) }).await?;
-    let control_verdict = chaos::check(&control_ledger.target, &control, &control_history).await?;
+    let control_history = chaos::run(&control_target, &control, |_stop| async { Ok(()) }).await?;
+    let control_verdict = chaos::check(&control_target, &control, &control_history).await?;
     control_ledger.stop().await?;
 
     let mut report = String::new();

@@ -5,11 +5,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use advances_workflows::schedule::AdvanceTerms;
+use advances_workflows::model::AdvanceTerms;
+use advances_workflows::temporal::{connect, TemporalSettings};
 use advances_workflows::{workflow_id, AdvanceWorkflow, ReconcileWorkflow};
 use rust_decimal::Decimal;
 use serde_json::json;
-use system_tests::advances::Stack;
+use system_tests::Stack;
 use temporalio_client::{Client, WorkflowStartOptions};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use uuid::Uuid;
@@ -21,7 +22,7 @@ use super::{env_or, peak_rss_kib, Run};
 #[allow(dead_code)]
 mod noop {
     use advances_workflows::activities::{Alert, MoneyMove, MoneyOutcome, ReconcileReport};
-    use advances_workflows::schedule::Advance;
+    use advances_workflows::model::Advance;
     use temporalio_macros::activities;
     use temporalio_sdk::activities::{ActivityContext, ActivityError};
     use uuid::Uuid;
@@ -110,7 +111,7 @@ async fn bulk_accounts(stack: &Stack, count: usize) -> anyhow::Result<Vec<Uuid>>
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
     sqlx::query("INSERT INTO accounts (id, balance) SELECT unnest($1::uuid[]), 0")
         .bind(&ids[..])
-        .execute(&stack.ledger)
+        .execute(&stack.ledger.pool)
         .await?;
     Ok(ids)
 }
@@ -144,11 +145,15 @@ pub async fn advance_benchmarks(report: &mut String) -> anyhow::Result<()> {
     let count = env_or("BENCH_ADVANCES", 500) as usize;
     let clients = 16;
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1h")]).await?;
-    let client = stack.temporal.client().clone();
+    let settings = TemporalSettings::read(|name, default| match name {
+        "TEMPORAL_ADDRESS" => stack.temporal.address.clone(),
+        _ => default.to_owned(),
+    });
+    let client = connect(&settings, "bench", Duration::from_secs(30)).await?;
 
     // 1. Starts per second.
     eprintln!("bench: advances started through the API");
-    let account: Uuid = stack.account("0").await?.parse()?;
+    let account = stack.account("0").await?;
     let api = {
         let (http, url) = (stack.client.clone(), format!("{}/api/v1/advances", stack.api_url));
         closed_loop("POST /api/v1/advances (answers after the grant)", clients, seconds, move || {
@@ -193,7 +198,7 @@ pub async fn advance_benchmarks(report: &mut String) -> anyhow::Result<()> {
         Ok(done as usize)
     })
     .await?;
-    let [accounts_pid, api_pid, worker_pid] = stack.pids();
+    let [accounts_pid, api_pid, worker_pid] = stack.pids().await;
     let rss = [peak_rss_kib(accounts_pid)?, peak_rss_kib(api_pid)?, peak_rss_kib(worker_pid)?];
 
     // 3. The same shape with no-op activities, on a queue of its own polled by an in-process worker.

@@ -19,8 +19,7 @@ use anyhow::Context;
 use rust_decimal::Decimal;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use system_tests::advances::{free_port, ChildProcess};
-use system_tests::{binary_path, Lcg, TestDatabase};
+use system_tests::{binary_path, Lcg, TestLedger};
 use uuid::Uuid;
 
 const POOL_SIZE: u32 = 16;
@@ -65,29 +64,16 @@ impl Run {
     }
 }
 
-/// The accounts-service binary on a database of its own; killed when dropped.
-struct Service {
-    process: ChildProcess,
-    base: String,
-}
-
-impl Service {
-    async fn start(database_url: &str) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let env = [
-            ("DATABASE_URL", database_url.to_owned()),
-            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
-            ("DB_POOL_SIZE", POOL_SIZE.to_string()),
-            ("RUST_LOG", "warn".to_owned()),
-            ("REQUEST_TIMEOUT", "120s".to_owned()),
-            ("DB_STATEMENT_TIMEOUT", "120s".to_owned()),
-        ];
-        let log = std::env::temp_dir().join(format!("bench-accounts-service-{port}.log"));
-        let process = ChildProcess::spawn("accounts-service", &env, &log)?;
-        let base = format!("http://127.0.0.1:{port}");
-        system_tests::wait_healthy(&reqwest::Client::new(), &base, Duration::from_secs(60)).await?;
-        Ok(Self { process, base })
-    }
+/// The accounts-service binary as the benchmark runs it: a pool of [`POOL_SIZE`], quiet logs, long limits.
+async fn start_ledger() -> anyhow::Result<TestLedger> {
+    let pool_size = POOL_SIZE.to_string();
+    TestLedger::start_with(&[
+        ("DB_POOL_SIZE", pool_size.as_str()),
+        ("RUST_LOG", "warn"),
+        ("REQUEST_TIMEOUT", "120s"),
+        ("DB_STATEMENT_TIMEOUT", "120s"),
+    ])
+    .await
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -202,11 +188,10 @@ async fn create_accounts(pool: &PgPool, count: u64) -> anyhow::Result<Vec<Uuid>>
 async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
     let seconds = env_or("BENCH_SECONDS", 10);
     let account_count = env_or("BENCH_ACCOUNTS", 100_000);
-    let database = TestDatabase::create().await?;
-    let service = Service::start(&database.url).await?;
-    let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect(&database.url).await?;
+    let ledger = start_ledger().await?;
+    let pool = PgPoolOptions::new().max_connections(POOL_SIZE).connect(&ledger.database.url).await?;
     let accounts = Arc::new(create_accounts(&pool, account_count).await?);
-    let total_before = accounts_service::db::ledger::total_balance(&pool).await?;
+    let total_before = ledger.total_balance().await?;
     writeln!(report, "## Transfers: HTTP vs raw SQL\n")?;
     writeln!(
         report,
@@ -230,7 +215,7 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
                 if hot { ", hot" } else { "" }
             );
             let run =
-                run_transfers(via, clients, seconds, Arc::clone(&accounts), hot, pool.clone(), service.base.clone())
+                run_transfers(via, clients, seconds, Arc::clone(&accounts), hot, pool.clone(), ledger.base_url.clone())
                     .await?;
             runs.push((via, hot, run));
         }
@@ -246,21 +231,19 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
         "\nHot account: every transfer is paid by the same account, so they all queue on its row lock; the ratio is \
          against raw SQL with the same hot account. Peak resident memory of the accounts-service (VmHWM) after \
          these runs: {:.1} MiB.",
-        peak_rss_kib(service.process.pid())? as f64 / 1024.0
+        peak_rss_kib(ledger.pid().await)? as f64 / 1024.0
     )?;
-    let total_after = accounts_service::db::ledger::total_balance(&pool).await?;
+    let total_after = ledger.total_balance().await?;
     anyhow::ensure!(total_before == total_after, "money was created or destroyed: {total_before} -> {total_after}");
     writeln!(report, "\nChecked after the run: the sum of all balances is unchanged ({total_after}).\n")?;
-    drop(service);
     pool.close().await;
-    database.drop_database().await
+    ledger.stop().await
 }
 
 async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
     let rows = env_or("BENCH_REPORT_ROWS", 5_000_000);
-    let database = TestDatabase::create().await?;
-    let service = Service::start(&database.url).await?;
-    let pool = PgPoolOptions::new().max_connections(4).connect(&database.url).await?;
+    let ledger = start_ledger().await?;
+    let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
     let accounts = create_accounts(&pool, 2).await?;
     eprintln!("bench: generating {rows} transactions");
     let generated = Instant::now();
@@ -288,7 +271,7 @@ async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let get = |path: String| {
         let http = http.clone();
-        let url = format!("{}{path}", service.base);
+        let url = format!("{}{path}", ledger.base_url);
         async move {
             let t0 = Instant::now();
             let response = http.get(url).send().await?;
@@ -335,20 +318,20 @@ async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
         offset.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     // The export's rows/s against COPY of the same rows, and the service's peak memory around it.
-    let peak_before_kib = peak_rss_kib(service.process.pid())?;
+    let peak_before_kib = peak_rss_kib(ledger.pid().await)?;
     let t0 = Instant::now();
     let csv =
-        http.get(format!("{}/api/v1/transactions/export?format=csv&snapshot={token}", service.base)).send().await?;
+        http.get(format!("{}/api/v1/transactions/export?format=csv&snapshot={token}", ledger.base_url)).send().await?;
     let mut stream = csv.bytes_stream();
     let mut lines = 0usize;
     while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
         lines += chunk?.iter().filter(|b| **b == b'\n').count();
     }
     let export_s = t0.elapsed().as_secs_f64();
-    let peak_after_kib = peak_rss_kib(service.process.pid())?;
+    let peak_after_kib = peak_rss_kib(ledger.pid().await)?;
     let t0 = Instant::now();
     let copy = Command::new("psql")
-        .arg(&database.url)
+        .arg(&ledger.database.url)
         .arg("-qAtc")
         .arg("COPY (SELECT * FROM transactions ORDER BY created_at DESC, id DESC) TO STDOUT WITH CSV")
         .stdout(Stdio::piped())
@@ -396,9 +379,8 @@ async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
         peak_before_kib as f64 / 1024.0,
         peak_after_kib as f64 / 1024.0
     )?;
-    drop(service);
     pool.close().await;
-    database.drop_database().await
+    ledger.stop().await
 }
 
 /// The peak resident set size of a process so far, from /proc (Linux).

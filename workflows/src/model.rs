@@ -1,11 +1,15 @@
-//! The payment schedule of one advance: pure code, no Temporal, no clock, no I/O.
+//! The advance model: its terms, its payment schedule and every state change, as pure code (no Temporal,
+//! no clock, no I/O).
 //!
 //! The workflow holds an [`Advance`] as its state and calls these methods as things happen; every method
-//! keeps the seed's formula: `paid + scheduled + processing = amount` while the advance is open.
+//! keeps the seed's formula: `paid + scheduled + processing = amount` while the advance is open. The store
+//! mirrors the same [`Advance`] and the API shows it.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use ledger_contract::UnknownValue;
+use money::Amount;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -29,7 +33,7 @@ pub struct AdvanceTerms {
 pub enum TermsError {
     #[error("payments must be between 1 and {MAX_PAYMENTS}")]
     Payments,
-    #[error("the amount must be positive, with at most 2 decimal places, and at least 0.01 per payment")]
+    #[error("the amount must be a valid amount (positive, at most 2 decimal places, at most 1000000000000.00) and at least 0.01 per payment")]
     Amount,
     #[error("the payment interval must be between 1 ms and 365 days")]
     Interval,
@@ -47,11 +51,9 @@ impl AdvanceTerms {
         if self.payments == 0 || self.payments > MAX_PAYMENTS {
             return Err(TermsError::Payments);
         }
+        // The money rule is the `money` crate's; an advance adds that every payment is at least a cent.
         let cent = Decimal::new(1, 2);
-        if self.amount <= Decimal::ZERO
-            || self.amount.normalize().scale() > 2
-            || self.amount < cent * Decimal::from(self.payments)
-        {
+        if Amount::try_from(self.amount).is_err() || self.amount < cent * Decimal::from(self.payments) {
             return Err(TermsError::Amount);
         }
         if self.interval_ms == 0 || self.interval_ms > MAX_INTERVAL_MS {
@@ -133,6 +135,9 @@ impl AdvanceStatus {
             .find(|status| status.as_str() == text)
     }
 
+    /// The statuses of an advance that still collects.
+    pub const OPEN: [Self; 2] = [Self::Granting, Self::Active];
+
     /// Whether the advance still collects (reconciliation checks open advances).
     pub fn is_open(self) -> bool {
         matches!(self, Self::Granting | Self::Active)
@@ -156,6 +161,14 @@ pub enum PaymentStatus {
     Cancelled,
 }
 
+impl TryFrom<String> for AdvanceStatus {
+    type Error = UnknownValue;
+
+    fn try_from(text: String) -> Result<Self, UnknownValue> {
+        Self::parse(&text).ok_or(UnknownValue { what: "advance status", value: text })
+    }
+}
+
 impl PaymentStatus {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -177,6 +190,14 @@ impl PaymentStatus {
     /// Counted by the seed's formula.
     pub fn is_owed(self) -> bool {
         matches!(self, Self::Scheduled | Self::Processing | Self::Paid)
+    }
+}
+
+impl TryFrom<String> for PaymentStatus {
+    type Error = UnknownValue;
+
+    fn try_from(text: String) -> Result<Self, UnknownValue> {
+        Self::parse(&text).ok_or(UnknownValue { what: "payment status", value: text })
     }
 }
 
@@ -456,7 +477,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn dec(text: &str) -> Decimal {
-        text.parse().unwrap_or_default()
+        Decimal::from_str_exact(text).expect("a test decimal")
     }
 
     fn terms(amount: &str) -> AdvanceTerms {
@@ -509,6 +530,7 @@ mod tests {
         assert_eq!(terms("0.11").validate(), Err(TermsError::Amount));
         assert_eq!(terms("10.001").validate(), Err(TermsError::Amount));
         assert_eq!(terms("-5").validate(), Err(TermsError::Amount));
+        assert_eq!(terms("1000000000000.01").validate(), Err(TermsError::Amount), "the money rule's maximum");
         assert_eq!(AdvanceTerms { payments: 0, ..terms("10") }.validate(), Err(TermsError::Payments));
         assert_eq!(AdvanceTerms { interval_ms: 0, ..terms("10") }.validate(), Err(TermsError::Interval));
         assert_eq!(

@@ -1,12 +1,12 @@
-//! The service's one error type: each variant has one HTTP status and one stable machine code.
+//! The one error type of our services: each variant has one HTTP status and one stable machine code.
 
-use axum::http::StatusCode;
+use axum::http::header::CONNECTION;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
+use money::ErrorBody;
 
-/// Every way a request can fail. Clients see `{"error":{"code","message"}}`, never plain text.
+/// Every way a request can fail. Clients see `{"error":{"code","message"}}` ([`ErrorBody`]), never plain text.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -35,20 +35,6 @@ pub enum ApiError {
     UpstreamUnavailable(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
-}
-
-/// The JSON body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// A stable machine-readable `code` and a human-readable `message`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    #[schema(example = "insufficient_funds")]
-    pub code: String,
-    pub message: String,
 }
 
 impl ApiError {
@@ -118,8 +104,13 @@ impl IntoResponse for ApiError {
             Self::UpstreamUnavailable(what) => tracing::warn!(upstream = %what, "upstream unavailable"),
             _ => tracing::debug!(code = self.code(), message = %self, "request refused"),
         }
-        let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message: self.to_string() } };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response();
+        if matches!(self, Self::PayloadTooLarge(_)) {
+            // The body was not read, so the connection cannot carry another request: say so, or a client that
+            // pools connections sends its next request into a socket the server is closing.
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
     }
 }
 

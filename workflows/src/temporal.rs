@@ -1,10 +1,9 @@
 //! Connecting to Temporal, and what the server must have before advances run: search attributes and the
-//! reconciliation Schedule.
+//! reconciliation Schedule. Process wiring for the API and the worker; workflow code never calls it.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use advances_workflows::{search, ReconcileWorkflow};
 use anyhow::Context;
 use temporalio_client::schedules::{CreateScheduleOptions, ScheduleAction, ScheduleSpec};
 use temporalio_client::tonic::{Code, Request};
@@ -14,7 +13,29 @@ use temporalio_common::protos::temporal::api::operatorservice::v1::{
     AddSearchAttributesRequest, ListSearchAttributesRequest,
 };
 
-use crate::config::TemporalSettings;
+use crate::{search, ReconcileWorkflow};
+
+/// Where Temporal is and which queue the advances use.
+#[derive(Debug, Clone)]
+pub struct TemporalSettings {
+    /// `host:port` of the frontend (`TEMPORAL_ADDRESS`, default `localhost:7233`).
+    pub address: String,
+    /// `TEMPORAL_NAMESPACE`, default `default`.
+    pub namespace: String,
+    /// `TEMPORAL_TASK_QUEUE`, default `advances`.
+    pub task_queue: String,
+}
+
+impl TemporalSettings {
+    /// Reads `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE` and `TEMPORAL_TASK_QUEUE` through `var(name, default)`.
+    pub fn read(var: impl Fn(&str, &str) -> String) -> Self {
+        Self {
+            address: var("TEMPORAL_ADDRESS", "localhost:7233"),
+            namespace: var("TEMPORAL_NAMESPACE", "default"),
+            task_queue: var("TEMPORAL_TASK_QUEUE", crate::TASK_QUEUE),
+        }
+    }
+}
 
 /// Connects a namespace-bound client, retrying for up to `patience` (the server may still be starting).
 pub async fn connect(settings: &TemporalSettings, identity: &str, patience: Duration) -> anyhow::Result<Client> {

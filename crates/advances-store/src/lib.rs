@@ -1,10 +1,12 @@
 //! The `advances` database: the mirror of each advance's state, its payments, and alerts.
+//!
+//! The worker's activities write it (one writer per advance: its workflow); the API reads it for lists, for
+//! closed advances and while a workflow does not answer. Both use this one crate.
 
-use advances_workflows::activities::Alert;
-use advances_workflows::schedule::{Advance, AdvanceStatus, AdvanceTerms};
+use advances_workflows::activities::{Alert, AlertKind};
+use advances_workflows::model::{Advance, AdvanceStatus, AdvanceTerms, PaymentStatus};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::types::Json;
@@ -12,7 +14,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// The advances database's migrations.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations/advances");
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/advances");
 
 /// Connects with a bounded pool and applies the migrations.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
@@ -26,11 +28,12 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 }
 
 /// An alert as listed to operators.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AlertRow {
     pub id: i64,
     pub advance_id: Option<Uuid>,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: AlertKind,
     pub message: String,
     pub created_at: DateTime<Utc>,
 }
@@ -41,8 +44,20 @@ pub struct PaymentRow {
     pub id: Uuid,
     pub number: i32,
     pub amount: Decimal,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: PaymentStatus,
     pub transaction_id: Option<Uuid>,
+}
+
+/// An open advance as reconciliation reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OpenAdvance {
+    #[sqlx(rename = "id")]
+    pub advance_id: Uuid,
+    pub account_id: Uuid,
+    pub amount: Decimal,
+    #[sqlx(try_from = "String")]
+    pub status: AdvanceStatus,
 }
 
 /// What a registration of a new advance found.
@@ -54,6 +69,7 @@ pub enum Registered {
     Exists(Box<AdvanceTerms>),
 }
 
+/// The advances database, through a bounded pool.
 #[derive(Clone)]
 pub struct Store {
     pool: PgPool,
@@ -89,8 +105,9 @@ impl Store {
     /// leave an advance that nothing runs. A workflow that did start records itself again.
     pub async fn forget_unstarted(&self, advance_id: Uuid) -> sqlx::Result<()> {
         let mut tx = self.pool.begin().await?;
-        let removed = sqlx::query("DELETE FROM advances WHERE id = $1 AND revision = 0 AND status = 'granting'")
+        let removed = sqlx::query("DELETE FROM advances WHERE id = $1 AND revision = 0 AND status = $2")
             .bind(advance_id)
+            .bind(AdvanceStatus::Granting.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -145,12 +162,13 @@ impl Store {
         Ok(rows.into_iter().map(|(Json(advance),)| advance).collect())
     }
 
-    /// The ids of open advances (granting or active), oldest first.
-    pub async fn open_advances(&self) -> sqlx::Result<Vec<(Uuid, Uuid, Decimal, String)>> {
+    /// The open advances (granting or active), oldest first.
+    pub async fn open_advances(&self) -> sqlx::Result<Vec<OpenAdvance>> {
+        let open: Vec<&str> = AdvanceStatus::OPEN.iter().map(|status| status.as_str()).collect();
         sqlx::query_as(
-            "SELECT id, account_id, amount, status FROM advances
-             WHERE status IN ('granting', 'active') ORDER BY created_at, id",
+            "SELECT id, account_id, amount, status FROM advances WHERE status = ANY($1) ORDER BY created_at, id",
         )
+        .bind(open)
         .fetch_all(&self.pool)
         .await
     }
@@ -175,7 +193,7 @@ impl Store {
                  SELECT 1 FROM alerts WHERE advance_id IS NOT DISTINCT FROM $1 AND kind = $2 AND message = $3)",
         )
         .bind(alert.advance_id)
-        .bind(&alert.kind)
+        .bind(alert.kind.as_str())
         .bind(&alert.message)
         .execute(&self.pool)
         .await?

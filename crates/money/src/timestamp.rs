@@ -1,7 +1,9 @@
 //! Timestamps: the seed's `YYYY-MM-DD HH:MM:SS.mmm` (UTC) out, that or RFC 3339 in.
+//!
+//! Use with `#[serde(with = "money::timestamp")]` (or [`option`] for an `Option<DateTime<Utc>>`).
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use serde::Serializer;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Deserializer, Serializer};
 
 const SEED_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
 
@@ -10,14 +12,33 @@ pub fn format_timestamp(at: DateTime<Utc>) -> String {
     at.format(SEED_FORMAT).to_string()
 }
 
-/// Serde adapter for [`format_timestamp`].
-pub fn serialize_timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+/// Writes a timestamp in the seed's format ([`format_timestamp`]).
+pub fn serialize<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&format_timestamp(*at))
 }
 
-/// RFC 3339 with milliseconds, for logs and headers.
-pub fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+/// Reads a timestamp in either accepted format ([`parse_timestamp`]).
+pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_timestamp(&text).map_err(serde::de::Error::custom)
+}
+
+/// The same wire format for an optional timestamp (`null` when absent).
+pub mod option {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
+        match at {
+            Some(at) => super::serialize(at, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(deserializer)?
+            .map(|text| parse_timestamp(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// Parses `YYYY-MM-DD HH:MM:SS[.fff]` (taken as UTC) or an RFC 3339 timestamp with any offset.

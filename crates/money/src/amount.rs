@@ -8,6 +8,8 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use crate::decimal;
+
 /// The largest amount one request may move: 1 000 000 000 000.00.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(0xD4A5_1000, 0xE8, 0, false, 0);
 
@@ -132,12 +134,32 @@ fn scale_by_power_of_ten(mantissa: Decimal, exponent: i64) -> Result<Decimal, Am
     scaled.ok_or(AmountError::TooLarge)
 }
 
+/// An amount is written as an exact JSON number (`12.3`), like every decimal of the API.
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        decimal::serialize(&self.0, serializer)
+    }
+}
+
+/// An amount is read from a JSON number or a string holding one, exactly, and must obey every rule.
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        AmountInput::deserialize(deserializer)?.validate().map_err(de::Error::custom)
+    }
+}
+
 /// An amount as it arrived in a request: the exact text of a JSON number or string, not yet validated.
 ///
 /// Deserializing only checks the JSON *type* (a wrong type is a malformed request, 400); the money rules
 /// are applied later by [`AmountInput::validate`] so that their failures are 422.
 #[derive(Debug, Clone)]
 pub struct AmountInput(String);
+
+impl From<Amount> for AmountInput {
+    fn from(amount: Amount) -> Self {
+        Self(amount.to_string())
+    }
+}
 
 impl AmountInput {
     /// Applies the money rules.
@@ -161,17 +183,14 @@ impl<'de> Deserialize<'de> for AmountInput {
     }
 }
 
-/// Writes a decimal as a JSON *number* with its exact value (no float rounding on the way out).
-pub fn serialize_decimal<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
-    let raw = RawValue::from_string(value.normalize().to_string()).map_err(serde::ser::Error::custom)?;
-    raw.serialize(serializer)
-}
-
-/// Same as [`serialize_decimal`] for an optional value.
-pub fn serialize_decimal_opt<S: Serializer>(value: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(value) => serialize_decimal(value, serializer),
-        None => serializer.serialize_none(),
+/// Sends the text as a JSON number when it is one (so a request built from an [`Amount`] carries the seed's
+/// number), else as a JSON string, which the server reads just the same.
+impl Serialize for AmountInput {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match Amount::parse(&self.0) {
+            Ok(amount) => amount.serialize(serializer),
+            Err(_) => serializer.serialize_str(&self.0),
+        }
     }
 }
 
@@ -272,16 +291,27 @@ mod tests {
     }
 
     #[test]
-    fn a_decimal_is_written_as_an_exact_json_number() {
-        #[derive(Serialize)]
-        struct Out {
-            #[serde(serialize_with = "serialize_decimal")]
-            amount: Decimal,
+    fn an_amount_goes_out_as_an_exact_number_and_comes_back_the_same() {
+        let amount = Amount::parse("999999999999.99").expect("valid");
+        let json = serde_json::to_string(&amount).expect("serialize");
+        assert_eq!(json, "999999999999.99");
+        assert_eq!(serde_json::from_str::<Amount>(&json).expect("deserialize"), amount);
+        assert_eq!(serde_json::from_str::<Amount>("\"0.10\"").expect("string"), Amount(dec("0.1")));
+    }
+
+    #[test]
+    fn an_amount_that_breaks_a_rule_does_not_deserialize() {
+        for json in ["0", "-1", "1.001", "1000000000000.01", "\"NaN\"", "true"] {
+            assert!(serde_json::from_str::<Amount>(json).is_err(), "{json}");
         }
-        let json = serde_json::to_string(&Out { amount: dec("999999999999.99") }).expect("serialize");
-        assert_eq!(json, r#"{"amount":999999999999.99}"#);
-        let json = serde_json::to_string(&Out { amount: dec("0.00") }).expect("serialize");
-        assert_eq!(json, r#"{"amount":0}"#);
+    }
+
+    #[test]
+    fn an_input_built_from_an_amount_is_sent_as_a_number_and_other_text_as_a_string() {
+        let input = AmountInput::from(Amount::parse("12.30").expect("valid"));
+        assert_eq!(serde_json::to_string(&input).expect("serialize"), "12.3");
+        let odd: AmountInput = serde_json::from_str("\"abc\"").expect("a string is an input");
+        assert_eq!(serde_json::to_string(&odd).expect("serialize"), "\"abc\"");
     }
 
     proptest! {
@@ -299,12 +329,20 @@ mod tests {
             let _ = Amount::parse(&text);
         }
 
+        /// Every text a decimal parser reads is accepted exactly when its value obeys the three rules, and
+        /// then with that value: checked against `rust_decimal`'s own scientific parser as the oracle.
         #[test]
-        fn an_accepted_amount_obeys_every_rule(text in "[-+]?[0-9]{1,16}(\\.[0-9]{1,4})?([eE][-+]?[0-9]{1,3})?") {
-            if let Ok(amount) = Amount::parse(&text) {
-                prop_assert!(amount.value() > Decimal::ZERO);
-                prop_assert!(amount.value() <= MAX_AMOUNT);
-                prop_assert!(amount.value().scale() <= 2);
+        fn an_amount_is_accepted_exactly_when_it_obeys_every_rule(
+            text in "[-+]?[0-9]{1,16}(\\.[0-9]{1,4})?([eE][-+]?[0-9])?"
+        ) {
+            let plain = text.trim_start_matches('+');
+            let oracle = if plain.contains(['e', 'E']) { Decimal::from_scientific(plain) } else { plain.parse() };
+            let oracle = oracle.expect("the oracle reads every such text");
+            let valid = oracle > Decimal::ZERO && oracle.normalize().scale() <= 2 && oracle <= MAX_AMOUNT;
+            let parsed = Amount::parse(&text);
+            prop_assert_eq!(parsed.is_ok(), valid, "{} (oracle {})", text, oracle);
+            if valid {
+                prop_assert_eq!(parsed.map(Amount::value), Ok(oracle.normalize()));
             }
         }
     }

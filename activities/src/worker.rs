@@ -4,20 +4,22 @@
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
-use advances_activities::{AccountsClient, Activities, ActivityMetrics, Store};
+use advances_store::Store;
+use advances_workflows::temporal;
 use advances_workflows::{AdvanceWorkflow, ReconcileWorkflow};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::Router;
+use ledger_contract::LedgerClient;
+use serde::Serialize;
+use service_kit::health;
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio::net::TcpListener;
 
 use crate::config::WorkerSettings;
-use crate::temporal;
+use crate::{Activities, ActivityMetrics};
 
 #[derive(Clone)]
 struct Ops {
@@ -25,28 +27,27 @@ struct Ops {
     metrics: ActivityMetrics,
 }
 
-async fn health(State(ops): State<Ops>) -> Response {
-    match sqlx::query("SELECT 1").execute(&ops.pool).await {
-        Ok(_) => Json(json!({"status": "ok", "database": "ok"})).into_response(),
-        Err(error) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "database": error.to_string()})))
-                .into_response()
-        }
-    }
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    database: String,
+}
+
+async fn serve_health(State(ops): State<Ops>) -> Response {
+    let database = health::check_database(&ops.pool).await;
+    let status = health::status_of(&[&database]);
+    health::respond(status, Health { status, database })
 }
 
 async fn serve_metrics(State(ops): State<Ops>) -> Response {
-    match accounts_service::metrics::render(&ops.metrics.registry) {
-        Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
-    }
+    service_kit::metrics::metrics_response(&ops.metrics.registry).into_response()
 }
 
 /// Connects to the database and Temporal, makes sure the search attributes and the reconciliation Schedule
 /// exist, then polls the task queue until `shutdown` completes. Must be driven on the current task (the
 /// SDK's worker future is not `Send`).
 pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let pool = advances_activities::store::connect(&settings.database_url, 8).await?;
+    let pool = advances_store::connect(&settings.database_url, 8).await?;
     let identity = format!("advances-worker@{}", std::process::id());
     let client = temporal::connect(&settings.temporal, &identity, Duration::from_secs(60)).await?;
     temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
@@ -60,7 +61,7 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
 
     let metrics = ActivityMetrics::new()?;
     let activities = Activities {
-        accounts: AccountsClient::new(
+        ledger: LedgerClient::new(
             &settings.accounts_url,
             settings.accounts_api_token.clone(),
             settings.accounts_timeout,
@@ -70,7 +71,7 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
     };
     let listener = TcpListener::bind(settings.metrics_addr).await?;
     let ops = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(serve_health))
         .route("/metrics", get(serve_metrics))
         .with_state(Ops { pool: pool.clone(), metrics });
     let ops_server = tokio::spawn(axum::serve(listener, ops).into_future());

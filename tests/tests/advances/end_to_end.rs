@@ -1,17 +1,14 @@
-//! The whole system as an operator runs it: the accounts-service, advances-worker and advances-api binaries
-//! on a real Temporal dev server and real PostgreSQL, with payment intervals of under a second.
+//! The whole system as an operator runs it, through the advances-api.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
+use ledger_contract::{Direction, TransactionStatus};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
-use system_tests::advances::Stack;
-use system_tests::{decimal_of, poll_until};
+use system_tests::{dec, decimal_of, poll_until, Stack};
 
-fn dec(text: &str) -> Decimal {
-    text.parse().unwrap_or_default()
-}
+use super::{temporal_client, LONG};
 
 fn payments(advance: &Value) -> Vec<Value> {
     advance["payments"].as_array().cloned().unwrap_or_default()
@@ -20,8 +17,6 @@ fn payments(advance: &Value) -> Vec<Value> {
 fn status(advance: &Value) -> &str {
     advance["status"].as_str().unwrap_or_default()
 }
-
-const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_balance() -> anyhow::Result<()> {
@@ -41,14 +36,15 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
     let advance_id = created.str("advance_id").to_owned();
     let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
     assert_eq!((decimal_of(&done["paid_amount"]), decimal_of(&done["outstanding_amount"])), (dec("100"), dec("0")));
-    let debits = stack.debits(&account).await?;
+    let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "{debits:?}");
-    assert!(debits.iter().all(|d| d.2 == "success"));
-    assert_eq!(debits.iter().map(|d| d.1).sum::<Decimal>(), dec("100"));
+    assert!(debits.iter().all(|d| d.status == TransactionStatus::Success));
+    assert_eq!(debits.iter().map(|d| d.amount).sum::<Decimal>(), dec("100"));
     let keys: HashSet<String> =
         payments(&done).iter().map(|p| format!("payment-{}", p["payment_id"].as_str().unwrap_or_default())).collect();
-    assert_eq!(debits.iter().map(|d| d.0.clone()).collect::<HashSet<_>>(), keys, "one debit per payment, by its key");
-    assert_eq!(stack.balance(&account).await?, dec("50"), "the balance is back where it started");
+    let debit_keys: HashSet<String> = debits.iter().map(|d| d.idempotency_key.clone()).collect();
+    assert_eq!(debit_keys, keys, "one debit per payment, by its key");
+    assert_eq!(stack.balance(account).await?, dec("50"), "the balance is back where it started");
 
     let by_account =
         stack.get(&stack.api_url, &format!("/api/v1/advances?account_id={account}&status=completed")).await?;
@@ -58,7 +54,7 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
 
     // Operators find it in Temporal (Web UI) by its search attributes.
     let query = format!("AdvanceAccountId = '{account}' AND AdvanceStatus = 'completed'");
-    let count = stack.temporal.client().count_workflows(query, Default::default()).await?;
+    let count = temporal_client(&stack).await?.count_workflows(query, Default::default()).await?;
     assert_eq!(count.count(), 1);
     stack.stop().await
 }
@@ -71,7 +67,7 @@ async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra
     let created =
         stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 120}), None).await?;
     assert_eq!(created.str("status"), "active", "{}", created.text);
-    stack.bank(&account, "120", "debit").await?; // spent at once
+    stack.ledger.bank(account, "120", Direction::Debit).await?; // spent at once
     let advance_id = created.str("advance_id").to_owned();
     let seen = stack
         .wait_for_advance(&advance_id, LONG, |a| payments(a).get(11).is_some_and(|p| p["status"] == "failed"))
@@ -81,14 +77,17 @@ async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra
     assert!(all[..12].iter().all(|p| p["status"] == "failed" && p["failure_reason"] == "Insufficient funds"));
     assert_eq!((decimal_of(&all[12]["amount"]), all[12]["status"].as_str()), (dec("120"), Some("scheduled")));
     assert_eq!(decimal_of(&seen["outstanding_amount"]), dec("120"));
-    stack.bank(&account, "120", "credit").await?;
+    stack.ledger.bank(account, "120", Direction::Credit).await?;
     let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
-    let debits = stack.debits(&account).await?;
-    let succeeded: Vec<_> = debits.iter().filter(|d| d.2 == "success").collect();
+    let debits = stack.debits(account).await?;
+    let succeeded: Vec<_> = debits.iter().filter(|d| d.status == TransactionStatus::Success).collect();
     assert_eq!((debits.len(), succeeded.len()), (13, 1), "{debits:?}");
-    assert_eq!(succeeded[0].1, dec("120"), "the 13th payment collects the whole amount in one debit");
-    assert_eq!(succeeded[0].0, format!("payment-{}", payments(&done)[12]["payment_id"].as_str().unwrap_or_default()));
-    assert_eq!(stack.balance(&account).await?, dec("0"));
+    assert_eq!(succeeded[0].amount, dec("120"), "the 13th payment collects the whole amount in one debit");
+    assert_eq!(
+        succeeded[0].idempotency_key,
+        format!("payment-{}", payments(&done)[12]["payment_id"].as_str().unwrap_or_default())
+    );
+    assert_eq!(stack.balance(account).await?, dec("0"));
     stack.stop().await
 }
 
@@ -109,13 +108,13 @@ async fn a_worker_killed_mid_advance_and_restarted_collects_exactly_twelve_debit
     assert_eq!(while_down.status, 200, "{}", while_down.text);
     stack.start_worker().await?;
     let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
-    let debits = stack.debits(&account).await?;
+    let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "exactly 12 debits, none twice: {debits:?}");
-    assert_eq!(debits.iter().map(|d| &d.0).collect::<HashSet<_>>().len(), 12);
-    assert!(debits.iter().all(|d| d.2 == "success"));
+    assert_eq!(debits.iter().map(|d| &d.idempotency_key).collect::<HashSet<_>>().len(), 12);
+    assert!(debits.iter().all(|d| d.status == TransactionStatus::Success));
     assert_eq!(decimal_of(&done["paid_amount"]), dec("60"));
-    assert_eq!(stack.grants(&account).await?, 1);
-    assert_eq!(stack.balance(&account).await?, dec("0"));
+    assert_eq!(stack.grants(account).await?, 1);
+    assert_eq!(stack.balance(account).await?, dec("0"));
     stack.stop().await
 }
 
@@ -131,12 +130,11 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
     assert!(replies.iter().all(|r| r.status == 201));
     let replayed = replies.iter().filter(|r| r.headers.get("idempotent-replayed").is_some()).count();
     assert_eq!(replayed, 5, "the others are replays");
-    assert_eq!(stack.grants(&account).await?, 1);
-    assert_eq!(stack.balance(&account).await?, dec("90"));
+    assert_eq!(stack.grants(account).await?, 1);
+    assert_eq!(stack.balance(account).await?, dec("90"));
     let advance_id = replies[0].str("advance_id").to_owned();
-    let count = stack
-        .temporal
-        .client()
+    let count = temporal_client(&stack)
+        .await?
         .count_workflows(format!("WorkflowId = 'advance-{advance_id}'"), Default::default())
         .await?;
     assert_eq!(count.count(), 1, "one workflow");
@@ -152,7 +150,7 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
         (201, advance_id.as_str()),
         "the same advance id is the same advance"
     );
-    assert_eq!(stack.grants(&account).await?, 1);
+    assert_eq!(stack.grants(account).await?, 1);
 
     let unknown = json!({"account_id": uuid::Uuid::new_v4(), "amount": 10});
     assert_eq!(stack.post(&stack.api_url, "/api/v1/advances", &unknown, None).await?.status, 404);
@@ -224,7 +222,7 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
     let unknown =
         stack.post(&stack.api_url, &path(&uuid::Uuid::new_v4().to_string(), "cancel"), &json!({}), None).await?;
     assert_eq!(unknown.status, 404);
-    assert_eq!(stack.debits(&account).await?.len(), 1, "the pay-off is one debit");
+    assert_eq!(stack.debits(account).await?.len(), 1, "the pay-off is one debit");
 
     // Tamper with the third advance's mirror: its payments no longer add up to the advance.
     sqlx::query("UPDATE payments SET amount = amount - 5 WHERE advance_id = $1::uuid AND number = 7")

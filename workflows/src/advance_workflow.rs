@@ -7,8 +7,10 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
 
-use crate::activities::{AdvanceActivities, Alert, Direction, MoneyMove, MoneyOutcome};
-use crate::schedule::{grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms};
+use ledger_contract::Direction;
+
+use crate::activities::{AdvanceActivities, Alert, AlertKind, MoneyMove, MoneyOutcome};
+use crate::model::{grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms};
 use crate::search;
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
@@ -148,7 +150,7 @@ impl AdvanceWorkflow {
                 debug_assert!(applied.is_ok());
                 (advance.status == AdvanceStatus::Defaulted).then(|| Alert {
                     advance_id: Some(advance.terms.advance_id),
-                    kind: "defaulted".to_owned(),
+                    kind: AlertKind::Defaulted,
                     message: format!(
                         "advance {} of account {} defaulted with {} outstanding: {}",
                         advance.terms.advance_id,

@@ -1,0 +1,73 @@
+//! The `advances-worker`'s settings, read once from the environment at start.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use advances_workflows::temporal::TemporalSettings;
+use service_kit::settings::{Env, FromEnv};
+
+/// Everything the worker can be told from outside. See README.md for the variables.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub database_url: String,
+    pub temporal: TemporalSettings,
+    pub accounts_url: String,
+    pub accounts_api_token: Option<String>,
+    /// How often a newly created `advances-reconcile` Schedule runs ReconcileWorkflow.
+    pub reconcile_interval: Duration,
+    pub reconcile_schedule_id: String,
+    /// Where the worker serves `/health` and `/metrics`.
+    pub metrics_addr: SocketAddr,
+    /// One call to the accounts-service gives up after this (Temporal then retries it with the same key).
+    pub accounts_timeout: Duration,
+}
+
+impl FromEnv for WorkerSettings {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let env = Env::from_lookup(lookup);
+        Ok(Self {
+            database_url: env.required("DATABASE_URL", "the advances database")?,
+            temporal: TemporalSettings::read(|name, default| env.or(name, default)),
+            accounts_url: env.or("ACCOUNTS_URL", "http://127.0.0.1:8081"),
+            accounts_api_token: env.get("ACCOUNTS_API_TOKEN"),
+            reconcile_interval: env.duration("RECONCILE_INTERVAL", "1h")?,
+            reconcile_schedule_id: env.or("RECONCILE_SCHEDULE_ID", advances_workflows::RECONCILE_SCHEDULE_ID),
+            metrics_addr: env.addr("METRICS_ADDR", "127.0.0.1:8083")?,
+            accounts_timeout: env.duration("ACCOUNTS_TIMEOUT", "5s")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |key: &str| match key {
+            "DATABASE_URL" => Some("postgres://x/advances".to_owned()),
+            _ if key == name => Some(value.to_owned()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_readme() -> anyhow::Result<()> {
+        let worker = WorkerSettings::from_lookup(with("NOTHING", ""))?;
+        assert_eq!(worker.reconcile_interval, Duration::from_secs(3600));
+        assert_eq!(worker.reconcile_schedule_id, "advances-reconcile");
+        assert_eq!(worker.accounts_url, "http://127.0.0.1:8081");
+        assert_eq!(worker.metrics_addr.to_string(), "127.0.0.1:8083");
+        assert_eq!(
+            (worker.temporal.address.as_str(), worker.temporal.task_queue.as_str()),
+            ("localhost:7233", "advances")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_are_refused_at_start() {
+        assert!(WorkerSettings::from_lookup(with("RECONCILE_INTERVAL", "soon")).is_err());
+        assert!(WorkerSettings::from_lookup(with("ACCOUNTS_TIMEOUT", "0s")).is_err());
+        assert!(WorkerSettings::from_lookup(|_| None).is_err(), "DATABASE_URL is required");
+    }
+}

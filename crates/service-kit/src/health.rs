@@ -1,0 +1,35 @@
+//! `/health` plumbing: each service names its checks; the answer is 200 when all say `ok`, else 503.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+/// The answer of a check that passed.
+pub const OK: &str = "ok";
+
+/// `ok`, or why the database did not answer (within the pool's acquire timeout).
+pub async fn check_database(pool: &sqlx::PgPool) -> String {
+    match sqlx::query("SELECT 1").execute(pool).await {
+        Ok(_) => OK.to_owned(),
+        Err(error) => {
+            tracing::warn!(error = %error, "health check: the database does not answer");
+            error.to_string()
+        }
+    }
+}
+
+/// `"ok"` or `"unavailable"`, as the `status` field of a health answer.
+pub fn status_of(checks: &[&str]) -> &'static str {
+    if checks.iter().all(|check| *check == OK) {
+        "ok"
+    } else {
+        "unavailable"
+    }
+}
+
+/// Sends `body` with 200 when its `status` is `ok`, else 503.
+pub fn respond<T: Serialize>(status: &str, body: T) -> Response {
+    let code = if status == OK { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}

@@ -1,0 +1,22 @@
+//! The service kit: what every HTTP service of ours shares, so each service keeps only its own routes and rules.
+//!
+//! - [`error`]: the one error type and its JSON envelope; [`extract`]: extractors that reject with it.
+//! - [`layers`]: request ids, tracing, metrics, timeout, body limit, JSON 404/405/500, the bearer token.
+//! - [`health`] and [`metrics`]: `/health` and `/metrics` plumbing; [`openapi`]: what every spec shares.
+//! - [`settings`]: one environment reader and one duration parser; [`telemetry`]: logging set-up;
+//!   [`serve`]: graceful shutdown with a deadline.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod idempotency_key;
+pub mod layers;
+pub mod metrics;
+pub mod openapi;
+pub mod serve;
+pub mod settings;
+pub mod telemetry;
+
+pub use error::{ApiError, ApiResult};
+pub use idempotency_key::IdempotencyKey;
+pub use money::ErrorBody;

@@ -1,0 +1,119 @@
+//! Settings from the environment: one reader and one duration parser for every binary.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// Reads variables through a lookup function, so tests need not touch the process environment. An empty
+/// variable counts as unset.
+pub struct Env<F>(F);
+
+impl Env<fn(&str) -> Option<String>> {
+    /// The process environment.
+    pub fn process() -> Self {
+        Env(|name| std::env::var(name).ok())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// Variables from `lookup` (tests pass their own).
+    pub fn from_lookup(lookup: F) -> Self {
+        Env(lookup)
+    }
+
+    /// The value, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.is_empty())
+    }
+
+    /// The value, or `default`.
+    pub fn or(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    /// The value; unset is an error that says what the variable is for.
+    pub fn required(&self, name: &str, what: &str) -> anyhow::Result<String> {
+        self.get(name).with_context(|| format!("{name} ({what}) is not set"))
+    }
+
+    /// A duration like `250ms`, `30s`, `5m`, `2h`, `8d`; zero is refused (a zero timeout or wait means "none" to
+    /// PostgreSQL and "always" to a timer: never what an operator wants).
+    pub fn duration(&self, name: &str, default: &str) -> anyhow::Result<Duration> {
+        let value = parse_duration(&self.or(name, default))
+            .with_context(|| format!("{name} is not a duration like 250ms, 30s, 5m, 2h or 8d"))?;
+        if value.is_zero() {
+            bail!("{name} must be more than 0");
+        }
+        Ok(value)
+    }
+
+    /// A number (or anything else parsed with `FromStr`).
+    pub fn number<T: FromStr>(&self, name: &str, default: &str) -> anyhow::Result<T> {
+        self.or(name, default).parse().map_err(|_| anyhow::anyhow!("{name} is not a number"))
+    }
+
+    /// A `host:port` socket address.
+    pub fn addr(&self, name: &str, default: &str) -> anyhow::Result<SocketAddr> {
+        self.or(name, default).parse().with_context(|| format!("{name} is not host:port"))
+    }
+}
+
+/// Settings that are read from the environment; `from_env` reads the process's.
+pub trait FromEnv: Sized {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self>;
+
+    fn from_env() -> anyhow::Result<Self> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+/// Parses `250ms`, `30s`, `5m`, `2h`, `8d`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().with_context(|| format!("{text:?} has no number"))?;
+    let unit_ms: u64 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("{text:?} has an unknown unit (use ms, s, m, h or d)"),
+    };
+    number.checked_mul(unit_ms).map(Duration::from_millis).context("duration overflows")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_the_usual_units() {
+        assert_eq!(parse_duration("250ms").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m").ok(), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("8d").ok(), Some(Duration::from_secs(8 * 86_400)));
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("99999999999999999d").is_err());
+    }
+
+    #[test]
+    fn an_empty_variable_counts_as_unset_and_zero_durations_are_refused() {
+        let env = Env::from_lookup(|name: &str| match name {
+            "EMPTY" => Some(String::new()),
+            "ZERO" => Some("0s".to_owned()),
+            "PORT" => Some("nope".to_owned()),
+            _ => None,
+        });
+        assert_eq!(env.or("EMPTY", "fallback"), "fallback");
+        assert!(env.required("EMPTY", "a thing").is_err());
+        assert!(env.duration("ZERO", "1s").is_err());
+        assert_eq!(env.duration("UNSET", "1s").ok(), Some(Duration::from_secs(1)));
+        assert!(env.number::<u32>("PORT", "1").is_err());
+        assert!(env.addr("PORT", "127.0.0.1:1").is_err());
+    }
+}

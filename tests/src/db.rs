@@ -1,0 +1,59 @@
+//! A fresh database per test, on the server `make test` found.
+
+use anyhow::Context;
+use sqlx::{Connection, PgConnection};
+
+/// The server URL the tests create their databases on (`make test` sets it from scripts/postgres.sh).
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    match query {
+        Some(query) => format!("{base}/{database}?{query}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+/// A database created for one test and dropped by [`TestDatabase::drop_database`].
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+const TEST_DB_PREFIX: &str = "systest_";
+
+impl TestDatabase {
+    /// Creates a uniquely named empty database. Leftovers of crashed runs older than an hour are dropped.
+    pub async fn create() -> anyhow::Result<Self> {
+        let server = server_url();
+        let mut admin = PgConnection::connect(&server).await.with_context(|| format!("cannot reach {server}"))?;
+        let now_s = chrono::Utc::now().timestamp();
+        let stale: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(format!("{TEST_DB_PREFIX}%"))
+            .fetch_all(&mut admin)
+            .await?;
+        for (name,) in stale {
+            let created_s = name.split('_').nth(1).and_then(|s| s.parse::<i64>().ok()).unwrap_or(now_s);
+            if now_s - created_s > 3600 {
+                let _ =
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&mut admin).await;
+            }
+        }
+        let name = format!("{TEST_DB_PREFIX}{now_s}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&mut admin).await?;
+        Ok(Self { url: with_database(&server, &name), name })
+    }
+
+    /// Drops the database, closing any connection still open to it.
+    pub async fn drop_database(&self) -> anyhow::Result<()> {
+        let mut admin = PgConnection::connect(&server_url()).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut admin).await?;
+        Ok(())
+    }
+}

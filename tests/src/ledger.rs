@@ -1,0 +1,175 @@
+//! The one way tests, the bank test and the benchmark start the ledger: the `accounts-service` binary on a
+//! database and a port of its own, restartable on that port, killed with the test.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ledger_contract::{Account, BankTransactionRequest, Direction, LedgerClient, Transaction, TransactionStatus};
+use money::Amount;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db::TestDatabase;
+use crate::http::{wait_healthy, Reply};
+use crate::process::{free_port, ChildProcess};
+
+/// The `application_name` of the tests' own connections, which fault injection spares.
+pub const CHECKER_APPLICATION: &str = "test-checker";
+
+/// A running accounts-service with its own database.
+pub struct TestLedger {
+    pub base_url: String,
+    /// Plain HTTP, for requests the typed client would never send (bad input, raw checks).
+    pub client: reqwest::Client,
+    /// The ledger's typed client (`ledger-contract`).
+    pub api: LedgerClient,
+    /// A direct pool to the service's database, for checks behind the API's back.
+    pub pool: PgPool,
+    pub database: TestDatabase,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    process: tokio::sync::Mutex<ChildProcess>,
+}
+
+impl TestLedger {
+    /// Starts the service with default settings.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the service with default settings plus `settings` (environment variables).
+    pub async fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let database = TestDatabase::create().await?;
+        let port = free_port()?;
+        let mut env = vec![
+            ("DATABASE_URL".to_owned(), database.url.clone()),
+            ("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")),
+        ];
+        env.extend(settings.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
+        let log = std::env::temp_dir().join(format!("accounts-service-{}.log", database.name));
+        let process = ChildProcess::binary("accounts-service", &env, &log)?;
+        let base_url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let token = settings.iter().find(|(name, _)| *name == "API_TOKEN").map(|(_, token)| (*token).to_owned());
+        let api = LedgerClient::new(&base_url, token, Duration::from_secs(60))?;
+        let options: PgConnectOptions = database.url.parse()?;
+        let pool =
+            PgPoolOptions::new().max_connections(8).connect_with(options.application_name(CHECKER_APPLICATION)).await?;
+        let ledger =
+            Self { base_url, client, api, pool, database, env, log, process: tokio::sync::Mutex::new(process) };
+        ledger.wait_healthy().await?;
+        Ok(ledger)
+    }
+
+    async fn wait_healthy(&self) -> anyhow::Result<()> {
+        wait_healthy(&self.client, &self.base_url, Duration::from_secs(30)).await.map_err(|error| {
+            anyhow::anyhow!("the accounts-service did not come up: {error}; its log:\n{}", self.log_text())
+        })
+    }
+
+    /// An absolute URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// POSTs JSON and returns the status, headers and parsed body.
+    pub async fn post(&self, path: &str, body: &Value, key: Option<&str>) -> anyhow::Result<Reply> {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        Reply::read(request.send().await?).await
+    }
+
+    /// GETs a path and returns the status, headers and parsed body.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
+        Reply::read(self.client.get(self.url(path)).send().await?).await
+    }
+
+    /// Opens an account and returns its id.
+    pub async fn open_account(&self) -> anyhow::Result<Uuid> {
+        Ok(self.api.create_account(None).await?.account_id)
+    }
+
+    /// A bank credit or debit that must succeed.
+    pub async fn bank(&self, account: Uuid, amount: &str, direction: Direction) -> anyhow::Result<Transaction> {
+        let request = BankTransactionRequest::new(account, Amount::parse(amount)?, direction, None);
+        let transaction = self.api.bank_transaction(&request, None).await?;
+        anyhow::ensure!(transaction.status == TransactionStatus::Success, "{direction} of {amount}: {transaction:?}");
+        Ok(transaction)
+    }
+
+    /// Opens an account funded by a bank credit of `amount`.
+    pub async fn funded_account(&self, amount: &str) -> anyhow::Result<Uuid> {
+        let account = self.open_account().await?;
+        self.bank(account, amount, Direction::Credit).await?;
+        Ok(account)
+    }
+
+    /// The account as the API shows it.
+    pub async fn account(&self, account: Uuid) -> anyhow::Result<Account> {
+        Ok(self.api.account(account).await?)
+    }
+
+    /// The balance of an account, read from the database.
+    pub async fn balance(&self, account: Uuid) -> anyhow::Result<Decimal> {
+        let (balance,): (Decimal,) =
+            sqlx::query_as("SELECT balance FROM accounts WHERE id = $1").bind(account).fetch_one(&self.pool).await?;
+        Ok(balance)
+    }
+
+    /// The sum of every balance, read from the database.
+    pub async fn total_balance(&self) -> anyhow::Result<Decimal> {
+        let (total,): (Option<Decimal>,) =
+            sqlx::query_as("SELECT sum(balance) FROM accounts").fetch_one(&self.pool).await?;
+        Ok(total.unwrap_or(Decimal::ZERO))
+    }
+
+    /// Rows in `transactions`.
+    pub async fn transaction_count(&self) -> anyhow::Result<i64> {
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM transactions").fetch_one(&self.pool).await?;
+        Ok(count)
+    }
+
+    /// The process id of the service.
+    pub async fn pid(&self) -> u32 {
+        self.process.lock().await.pid()
+    }
+
+    /// What the service logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILLs the service, then starts it again on its port after `down` and waits for it.
+    pub async fn restart(&self, down: Duration) -> anyhow::Result<()> {
+        let mut process = self.process.lock().await;
+        process.kill()?;
+        tokio::time::sleep(down).await;
+        *process = ChildProcess::binary("accounts-service", &self.env, &self.log)?;
+        drop(process);
+        self.wait_healthy().await
+    }
+
+    /// SIGTERMs the service and waits for it to exit.
+    pub async fn terminate(&self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.lock().await.terminate(limit).await
+    }
+
+    /// Stops a ledger that concurrent tasks shared, once they are all done with it.
+    pub async fn stop_shared(ledger: std::sync::Arc<Self>) -> anyhow::Result<()> {
+        std::sync::Arc::try_unwrap(ledger).map_err(|_| anyhow::anyhow!("the ledger is still shared"))?.stop().await
+    }
+
+    /// Stops the service (SIGTERM; a process already gone is fine), drops its database and its log.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.terminate(Duration::from_secs(30)).await;
+        self.pool.close().await;
+        self.database.drop_database().await?;
+        let _ = std::fs::remove_file(&self.log);
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! The whole system as separate processes, as an operator runs it: the accounts-service ([`TestLedger`]), the
+//! advances-worker and the advances-api binaries, a Temporal dev server and two databases of their own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use ledger_contract::TransactionStatus;
+use rust_decimal::Decimal;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db::TestDatabase;
+use crate::http::{poll_until, wait_healthy, Reply};
+use crate::ledger::TestLedger;
+use crate::process::{free_port, ChildProcess};
+use crate::temporal::TestTemporal;
+
+/// One debit of a payment as the ledger recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LedgerDebit {
+    pub idempotency_key: String,
+    pub amount: Decimal,
+    #[sqlx(try_from = "String")]
+    pub status: TransactionStatus,
+}
+
+/// Everything, started; stopped by [`Stack::stop`] or, if a test fails first, killed on drop.
+pub struct Stack {
+    pub temporal: TestTemporal,
+    pub ledger: TestLedger,
+    pub advances_db: TestDatabase,
+    /// A direct pool to the advances database, for checks behind the services' backs.
+    pub advances: sqlx::PgPool,
+    pub api_url: String,
+    pub worker_metrics_url: String,
+    pub client: reqwest::Client,
+    pub logs: PathBuf,
+    api: ChildProcess,
+    worker: Option<ChildProcess>,
+    worker_env: Vec<(String, String)>,
+}
+
+impl Stack {
+    /// Starts everything; `settings` are extra variables for the api and the worker (e.g. the interval).
+    pub async fn start(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let temporal = TestTemporal::start().await?;
+        let ledger = TestLedger::start().await?;
+        let advances_db = TestDatabase::create().await?;
+        let logs = std::env::temp_dir().join(format!("advances-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&logs)?;
+        let (api_port, metrics_port) = (free_port()?, free_port()?);
+        let mut common: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), advances_db.url.clone()),
+            ("TEMPORAL_ADDRESS".into(), temporal.address.clone()),
+            ("ACCOUNTS_URL".into(), ledger.base_url.clone()),
+        ];
+        common.extend(settings.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
+        let mut worker_env = common.clone();
+        worker_env.push(("METRICS_ADDR".into(), format!("127.0.0.1:{metrics_port}")));
+        let mut api_env = common;
+        api_env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{api_port}")));
+        let api = ChildProcess::binary("advances-api", &api_env, &logs.join("advances-api.log"))?;
+        let mut stack = Self {
+            temporal,
+            ledger,
+            advances: sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&advances_db.url).await?,
+            advances_db,
+            api_url: format!("http://127.0.0.1:{api_port}"),
+            worker_metrics_url: format!("http://127.0.0.1:{metrics_port}"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
+            logs,
+            api,
+            worker: None,
+            worker_env,
+        };
+        stack.start_worker().await?;
+        wait_healthy(&stack.client, &stack.api_url, Duration::from_secs(60))
+            .await
+            .with_context(|| format!("the advances-api did not come up; logs in {}", stack.logs.display()))?;
+        Ok(stack)
+    }
+
+    /// Starts the worker (again) and waits for its health endpoint.
+    pub async fn start_worker(&mut self) -> anyhow::Result<()> {
+        let worker = ChildProcess::binary("advances-worker", &self.worker_env, &self.logs.join("advances-worker.log"))?;
+        self.worker = Some(worker);
+        wait_healthy(&self.client, &self.worker_metrics_url, Duration::from_secs(60))
+            .await
+            .with_context(|| format!("the advances-worker did not come up; logs in {}", self.logs.display()))
+    }
+
+    /// SIGKILLs the worker, as a crash would.
+    pub fn kill_worker(&mut self) -> anyhow::Result<()> {
+        if let Some(mut worker) = self.worker.take() {
+            worker.kill()?;
+        }
+        Ok(())
+    }
+
+    /// The pids of the accounts-service, the advances-api and the advances-worker.
+    pub async fn pids(&self) -> [u32; 3] {
+        [self.ledger.pid().await, self.api.pid(), self.worker.as_ref().map_or(0, ChildProcess::pid)]
+    }
+
+    pub fn worker_log(&self) -> String {
+        std::fs::read_to_string(self.logs.join("advances-worker.log")).unwrap_or_default()
+    }
+
+    pub async fn post(&self, base: &str, path: &str, body: &Value, key: Option<&str>) -> anyhow::Result<Reply> {
+        let mut request = self.client.post(format!("{base}{path}")).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        Reply::read(request.send().await?).await
+    }
+
+    pub async fn get(&self, base: &str, path: &str) -> anyhow::Result<Reply> {
+        Reply::read(self.client.get(format!("{base}{path}")).send().await?).await
+    }
+
+    /// Opens an account with `balance` in it (a bank credit unless it is 0), returns its id.
+    pub async fn account(&self, balance: &str) -> anyhow::Result<Uuid> {
+        let account = self.ledger.open_account().await?;
+        if crate::http::dec(balance) != Decimal::ZERO {
+            self.ledger.bank(account, balance, ledger_contract::Direction::Credit).await?;
+        }
+        Ok(account)
+    }
+
+    /// Polls `GET /api/v1/advances/{id}` until `check` holds.
+    pub async fn wait_for_advance(
+        &self,
+        advance_id: &str,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let path = format!("/api/v1/advances/{advance_id}");
+        poll_until(limit, || async {
+            let reply = self.get(&self.api_url, &path).await?;
+            Ok((reply.status == 200 && check(&reply.json)).then_some(reply.json))
+        })
+        .await
+        .with_context(|| format!("advance {advance_id}; logs in {}", self.logs.display()))
+    }
+
+    /// The ledger's successful and failed payment debits of an account, oldest first.
+    pub async fn debits(&self, account: Uuid) -> anyhow::Result<Vec<LedgerDebit>> {
+        Ok(sqlx::query_as(
+            "SELECT idempotency_key, amount, status FROM transactions
+             WHERE dst_account_id = $1 AND direction = 'debit' AND idempotency_key LIKE 'payment-%'
+             ORDER BY created_at, id",
+        )
+        .bind(account)
+        .fetch_all(&self.ledger.pool)
+        .await?)
+    }
+
+    /// The ledger's grants (bank credits made with an advance key) of an account.
+    pub async fn grants(&self, account: Uuid) -> anyhow::Result<i64> {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM transactions WHERE dst_account_id = $1 AND idempotency_key LIKE 'advance-%-grant'",
+        )
+        .bind(account)
+        .fetch_one(&self.ledger.pool)
+        .await?;
+        Ok(count)
+    }
+
+    /// The balance as the ledger's API shows it.
+    pub async fn balance(&self, account: Uuid) -> anyhow::Result<Decimal> {
+        Ok(self.ledger.account(account).await?.balance)
+    }
+
+    /// Stops everything and drops the databases; the logs are removed too.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.kill_worker()?;
+        self.api.terminate(Duration::from_secs(30)).await?;
+        self.advances.close().await;
+        self.advances_db.drop_database().await?;
+        self.ledger.stop().await?;
+        let _ = std::fs::remove_dir_all(&self.logs);
+        self.temporal.stop();
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+//! The advances, in one test binary (one link of the Temporal SDK instead of two):
+//!
+//! - [`workflows`]: AdvanceWorkflow and ReconcileWorkflow started directly on Temporal, with the recorded
+//!   histories that must keep replaying.
+//! - [`end_to_end`]: the same through the advances-api, as an operator runs it.
+//!
+//! Both run on a [`Stack`]: the accounts-service, advances-worker and advances-api binaries, a Temporal dev
+//! server and real PostgreSQL, with payment intervals of a second or less; every wait polls with a deadline.
+
+mod end_to_end;
+mod workflows;
+
+use std::time::Duration;
+
+use advances_workflows::temporal::{connect, TemporalSettings};
+use system_tests::Stack;
+
+/// How long a test waits for an advance to get somewhere.
+const LONG: Duration = Duration::from_secs(60);
+
+/// A client of the stack's Temporal server, for starting, querying and counting workflows directly.
+async fn temporal_client(stack: &Stack) -> anyhow::Result<temporalio_client::Client> {
+    let settings = TemporalSettings::read(|name, default| match name {
+        "TEMPORAL_ADDRESS" => stack.temporal.address.clone(),
+        _ => default.to_owned(),
+    });
+    connect(&settings, "system-tests", Duration::from_secs(30)).await
+}

@@ -1,0 +1,309 @@
+//! AdvanceWorkflow and ReconcileWorkflow started directly on Temporal and run by the real worker binary against
+//! the real ledger; the recorded histories in tests/fixtures must keep replaying against the current code.
+
+use advances_store::Store;
+use advances_workflows::activities::{AlertKind, ReconcileReport};
+use advances_workflows::model::{payment_key, Advance, AdvanceStatus, AdvanceTerms, PaymentStatus};
+use advances_workflows::{workflow_id, AdvanceWorkflow, ReconcileWorkflow, TASK_QUEUE};
+use ledger_contract::{Direction, TransactionStatus};
+use rust_decimal::Decimal;
+use system_tests::{dec, poll_until, Stack};
+use temporalio_client::{
+    Client, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowHistory,
+    WorkflowQueryOptions, WorkflowStartOptions,
+};
+use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+use uuid::Uuid;
+
+use super::{temporal_client, LONG};
+
+/// One test's world: the whole stack (the worker polls the default task queue of its own dev server), a
+/// Temporal client, and the advances store the worker writes.
+struct Harness {
+    stack: Stack,
+    temporal: Client,
+    store: Store,
+}
+
+type Handle = WorkflowHandle<Client, AdvanceWorkflow>;
+
+/// One ledger row of an account, as the tests compare them.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+struct LedgerRow {
+    idempotency_key: Option<String>,
+    #[sqlx(try_from = "String")]
+    direction: Direction,
+    amount: Decimal,
+    #[sqlx(try_from = "String")]
+    status: TransactionStatus,
+}
+
+impl Harness {
+    async fn new() -> anyhow::Result<Self> {
+        let stack = Stack::start(&[]).await?;
+        let temporal = temporal_client(&stack).await?;
+        let store = Store::new(stack.advances.clone());
+        Ok(Self { stack, temporal, store })
+    }
+
+    fn terms(&self, account_id: Uuid, amount: &str, payments: u32, interval_ms: u64, max_failed: u32) -> AdvanceTerms {
+        AdvanceTerms {
+            advance_id: Uuid::new_v4(),
+            account_id,
+            amount: dec(amount),
+            payments,
+            interval_ms,
+            max_failed_extra_payments: max_failed,
+        }
+    }
+
+    async fn start(&self, terms: &AdvanceTerms) -> anyhow::Result<Handle> {
+        let options = WorkflowStartOptions::new(TASK_QUEUE, workflow_id(terms.advance_id)).build();
+        self.temporal.start_workflow(AdvanceWorkflow::run, terms.clone(), options).await?;
+        Ok(self.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(terms.advance_id)))
+    }
+
+    async fn reconcile(&self, run: u32) -> anyhow::Result<ReconcileReport> {
+        let options = WorkflowStartOptions::new(TASK_QUEUE, format!("reconcile-test-{run}")).build();
+        let handle = self.temporal.start_workflow(ReconcileWorkflow::run, (), options).await?;
+        Ok(handle.get_result(WorkflowGetResultOptions::default()).await?)
+    }
+
+    async fn account(&self) -> anyhow::Result<Uuid> {
+        self.stack.ledger.open_account().await
+    }
+
+    async fn bank(&self, account: Uuid, amount: &str, direction: Direction) -> anyhow::Result<()> {
+        self.stack.ledger.bank(account, amount, direction).await.map(|_| ())
+    }
+
+    /// The ledger's rows for an account, oldest first.
+    async fn ledger_rows(&self, account: Uuid) -> anyhow::Result<Vec<LedgerRow>> {
+        Ok(sqlx::query_as(
+            "SELECT idempotency_key, direction, amount, status FROM transactions WHERE dst_account_id = $1
+             ORDER BY created_at, id",
+        )
+        .bind(account)
+        .fetch_all(&self.stack.ledger.pool)
+        .await?)
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stack.stop().await
+    }
+}
+
+async fn state(handle: &Handle) -> anyhow::Result<Option<Advance>> {
+    Ok(handle.query(AdvanceWorkflow::state, (), WorkflowQueryOptions::default()).await?)
+}
+
+/// Polls the workflow's query until `check` holds.
+async fn wait_for(handle: &Handle, check: impl Fn(&Advance) -> bool) -> anyhow::Result<Advance> {
+    poll_until(LONG, || async { Ok(state(handle).await?.filter(|advance| check(advance))) }).await
+}
+
+async fn result(handle: &Handle) -> anyhow::Result<Advance> {
+    Ok(handle.get_result(WorkflowGetResultOptions::default()).await?)
+}
+
+async fn replay(history: WorkflowHistory) -> anyhow::Result<()> {
+    let options = WorkflowReplayerOptions::new().register_workflow::<AdvanceWorkflow>()?.build();
+    WorkflowReplayer::new(options)?.replay_workflow(history).await?;
+    Ok(())
+}
+
+/// Replays the workflow's recorded history against the current code; with `RECORD_HISTORIES=1`, also saves it
+/// under tests/fixtures so later code is checked against it.
+async fn check_replay(handle: &Handle, fixture: &str) -> anyhow::Result<()> {
+    replay(handle.fetch_history(WorkflowFetchHistoryOptions::default())).await?;
+    if std::env::var("RECORD_HISTORIES").is_ok_and(|value| value == "1") {
+        let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await?;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(fixture);
+        std::fs::write(path, json)?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_advance_grants_then_collects_every_payment_and_completes() -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let account = h.account().await?;
+    let terms = h.terms(account, "100", 4, 200, 3);
+    let handle = h.start(&terms).await?;
+    let advance = result(&handle).await?;
+    check_replay(&handle, "advance-completed.json").await?;
+    assert_eq!(advance.status, AdvanceStatus::Completed);
+    assert_eq!((advance.paid_amount(), advance.outstanding_amount()), (dec("100"), Decimal::ZERO));
+    assert!(advance.payments.iter().all(|p| p.status == PaymentStatus::Paid && p.transaction_id.is_some()));
+
+    let rows = h.ledger_rows(account).await?;
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    let row = |key: String, direction, amount| LedgerRow {
+        idempotency_key: Some(key),
+        direction,
+        amount,
+        status: TransactionStatus::Success,
+    };
+    assert_eq!(rows[0], row(format!("advance-{}-grant", terms.advance_id), Direction::Credit, dec("100")));
+    for (recorded, payment) in rows[1..].iter().zip(&advance.payments) {
+        assert_eq!(recorded, &row(payment_key(payment.payment_id), Direction::Debit, payment.amount));
+    }
+    assert_eq!(h.stack.balance(account).await?, Decimal::ZERO);
+
+    let stored = h.store.get(terms.advance_id).await?;
+    assert_eq!(stored.as_ref().map(|a| (a.status, a.revision)), Some((AdvanceStatus::Completed, advance.revision)));
+    let payments = h.store.payments(terms.advance_id).await?;
+    assert!(payments.iter().all(|p| p.status == PaymentStatus::Paid), "the mirror holds every payment: {payments:?}");
+    h.stop().await
+}
+
+#[tokio::test]
+async fn a_refused_payment_rolls_into_the_next_and_the_last_into_an_extra_one() -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let account = h.account().await?;
+    let terms = h.terms(account, "40", 2, 1000, 5);
+    let handle = h.start(&terms).await?;
+    wait_for(&handle, |a| a.status == AdvanceStatus::Active).await?;
+    h.bank(account, "40", Direction::Debit).await?; // the account spends the advance at once
+    let seen = wait_for(&handle, |a| a.payments.get(1).is_some_and(|p| p.status == PaymentStatus::Failed)).await?;
+    assert_eq!(seen.payments[0].moved_to, Some(2));
+    assert_eq!(seen.payments.len(), 3, "an extra payment carries the amount");
+    assert_eq!((seen.payments[2].amount, seen.payments[2].status), (dec("40"), PaymentStatus::Scheduled));
+    assert!(seen.formula_holds());
+    h.bank(account, "40", Direction::Credit).await?; // money arrives before the extra payment is due
+    let advance = result(&handle).await?;
+    check_replay(&handle, "advance-rolled-over.json").await?;
+    assert_eq!(advance.status, AdvanceStatus::Completed);
+    let rows = h.ledger_rows(account).await?;
+    let debits: Vec<_> =
+        rows.iter().filter(|r| r.direction == Direction::Debit && r.idempotency_key.is_some()).collect();
+    assert_eq!(debits.len(), 3, "{rows:?}");
+    let statuses: Vec<_> = debits.iter().map(|d| d.status).collect();
+    assert_eq!(statuses, [TransactionStatus::Fail, TransactionStatus::Fail, TransactionStatus::Success]);
+    assert_eq!(debits[2].amount, dec("40"), "one debit collects everything");
+    assert_eq!(debits[2].idempotency_key, Some(payment_key(advance.payments[2].payment_id)));
+    h.stop().await
+}
+
+#[tokio::test]
+async fn failed_extra_payments_in_a_row_default_the_advance_and_raise_an_alert() -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let account = h.account().await?;
+    let terms = h.terms(account, "20", 2, 1000, 2);
+    let handle = h.start(&terms).await?;
+    wait_for(&handle, |a| a.status == AdvanceStatus::Active).await?;
+    h.bank(account, "20", Direction::Debit).await?;
+    let advance = result(&handle).await?;
+    assert_eq!(advance.status, AdvanceStatus::Defaulted);
+    assert_eq!(advance.payments.len(), 4, "2 regular + 2 extra payments: {advance:?}");
+    assert_eq!(advance.status_reason.as_deref(), Some("2 extra payments failed in a row"));
+    let alerts = h.store.alerts(10).await?;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!((alerts[0].kind, alerts[0].advance_id), (AlertKind::Defaulted, Some(terms.advance_id)));
+    assert!(alerts[0].message.contains("20 outstanding"), "{}", alerts[0].message);
+    h.stop().await
+}
+
+#[tokio::test]
+async fn an_unknown_account_fails_the_grant_and_nothing_moves() -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let nobody = Uuid::new_v4();
+    let terms = h.terms(nobody, "50", 12, 100, 12);
+    let advance = result(&h.start(&terms).await?).await?;
+    assert_eq!(advance.status, AdvanceStatus::Failed);
+    assert!(advance.status_reason.as_deref().is_some_and(|r| r.contains("does not exist")), "{advance:?}");
+    assert!(advance.payments.iter().all(|p| p.status == PaymentStatus::Cancelled));
+    assert!(h.ledger_rows(nobody).await?.is_empty());
+    h.stop().await
+}
+
+#[tokio::test]
+async fn operators_pay_off_or_cancel_a_running_advance() -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let account = h.account().await?;
+    let weekly = h.terms(account, "120", 12, 3_600_000, 12);
+    let other = h.terms(account, "60", 12, 3_600_000, 12);
+    let handle = h.start(&weekly).await?;
+    wait_for(&handle, |a| a.status == AdvanceStatus::Active).await?;
+    let after = handle.execute_update(AdvanceWorkflow::pay_off, String::new(), Default::default()).await?;
+    let after = after.ok_or_else(|| anyhow::anyhow!("pay_off answered nothing"))?;
+    assert_eq!(after.payments[0].amount, dec("120"));
+    assert!(after.payments[1..].iter().all(|p| p.status == PaymentStatus::Superseded));
+    let paid_off = result(&handle).await?;
+    check_replay(&handle, "advance-paid-off.json").await?;
+
+    let handle = h.start(&other).await?;
+    wait_for(&handle, |a| a.status == AdvanceStatus::Active).await?;
+    handle.execute_update(AdvanceWorkflow::cancel, "customer request".to_owned(), Default::default()).await?;
+    let cancelled = result(&handle).await?;
+    assert_eq!((paid_off.status, paid_off.paid_amount()), (AdvanceStatus::Completed, dec("120")));
+    assert_eq!(cancelled.status, AdvanceStatus::Cancelled);
+    assert_eq!(cancelled.status_reason.as_deref(), Some("customer request"));
+    assert_eq!(cancelled.paid_amount(), Decimal::ZERO);
+    let debits: Vec<_> =
+        h.ledger_rows(account).await?.into_iter().filter(|r| r.direction == Direction::Debit).collect();
+    assert_eq!(debits.len(), 1, "the pay-off is one withdrawal, the cancelled advance none: {debits:?}");
+    assert_eq!(h.stack.balance(account).await?, dec("60"));
+    h.stop().await
+}
+
+#[tokio::test]
+async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let account = h.account().await?;
+    let healthy = h.terms(account, "120", 12, 3_600_000, 12);
+    let tampered_amount = h.terms(account, "120", 12, 3_600_000, 12);
+    let tampered_paid = h.terms(account, "120", 12, 3_600_000, 12);
+    for terms in [&healthy, &tampered_amount, &tampered_paid] {
+        wait_for(&h.start(terms).await?, |a| a.status == AdvanceStatus::Active).await?;
+    }
+    poll_until(LONG, || async {
+        let open = h.store.open_advances().await?;
+        Ok((open.iter().filter(|a| a.status == AdvanceStatus::Active).count() == 3).then_some(()))
+    })
+    .await?;
+    let clean = h.reconcile(1).await?;
+    // A payment amount changed behind the workflow's back, and a payment marked paid that the ledger never saw.
+    sqlx::query("UPDATE payments SET amount = amount + 1 WHERE advance_id = $1 AND number = 3")
+        .bind(tampered_amount.advance_id)
+        .execute(h.store.pool())
+        .await?;
+    sqlx::query("UPDATE payments SET status = 'paid', transaction_id = $2 WHERE advance_id = $1 AND number = 1")
+        .bind(tampered_paid.advance_id)
+        .bind(Uuid::new_v4())
+        .execute(h.store.pool())
+        .await?;
+    let (report, again) = (h.reconcile(2).await?, h.reconcile(3).await?);
+    assert_eq!((clean.advances_checked, clean.mismatches.len()), (3, 0), "{clean:?}");
+    let kinds: Vec<_> = report.mismatches.iter().map(|m| (m.kind, m.advance_id)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (AlertKind::FormulaMismatch, Some(tampered_amount.advance_id)),
+            (AlertKind::LedgerMismatch, Some(tampered_paid.advance_id))
+        ],
+        "{report:?}"
+    );
+    assert_eq!(again.mismatches.len(), 2, "the mismatches persist");
+    let alerts = h.store.alerts(10).await?;
+    assert_eq!(alerts.len(), 2, "one alert per mismatch, not one per run: {alerts:?}");
+    h.stop().await
+}
+
+/// Histories recorded from earlier versions of the code (tests/fixtures, written with `RECORD_HISTORIES=1`)
+/// must replay against the current workflow code: a change that would break running advances fails here.
+#[tokio::test]
+async fn recorded_histories_replay_against_the_current_code() -> anyhow::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let mut replayed = 0;
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "json") {
+            let history = WorkflowHistory::from_json(&std::fs::read(&path)?)?;
+            replay(history).await.map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+            replayed += 1;
+        }
+    }
+    assert!(replayed >= 3, "the recorded histories are in {}", dir.display());
+    Ok(())
+}
