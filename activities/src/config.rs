@@ -41,13 +41,11 @@ impl FromEnv for WorkerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use service_kit::settings::vars;
 
-    fn with(name: &'static str, value: &'static str) -> impl Fn(&str) -> Option<String> {
-        move |key: &str| match key {
-            "DATABASE_URL" => Some("postgres://x/advances".to_owned()),
-            _ if key == name => Some(value.to_owned()),
-            _ => None,
-        }
+    /// The required database plus `name = value`.
+    fn with(name: &str, value: &str) -> impl Fn(&str) -> Option<String> {
+        vars(&[("DATABASE_URL", "postgres://x/advances"), (name, value)])
     }
 
     #[test]

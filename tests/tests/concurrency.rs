@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use ledger_contract::{Direction, Transaction, TransactionStatus, TransferRequest};
+use ledger_contract::{Direction, ReportPage, ReportQuery, Transaction, TransactionStatus, TransferRequest};
 use money::Amount;
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -162,13 +162,11 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
                 let mut written = Vec::new();
                 let deadline = Instant::now() + Duration::from_secs(60);
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
-                    let direction = if w % 2 == 0 { "debit" } else { "credit" };
-                    let body =
-                        json!({"src_account_id": a, "dst_account_id": b, "amount": "0.01", "direction": direction});
+                    let direction = if w % 2 == 0 { Direction::Debit } else { Direction::Credit };
+                    let request = TransferRequest::new(a, b, Amount::parse("0.01")?, direction);
                     let sent_at = Instant::now();
-                    let reply = app.post("/api/v1/transaction", &body, None).await?;
-                    anyhow::ensure!(reply.status == 201, "{}", reply.text);
-                    written.push((sent_at, Instant::now(), reply.str("transaction_id").to_owned()));
+                    let recorded = app.api.transfer(&request, None).await?;
+                    written.push((sent_at, Instant::now(), recorded.transaction_id));
                 }
                 anyhow::Ok(written)
             })
@@ -181,27 +179,24 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
     })
     .await?;
     let page_one_sent = Instant::now();
-    let first = app.get("/api/v1/transactions?limit=25").await?;
+    let first = app.api.report(&ReportQuery { limit: Some(25), ..Default::default() }).await?;
     let page_one_received = Instant::now();
-    assert_eq!(first.status, 200, "{}", first.text);
     late.commit().await?;
-    let token = first.str("snapshot").to_owned();
-    let total = first.json["total_amount"].as_i64().unwrap_or_default();
-    let total_pages = first.json["total_pages"].as_i64().unwrap_or_default();
+    let token = first.snapshot.clone();
+    let (total, total_pages) = (first.total_amount, first.total_pages);
     assert!(total >= 170, "the snapshot holds the rows written before it ({total})");
 
-    let mut ids: Vec<String> = rows_of(&first);
+    let page_of = |page: i64| ReportQuery { page: Some(page), snapshot: Some(token.clone()), ..Default::default() };
+    let mut ids: Vec<Uuid> = rows_of(&first);
     for page in 2..=total_pages + 1 {
-        let reply = app.get(&format!("/api/v1/transactions?limit=25&page={page}&snapshot={token}")).await?;
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        assert_eq!(reply.json["total_amount"].as_i64(), Some(total), "the totals never move");
-        assert_eq!(reply.json["total_pages"].as_i64(), Some(total_pages));
+        let reply = app.api.report(&page_of(page)).await?;
+        assert_eq!((reply.total_amount, reply.total_pages), (total, total_pages), "the totals never move");
         ids.extend(rows_of(&reply));
         // Keep writing between pages.
         tokio::task::yield_now().await;
     }
     // Re-read page 1 through the token, after everything else committed.
-    let again = app.get(&format!("/api/v1/transactions?limit=25&page=1&snapshot={token}")).await?;
+    let again = app.api.report(&page_of(1)).await?;
     assert_eq!(rows_of(&again), rows_of(&first), "page 1 read again is the same page");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut written = Vec::new();
@@ -209,18 +204,18 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
         written.extend(writer.await??);
     }
 
-    let unique: HashSet<&String> = ids.iter().collect();
+    let unique: HashSet<&Uuid> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "no row appears on two pages");
     assert_eq!(ids.len() as i64, total, "the pages hold exactly total_amount rows");
-    assert!(!unique.contains(&late_id.to_string()), "a row committed after page 1 is not in the snapshot");
-    let after: Vec<&String> =
+    assert!(!unique.contains(&late_id), "a row committed after page 1 is not in the snapshot");
+    let after: Vec<&Uuid> =
         written.iter().filter(|(sent, _, _)| *sent > page_one_received).map(|(_, _, id)| id).collect();
     assert!(!after.is_empty(), "writers kept writing while we paged");
     for id in after {
         assert!(!unique.contains(id), "{id} was written after page 1 and must not appear");
     }
     // A write whose response arrived before page 1 was asked for had committed: it must be in the snapshot.
-    let before: Vec<&String> =
+    let before: Vec<&Uuid> =
         written.iter().filter(|(_, received, _)| *received < page_one_sent).map(|(_, _, id)| id).collect();
     assert!(!before.is_empty(), "writers wrote before page 1");
     for id in before {
@@ -233,14 +228,14 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
          WHERE s.id = $1 AND t.created_at BETWEEN s.window_start AND s.window_end
            AND pg_visible_in_snapshot(t.created_xid, s.snapshot)",
     )
-    .bind(uuid::Uuid::parse_str(&token)?)
+    .bind(Uuid::parse_str(&token)?)
     .fetch_one(&app.pool)
     .await?;
     assert_eq!(expected, total);
     let (now_in_window,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM transactions t, report_snapshots s WHERE s.id = $1 AND t.created_at BETWEEN s.window_start AND s.window_end",
     )
-    .bind(uuid::Uuid::parse_str(&token)?)
+    .bind(Uuid::parse_str(&token)?)
     .fetch_one(&app.pool)
     .await?;
     assert!(now_in_window > total, "rows committed later do fall inside the window ({now_in_window} > {total})");
@@ -248,14 +243,11 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
     // The download of the same snapshot has the same rows in the same order.
     let csv =
         app.client.get(app.url(&format!("/api/v1/transactions/export?snapshot={token}"))).send().await?.text().await?;
-    let csv_ids: Vec<String> = csv.lines().skip(1).map(|line| line[..36].to_owned()).collect();
+    let csv_ids: Vec<Uuid> = csv.lines().skip(1).map(|line| line[..36].parse()).collect::<Result<_, _>>()?;
     assert_eq!(csv_ids, ids);
     TestLedger::stop_shared(app).await
 }
 
-fn rows_of(reply: &system_tests::Reply) -> Vec<String> {
-    reply.json["transactions"]
-        .as_array()
-        .map(|rows| rows.iter().map(|row| row["transaction_id"].as_str().unwrap_or_default().to_owned()).collect())
-        .unwrap_or_default()
+fn rows_of(page: &ReportPage) -> Vec<Uuid> {
+    page.transactions.iter().map(|row| row.transaction_id).collect()
 }

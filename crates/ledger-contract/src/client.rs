@@ -35,14 +35,6 @@ impl LedgerError {
             Self::Api { status, .. } | Self::Unreadable { status, .. } => Some(*status),
         }
     }
-
-    /// The error code of an error answer (`insufficient_funds`, `not_found`, …).
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Self::Api { body, .. } => Some(&body.error.code),
-            _ => None,
-        }
-    }
 }
 
 /// A client of the accounts-service's REST API.
@@ -58,11 +50,6 @@ impl LedgerClient {
     pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
         Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token })
-    }
-
-    /// The service's root URL.
-    pub fn base_url(&self) -> &str {
-        &self.base
     }
 
     fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {

@@ -10,13 +10,6 @@ use anyhow::{bail, Context};
 /// variable counts as unset.
 pub struct Env<F>(F);
 
-impl Env<fn(&str) -> Option<String>> {
-    /// The process environment.
-    pub fn process() -> Self {
-        Env(|name| std::env::var(name).ok())
-    }
-}
-
 impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// Variables from `lookup` (tests pass their own).
     pub fn from_lookup(lookup: F) -> Self {
@@ -69,6 +62,13 @@ pub trait FromEnv: Sized {
     }
 }
 
+/// A lookup over fixed pairs, for [`FromEnv::from_lookup`] in tests: `vars(&[("DATABASE_URL", "postgres://x/y")])`.
+pub fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let pairs: Vec<(String, String)> =
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+    move |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone())
+}
+
 /// Parses `250ms`, `30s`, `5m`, `2h`, `8d`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
@@ -103,12 +103,7 @@ mod tests {
 
     #[test]
     fn an_empty_variable_counts_as_unset_and_zero_durations_are_refused() {
-        let env = Env::from_lookup(|name: &str| match name {
-            "EMPTY" => Some(String::new()),
-            "ZERO" => Some("0s".to_owned()),
-            "PORT" => Some("nope".to_owned()),
-            _ => None,
-        });
+        let env = Env::from_lookup(vars(&[("EMPTY", ""), ("ZERO", "0s"), ("PORT", "nope")]));
         assert_eq!(env.or("EMPTY", "fallback"), "fallback");
         assert!(env.required("EMPTY", "a thing").is_err());
         assert!(env.duration("ZERO", "1s").is_err());

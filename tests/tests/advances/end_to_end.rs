@@ -46,9 +46,15 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
     assert_eq!(debit_keys, keys, "one debit per payment, by its key");
     assert_eq!(stack.balance(account).await?, dec("50"), "the balance is back where it started");
 
-    let by_account =
-        stack.get(&stack.api_url, &format!("/api/v1/advances?account_id={account}&status=completed")).await?;
-    assert_eq!(by_account.json["advances"].as_array().map(Vec::len), Some(1), "{}", by_account.text);
+    // Lists read the database's mirror, which the workflow's last activity writes just after the live state
+    // (what GET answers) says completed: poll for it.
+    let path = format!("/api/v1/advances?account_id={account}&status=completed");
+    let listed = poll_until(LONG, || async {
+        let reply = stack.get(&stack.api_url, &path).await?;
+        Ok(reply.json["advances"].as_array().filter(|advances| !advances.is_empty()).cloned())
+    })
+    .await?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
     let alerts = stack.get(&stack.api_url, "/api/v1/alerts").await?;
     assert_eq!(alerts.json["alerts"].as_array().map(Vec::len), Some(0));
 
