@@ -44,9 +44,8 @@ pub struct Stack {
 impl Stack {
     /// Starts everything; `settings` are extra variables for the api and the worker (e.g. the interval).
     pub async fn start(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let temporal = TestTemporal::start().await?;
-        let ledger = TestLedger::start().await?;
-        let advances_db = TestDatabase::create().await?;
+        let (temporal, ledger, advances_db) =
+            tokio::try_join!(TestTemporal::start(), TestLedger::start(), TestDatabase::create())?;
         let logs = std::env::temp_dir().join(format!("advances-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&logs)?;
         let (api_port, metrics_port) = (free_port()?, free_port()?);
@@ -74,10 +73,11 @@ impl Stack {
             worker: None,
             worker_env,
         };
-        stack.start_worker().await?;
-        wait_healthy(&stack.client, &stack.api_url, Duration::from_secs(60))
-            .await
-            .with_context(|| format!("the advances-api did not come up; logs in {}", stack.logs.display()))?;
+        let (client, api_url) = (stack.client.clone(), stack.api_url.clone());
+        let api_up = wait_healthy(&client, &api_url, Duration::from_secs(60));
+        let (worker_up, api_up) = tokio::join!(stack.start_worker(), api_up);
+        worker_up?;
+        api_up.with_context(|| format!("the advances-api did not come up; logs in {}", stack.logs.display()))?;
         Ok(stack)
     }
 
