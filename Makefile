@@ -18,11 +18,14 @@ up:
 down:
 	@scripts/up.sh down
 
+# The binaries and the tests are built in one invocation, so that the features dev-dependencies turn on are
+# unified once: built apart, every crate those features reach (the whole Temporal SDK) compiles twice.
+# The system tests mostly wait on timers and child processes, not on the CPU: four at a time, not two.
 test:
 	@export TEST_TEMPORAL_CLI="$$(scripts/deps.sh temporal-path)" && \
 	  export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
-	  cargo build --workspace --bins && \
-	  cargo test --workspace && \
+	  cargo build --workspace --bins --tests && \
+	  RUST_TEST_THREADS="$${RUST_TEST_THREADS:-4}" cargo test --workspace && \
 	  SCHEMATHESIS_EXAMPLES=25 scripts/schemathesis.sh
 
 schemathesis:
