@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,9 +17,31 @@ pub fn binary_path(name: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
-/// A free TCP port on 127.0.0.1 (free when asked; good enough for a test's own server).
+/// A TCP port on 127.0.0.1 that is free now, for a server a test is about to start.
+///
+/// Ports come from just below the kernel's ephemeral range (`ip_local_port_range`), one after another within a
+/// process: a port the kernel hands out at random (a `:0` bind, an outgoing connection, the dev server's own
+/// HTTP and metrics ports) can then never be the one a test picked and has not bound yet, and two tests of one
+/// binary never pick the same.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|start| *start > 20_000)
+        .unwrap_or(32_768);
+    let (first, count) = (ephemeral_start - 16_000, 16_000);
+    // Processes that run at the same time (a test binary and a benchmark) start at different places.
+    let offset = std::process::id().wrapping_mul(7_919) % count;
+    for _ in 0..count {
+        let port = first + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % count;
+        if let Ok(port) = u16::try_from(port) {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
+    anyhow::bail!("no free port in {first}..{}", first + count)
 }
 
 /// A child process killed (SIGKILL) when dropped, so a failed test leaves nothing running.
@@ -49,6 +72,11 @@ impl ChildProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether the process has not exited (a server that could not bind its port exits at once).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     /// SIGKILL: no shutdown hook runs, as in a crash.

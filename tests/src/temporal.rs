@@ -57,14 +57,25 @@ impl TestTemporal {
         .map(|arg| (*arg).to_owned())
         .collect();
         let log = std::env::temp_dir().join(format!("temporal-{port}-{}.log", uuid::Uuid::new_v4().simple()));
-        let process = ChildProcess::spawn(&temporal_cli()?, &args, &[], &log)?;
+        let mut process = ChildProcess::spawn(&temporal_cli()?, &args, &[], &log)?;
         let address = format!("127.0.0.1:{port}");
-        poll_until(Duration::from_secs(60), || {
+        let listening = poll_until(Duration::from_secs(60), || {
             let address = address.clone();
-            async move { Ok(tokio::net::TcpStream::connect(&address).await.ok().map(|_| ())) }
+            let exited = !process.is_running();
+            async move {
+                anyhow::ensure!(!exited, "the Temporal dev server exited");
+                Ok(tokio::net::TcpStream::connect(&address).await.ok().map(|_| ()))
+            }
         })
-        .await
-        .with_context(|| format!("the Temporal dev server did not listen on {address}; see {}", log.display()))?;
+        .await;
+        let listening = listening.and_then(|()| {
+            anyhow::ensure!(process.is_running(), "the Temporal dev server exited");
+            Ok(())
+        });
+        listening.with_context(|| {
+            let output = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("the Temporal dev server did not come up on {address}:\n{output}")
+        })?;
         Ok(Self { address, log, _process: process })
     }
 

@@ -18,7 +18,7 @@ pub fn fingerprint(parts: &[&str]) -> Vec<u8> {
     hasher.finalize().to_vec()
 }
 
-/// A response kept for replay.
+/// A response kept for replay: the status and body the caller answered with, stored as they are.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
     pub status_code: u16,
@@ -60,19 +60,25 @@ pub async fn claim(
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }
-    let (stored_hash, status_code, body): (Vec<u8>, i16, String) =
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        request_hash: Vec<u8>,
+        status_code: i16,
+        response_body: String,
+    }
+    let stored: Stored =
         sqlx::query_as("SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE key = $1")
             .bind(key.as_str())
             .fetch_one(&mut *conn)
             .await?;
-    if stored_hash != request_hash {
+    if stored.request_hash != request_hash {
         return Err(DbError::KeyReused);
     }
-    let status_code = u16::try_from(status_code)
+    let status_code = u16::try_from(stored.status_code)
         .ok()
         .filter(|code| (100..600).contains(code))
-        .ok_or_else(|| DbError::Inconsistent(format!("stored status {status_code} for a committed key")))?;
-    Ok(Claim::Replay(StoredResponse { status_code, body }))
+        .ok_or_else(|| DbError::Inconsistent(format!("stored status {} for a committed key", stored.status_code)))?;
+    Ok(Claim::Replay(StoredResponse { status_code, body: stored.response_body }))
 }
 
 /// Records the response of a claimed key; commits with the work.

@@ -13,9 +13,6 @@ use super::idempotency::{self, Claim, StoredResponse};
 use super::{DbError, DbResult};
 use crate::domain::transfer::{settle, settle_with_bank, Settlement, INSUFFICIENT_FUNDS};
 
-/// The HTTP status of a recorded command's response (the only one a command stores: 201 Created).
-pub const CREATED: u16 = 201;
-
 /// An `accounts` row, as the contract's [`Account`].
 #[derive(sqlx::FromRow)]
 struct AccountRow {
@@ -151,10 +148,11 @@ pub async fn execute(
     command: &Command,
     key: Option<&IdempotencyKey>,
     key_wait: std::time::Duration,
+    reply_status: u16,
 ) -> DbResult<Reply> {
     let mut attempt = 1;
     loop {
-        match execute_once(pool, command, key, key_wait).await {
+        match execute_once(pool, command, key, key_wait, reply_status).await {
             Err(DbError::Sqlx(error)) if attempt < super::MAX_ATTEMPTS && super::is_retryable(&error) => {
                 tracing::info!(attempt, error = %error, "retrying the database transaction");
                 attempt += 1;
@@ -169,6 +167,7 @@ async fn execute_once(
     command: &Command,
     key: Option<&IdempotencyKey>,
     key_wait: std::time::Duration,
+    reply_status: u16,
 ) -> DbResult<Reply> {
     let mut tx = pool.begin().await?;
     if let Some(key) = key {
@@ -189,7 +188,7 @@ async fn execute_once(
             (transaction.status.into(), to_json(&transaction)?)
         }
     };
-    let response = StoredResponse { status_code: CREATED, body };
+    let response = StoredResponse { status_code: reply_status, body };
     if let Some(key) = key {
         idempotency::store(&mut tx, key, &response).await?;
     }
@@ -237,18 +236,18 @@ pub async fn get_account(pool: &PgPool, id: Uuid) -> DbResult<Account> {
 /// serialize balance changes and does not wait on the key-share locks that inserting a transaction row takes
 /// on its accounts (the foreign keys).
 async fn lock_accounts(conn: &mut PgConnection, ids: &[Uuid]) -> DbResult<Vec<Decimal>> {
-    let rows: Vec<(Uuid, Decimal)> =
+    #[derive(sqlx::FromRow)]
+    struct Locked {
+        id: Uuid,
+        balance: Decimal,
+    }
+    let rows: Vec<Locked> =
         sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(ids)
             .fetch_all(&mut *conn)
             .await?;
     ids.iter()
-        .map(|id| {
-            rows.iter()
-                .find(|(row_id, _)| row_id == id)
-                .map(|(_, balance)| *balance)
-                .ok_or(DbError::AccountNotFound(*id))
-        })
+        .map(|id| rows.iter().find(|row| row.id == *id).map(|row| row.balance).ok_or(DbError::AccountNotFound(*id)))
         .collect()
 }
 

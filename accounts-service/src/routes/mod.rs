@@ -36,7 +36,8 @@ pub(crate) async fn run_command(
     command: Command,
     key: Option<IdempotencyKey>,
 ) -> ApiResult<Response> {
-    let reply = ledger::execute(&state.pool, &command, key.as_ref(), state.settings.idempotency_wait).await?;
+    let wait = state.settings.idempotency_wait;
+    let reply = ledger::execute(&state.pool, &command, key.as_ref(), wait, StatusCode::CREATED.as_u16()).await?;
     let kind = match command {
         Command::CreateAccount => "account",
         Command::Transfer(_) => "transfer",

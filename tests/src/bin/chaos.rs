@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
-use advances_workflows::model::PaymentStatus;
+use advances_workflows::model::{AdvanceStatus, PaymentStatus};
 use ledger_contract::TransactionStatus;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -77,7 +77,7 @@ async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
                 if let Ok(reply) = client.get(&url).send().await {
                     if let Ok(body) = reply.json::<serde_json::Value>().await {
                         for advance in body["advances"].as_array().into_iter().flatten() {
-                            let open = matches!(advance["status"].as_str(), Some("granting" | "active"));
+                            let open = AdvanceStatus::deserialize(&advance["status"]).is_ok_and(AdvanceStatus::is_open);
                             if open && !formula_holds(advance) {
                                 violations.push(advance["advance_id"].to_string());
                             }

@@ -3,8 +3,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use advances_workflows::activities::AlertKind;
+use advances_workflows::model::{AdvanceStatus, PaymentStatus};
 use ledger_contract::{Direction, TransactionStatus};
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use system_tests::{dec, decimal_of, poll_until, Stack};
 
@@ -14,8 +17,14 @@ fn payments(advance: &Value) -> Vec<Value> {
     advance["payments"].as_array().cloned().unwrap_or_default()
 }
 
-fn status(advance: &Value) -> &str {
-    advance["status"].as_str().unwrap_or_default()
+/// An advance's `status` as the model's enum; anything else in the answer is a broken contract.
+fn status(advance: &Value) -> AdvanceStatus {
+    AdvanceStatus::deserialize(&advance["status"]).unwrap_or_else(|error| panic!("{error}: {advance}"))
+}
+
+/// A payment's `status` as the model's enum.
+fn payment_status(payment: &Value) -> PaymentStatus {
+    PaymentStatus::deserialize(&payment["status"]).unwrap_or_else(|error| panic!("{error}: {payment}"))
 }
 
 #[tokio::test]
@@ -26,7 +35,7 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
         .post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": "100.00"}), Some("adv-1"))
         .await?;
     assert_eq!(created.status, 201, "{}", created.text);
-    assert_eq!((created.str("status"), created.decimal("amount")), ("active", dec("100")));
+    assert_eq!((status(&created.json), created.decimal("amount")), (AdvanceStatus::Active, dec("100")));
     let listed = payments(&created.json);
     assert_eq!(listed.len(), 12, "all 12 payments are listed at once");
     assert!(listed.iter().all(|p| p["due_at"].is_string() && p["payment_id"].is_string()));
@@ -34,7 +43,7 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
     assert_eq!(decimal_of(&listed[11]["amount"]), dec("8.37"), "the remainder is on the last");
 
     let advance_id = created.str("advance_id").to_owned();
-    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
+    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
     assert_eq!((decimal_of(&done["paid_amount"]), decimal_of(&done["outstanding_amount"])), (dec("100"), dec("0")));
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "{debits:?}");
@@ -72,27 +81,32 @@ async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra
     let account = stack.account("0").await?;
     let created =
         stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 120}), None).await?;
-    assert_eq!(created.str("status"), "active", "{}", created.text);
+    assert_eq!(status(&created.json), AdvanceStatus::Active, "{}", created.text);
     stack.ledger.bank(account, "120", Direction::Debit).await?; // spent at once
     let advance_id = created.str("advance_id").to_owned();
     let seen = stack
-        .wait_for_advance(&advance_id, LONG, |a| payments(a).get(11).is_some_and(|p| p["status"] == "failed"))
+        .wait_for_advance(&advance_id, LONG, |a| {
+            payments(a).get(11).is_some_and(|p| payment_status(p) == PaymentStatus::Failed)
+        })
         .await?;
     let all = payments(&seen);
-    assert_eq!(all.len(), 13, "an extra payment after the last");
-    assert!(all[..12].iter().all(|p| p["status"] == "failed" && p["failure_reason"] == "Insufficient funds"));
-    assert_eq!((decimal_of(&all[12]["amount"]), all[12]["status"].as_str()), (dec("120"), Some("scheduled")));
+    assert!(all.len() >= 13, "an extra payment after the last: {seen}");
+    assert!(all[..12]
+        .iter()
+        .all(|p| payment_status(p) == PaymentStatus::Failed && p["failure_reason"] == "Insufficient funds"));
+    // The extra payment carries the whole amount. It falls due 700 ms after the 12th failed; on a loaded machine
+    // this poll may see it already under way (or, rarely, failed into a second extra payment).
+    assert_eq!(decimal_of(&all[12]["amount"]), dec("120"));
     assert_eq!(decimal_of(&seen["outstanding_amount"]), dec("120"));
     stack.ledger.bank(account, "120", Direction::Credit).await?;
-    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
+    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
     let debits = stack.debits(account).await?;
-    let succeeded: Vec<_> = debits.iter().filter(|d| d.status == TransactionStatus::Success).collect();
-    assert_eq!((debits.len(), succeeded.len()), (13, 1), "{debits:?}");
-    assert_eq!(succeeded[0].amount, dec("120"), "the 13th payment collects the whole amount in one debit");
-    assert_eq!(
-        succeeded[0].idempotency_key,
-        format!("payment-{}", payments(&done)[12]["payment_id"].as_str().unwrap_or_default())
-    );
+    let (last, failed) = debits.split_last().ok_or_else(|| anyhow::anyhow!("no debits"))?;
+    assert!(failed.iter().all(|d| d.status == TransactionStatus::Fail), "{debits:?}");
+    assert_eq!((last.status, last.amount), (TransactionStatus::Success, dec("120")), "one debit collects it all");
+    let collected_by = payments(&done).last().map(|p| p["payment_id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(Some(last.idempotency_key.clone()), collected_by.map(|id| format!("payment-{id}")));
+    assert_eq!(debits.len(), payments(&done).len(), "one debit per payment, each attempted once: {debits:?}");
     assert_eq!(stack.balance(account).await?, dec("0"));
     stack.stop().await
 }
@@ -105,7 +119,9 @@ async fn a_worker_killed_mid_advance_and_restarted_collects_exactly_twelve_debit
         stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 60}), None).await?;
     let advance_id = created.str("advance_id").to_owned();
     stack
-        .wait_for_advance(&advance_id, LONG, |a| payments(a).iter().filter(|p| p["status"] == "paid").count() >= 3)
+        .wait_for_advance(&advance_id, LONG, |a| {
+            payments(a).iter().filter(|p| payment_status(p) == PaymentStatus::Paid).count() >= 3
+        })
         .await?;
     stack.kill_worker()?;
     // Payments fall due while no worker runs; the GET still answers from the database.
@@ -113,7 +129,7 @@ async fn a_worker_killed_mid_advance_and_restarted_collects_exactly_twelve_debit
     let while_down = stack.get(&stack.api_url, &format!("/api/v1/advances/{advance_id}")).await?;
     assert_eq!(while_down.status, 200, "{}", while_down.text);
     stack.start_worker().await?;
-    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == "completed").await?;
+    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "exactly 12 debits, none twice: {debits:?}");
     assert_eq!(debits.iter().map(|d| &d.idempotency_key).collect::<HashSet<_>>().len(), 12);
@@ -208,19 +224,20 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
         let reply = stack
             .post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 120}), None)
             .await?;
-        assert_eq!(reply.str("status"), "active", "{}", reply.text);
+        assert_eq!(status(&reply.json), AdvanceStatus::Active, "{}", reply.text);
         ids.push(reply.str("advance_id").to_owned());
     }
     let path = |id: &str, command: &str| format!("/api/v1/advances/{id}/{command}");
 
     let paid_off = stack.post(&stack.api_url, &path(&ids[0], "pay_off"), &json!({}), None).await?;
     assert_eq!(paid_off.status, 200, "{}", paid_off.text);
-    stack.wait_for_advance(&ids[0], LONG, |a| status(a) == "completed").await?;
+    stack.wait_for_advance(&ids[0], LONG, |a| status(a) == AdvanceStatus::Completed).await?;
     let cancelled =
         stack.post(&stack.api_url, &path(&ids[1], "cancel"), &json!({"reason": "customer asked"}), None).await?;
-    assert_eq!((cancelled.status, cancelled.str("status")), (200, "cancelled"), "{}", cancelled.text);
+    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
+    assert_eq!(status(&cancelled.json), AdvanceStatus::Cancelled);
     assert_eq!(cancelled.str("status_reason"), "customer asked");
-    stack.wait_for_advance(&ids[1], LONG, |a| status(a) == "cancelled").await?;
+    stack.wait_for_advance(&ids[1], LONG, |a| status(a) == AdvanceStatus::Cancelled).await?;
     let twice = stack.post(&stack.api_url, &path(&ids[1], "cancel"), &json!({}), None).await?;
     assert_eq!((twice.status, twice.error_code()), (409, "advance_not_active"));
     let closed = stack.post(&stack.api_url, &path(&ids[0], "pay_off"), &json!({}), None).await?;
@@ -238,7 +255,9 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
     let alert = poll_until(LONG, || async {
         let reply = stack.get(&stack.api_url, "/api/v1/alerts").await?;
         let alerts = reply.json["alerts"].as_array().cloned().unwrap_or_default();
-        Ok(alerts.into_iter().find(|a| a["kind"] == "formula_mismatch"))
+        Ok(alerts
+            .into_iter()
+            .find(|a| AlertKind::deserialize(&a["kind"]).is_ok_and(|k| k == AlertKind::FormulaMismatch)))
     })
     .await?;
     assert_eq!(alert["advance_id"].as_str(), Some(ids[2].as_str()));
