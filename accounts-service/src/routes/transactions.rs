@@ -22,7 +22,10 @@ fn validate_amount(input: &AmountInput) -> ApiResult<Amount> {
 
 fn validate_direction(input: &DirectionInput) -> ApiResult<Direction> {
     input.parse().map_err(|error| {
-        ApiError::validation("invalid_direction", format!("direction must be \"debit\" or \"credit\": {error}"))
+        ApiError::validation(
+            "invalid_direction",
+            format!("direction must be \"debit\" or \"credit\", not {:?}", error.value),
+        )
     })
 }
 
