@@ -16,13 +16,13 @@ pub enum CallError {
 }
 
 impl From<LedgerError> for CallError {
-    /// 409: the same key is still in flight; 401/403: a token to fix; 408/429/5xx, no answer or an unreadable
-    /// one: try again. Any other refusal is definitive.
+    /// What the client says may succeed on a retry is transient, and so are 401/403 (a token for an operator to
+    /// fix; the payment must wait for it, not fail). Any other refusal is definitive.
     fn from(error: LedgerError) -> Self {
-        match error.status() {
-            None | Some(401 | 403 | 408 | 409 | 429 | 500..=599) => Self::Transient(error.to_string()),
-            Some(_) if matches!(error, LedgerError::Unreadable { .. }) => Self::Transient(error.to_string()),
-            Some(_) => Self::Definitive(error.to_string()),
+        if error.is_retryable() || matches!(error.status(), Some(401 | 403)) {
+            Self::Transient(error.to_string())
+        } else {
+            Self::Definitive(error.to_string())
         }
     }
 }

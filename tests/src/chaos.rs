@@ -137,8 +137,8 @@ pub async fn open_accounts(target: &Target, workload: &Workload) -> anyhow::Resu
     Ok(ids)
 }
 
-/// Sends one request with its key until it gets a definite answer, retrying when there was no answer (network
-/// errors, timeouts, a cut-off body), on 409 (in flight) and on 5xx. Returns the answer and the attempts.
+/// Sends one request with its key until it gets a definite answer, retrying whatever the client says may
+/// succeed on a retry (no answer, a cut-off body, 409 in flight, 5xx). Returns the answer and the attempts.
 async fn call<T, F, Fut>(key: &str, patience: Duration, mut send: F) -> anyhow::Result<(T, u32)>
 where
     F: FnMut() -> Fut,
@@ -151,11 +151,8 @@ where
         attempts += 1;
         let last = match send().await {
             Ok(answer) => return Ok((answer, attempts)),
-            Err(error) => match error.status() {
-                None | Some(409 | 500..=599) => error.to_string(),
-                Some(_) if matches!(error, LedgerError::Unreadable { .. }) => error.to_string(),
-                Some(_) => anyhow::bail!("the request with key {key} was refused: {error}"),
-            },
+            Err(error) if error.is_retryable() => error.to_string(),
+            Err(error) => anyhow::bail!("the request with key {key} was refused: {error}"),
         };
         if Instant::now() > deadline {
             anyhow::bail!("the request with key {key}: no answer after {attempts} attempts: {last}");

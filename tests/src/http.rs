@@ -41,6 +41,15 @@ impl Reply {
     }
 }
 
+/// POSTs `body` as JSON to `url`, with an `Idempotency-Key` when given, and reads the whole answer.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &Value, key: Option<&str>) -> anyhow::Result<Reply> {
+    let mut request = client.post(url).json(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    Reply::read(request.send().await?).await
+}
+
 /// The exact decimal of a JSON number (read from its text, never through f64). Anything else panics with the
 /// value: a test must never read a missing or mistyped field as some number.
 pub fn decimal_of(value: &Value) -> Decimal {

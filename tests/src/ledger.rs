@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::TestDatabase;
-use crate::http::{wait_healthy, Reply};
+use crate::http::{post_json, wait_healthy, Reply};
 use crate::process::{free_port, ChildProcess};
 
 /// The `application_name` of the tests' own connections, which fault injection spares.
@@ -77,11 +77,7 @@ impl TestLedger {
 
     /// POSTs JSON and returns the status, headers and parsed body.
     pub async fn post(&self, path: &str, body: &Value, key: Option<&str>) -> anyhow::Result<Reply> {
-        let mut request = self.client.post(self.url(path)).json(body);
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        Reply::read(request.send().await?).await
+        post_json(&self.client, &self.url(path), body, key).await
     }
 
     /// GETs a path and returns the status, headers and parsed body.

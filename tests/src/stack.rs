@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db::TestDatabase;
-use crate::http::{poll_until, wait_healthy, Reply};
+use crate::http::{poll_until, post_json, wait_healthy, Reply};
 use crate::ledger::TestLedger;
 use crate::process::{free_port, ChildProcess};
 use crate::temporal::TestTemporal;
@@ -108,11 +108,7 @@ impl Stack {
     }
 
     pub async fn post(&self, base: &str, path: &str, body: &Value, key: Option<&str>) -> anyhow::Result<Reply> {
-        let mut request = self.client.post(format!("{base}{path}")).json(body);
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        Reply::read(request.send().await?).await
+        post_json(&self.client, &format!("{base}{path}"), body, key).await
     }
 
     pub async fn get(&self, base: &str, path: &str) -> anyhow::Result<Reply> {
@@ -121,11 +117,11 @@ impl Stack {
 
     /// Opens an account with `balance` in it (a bank credit unless it is 0), returns its id.
     pub async fn account(&self, balance: &str) -> anyhow::Result<Uuid> {
-        let account = self.ledger.open_account().await?;
-        if crate::http::dec(balance) != Decimal::ZERO {
-            self.ledger.bank(account, balance, ledger_contract::Direction::Credit).await?;
+        if crate::http::dec(balance) == Decimal::ZERO {
+            self.ledger.open_account().await
+        } else {
+            self.ledger.funded_account(balance).await
         }
-        Ok(account)
     }
 
     /// Polls `GET /api/v1/advances/{id}` until `check` holds.

@@ -35,6 +35,11 @@ impl TemporalSettings {
             task_queue: var("TEMPORAL_TASK_QUEUE", crate::TASK_QUEUE),
         }
     }
+
+    /// The defaults, with the frontend at `address` (a test's or a benchmark's own dev server).
+    pub fn at(address: &str) -> Self {
+        Self::read(|name, default| if name == "TEMPORAL_ADDRESS" { address.to_owned() } else { default.to_owned() })
+    }
 }
 
 /// Connects a namespace-bound client, retrying for up to `patience` (the server may still be starting).

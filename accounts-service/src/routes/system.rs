@@ -2,20 +2,10 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use serde::Serialize;
-use service_kit::{health, metrics, ApiResult};
-use utoipa::ToSchema;
+use service_kit::health::{self, Health};
+use service_kit::{metrics, ApiResult};
 
 use crate::AppState;
-
-/// The health check's answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    /// `ok` or `unavailable`.
-    pub status: &'static str,
-    /// `ok` or the reason the database did not answer.
-    pub database: String,
-}
 
 /// Checks that the database answers (within the pool's acquire timeout).
 #[utoipa::path(
@@ -26,9 +16,7 @@ pub struct Health {
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let database = health::check_database(&state.pool).await;
-    let status = health::status_of(&[&database]);
-    health::respond(status, Health { status, database })
+    health::database_only(&state.pool).await
 }
 
 /// Prometheus metrics in the text exposition format.

@@ -35,6 +35,16 @@ impl LedgerError {
             Self::Api { status, .. } | Self::Unreadable { status, .. } => Some(*status),
         }
     }
+
+    /// Whether the same request, with the same key, may succeed if sent again: there was no answer or no
+    /// readable one (the outcome is unknown), the key is still in flight (409), or the service was busy or
+    /// failing (408, 429, 5xx). Any other answer is the service's decision on the request itself.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Transport(_) | Self::Unreadable { .. } => true,
+            Self::Api { status, .. } => matches!(status, 408 | 409 | 429 | 500..=599),
+        }
+    }
 }
 
 /// A client of the accounts-service's REST API.

@@ -4,6 +4,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The answer of a check that passed.
 pub const OK: &str = "ok";
@@ -32,4 +33,20 @@ pub fn status_of(checks: &[&str]) -> &'static str {
 pub fn respond<T: Serialize>(status: &str, body: T) -> Response {
     let code = if status == OK { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
+}
+
+/// The health answer of a service whose only dependency is its database.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `unavailable`.
+    pub status: &'static str,
+    /// `ok` or the reason the database did not answer.
+    pub database: String,
+}
+
+/// `/health` for a service whose only dependency is its database.
+pub async fn database_only(pool: &sqlx::PgPool) -> Response {
+    let database = check_database(pool).await;
+    let status = status_of(&[&database]);
+    respond(status, Health { status, database })
 }

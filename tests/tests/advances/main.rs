@@ -20,9 +20,5 @@ const LONG: Duration = Duration::from_secs(60);
 
 /// A client of the stack's Temporal server, for starting, querying and counting workflows directly.
 async fn temporal_client(stack: &Stack) -> anyhow::Result<temporalio_client::Client> {
-    let settings = TemporalSettings::read(|name, default| match name {
-        "TEMPORAL_ADDRESS" => stack.temporal.address.clone(),
-        _ => default.to_owned(),
-    });
-    connect(&settings, "system-tests", Duration::from_secs(30)).await
+    connect(&TemporalSettings::at(&stack.temporal.address), "system-tests", Duration::from_secs(30)).await
 }
