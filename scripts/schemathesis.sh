@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs schemathesis (PyPI) against both services' OpenAPI specs: every operation with generated valid and
 # invalid input, plus stateful sequences. Starts its own stack (fresh databases, an in-memory Temporal dev
-# server, the three binaries with API_TOKEN set) on free ports, and stops it afterwards.
+# server, the three binaries with authentication on and a client of each service holding every scope) on free
+# ports, and stops it afterwards.
 # Passes when no response is a server error and every response conforms to the spec (status codes, content
 # types, headers, bodies), invalid input is refused, and auth is enforced.
 #   SCHEMATHESIS_EXAMPLES (default 100) examples per operation; BIN_DIR (default target/debug) the binaries.
@@ -10,7 +11,6 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 EXAMPLES="${SCHEMATHESIS_EXAMPLES:-100}"
 BIN="${BIN_DIR:-$ROOT/target/debug}"
 WORK="$(mktemp -d)"
-TOKEN="schemathesis-$RANDOM$RANDOM"
 export LOG_FORMAT=json
 PIDS=()
 
@@ -36,17 +36,25 @@ wait_for() {
 }
 
 for db in accounts advances; do psql "$SERVER_URL" -qc "CREATE DATABASE st_${db}_$SUFFIX"; done
+# `client add` prints the token as its last line.
+add_client() { DATABASE_URL="$BASE/st_$1_$SUFFIX" "$BIN/$2" client add --name "$3" --scopes "$4" | tail -n 1; }
+LEDGER_TOKEN="$(add_client accounts accounts-service schemathesis \
+    accounts:read,accounts:write,transfers:write,bank:write,reports:read)"
+WORKER_TOKEN="$(add_client accounts accounts-service advances-worker bank:write,accounts:read)"
+API_LEDGER_TOKEN="$(add_client accounts accounts-service advances-api accounts:read)"
+ADVANCES_TOKEN="$(add_client advances advances-api schemathesis advances:read,advances:write,advances:operate,alerts:read)"
 TEMPORAL_PORT="$(free_port)"; ACCOUNTS_PORT="$(free_port)"; API_PORT="$(free_port)"; METRICS_PORT="$(free_port)"
 "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --log-level error >"$WORK/temporal.log" 2>&1 &
 PIDS+=($!)
-DATABASE_URL="$BASE/st_accounts_$SUFFIX" LISTEN_ADDR="127.0.0.1:$ACCOUNTS_PORT" API_TOKEN="$TOKEN" \
+DATABASE_URL="$BASE/st_accounts_$SUFFIX" LISTEN_ADDR="127.0.0.1:$ACCOUNTS_PORT" \
     "$BIN/accounts-service" >"$WORK/accounts.log" 2>&1 &
 PIDS+=($!)
-export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" ACCOUNTS_URL="http://127.0.0.1:$ACCOUNTS_PORT" ACCOUNTS_API_TOKEN="$TOKEN"
+export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" ACCOUNTS_URL="http://127.0.0.1:$ACCOUNTS_PORT"
 export DATABASE_URL="$BASE/st_advances_$SUFFIX" ADVANCE_PAYMENT_INTERVAL=1h
-METRICS_ADDR="127.0.0.1:$METRICS_PORT" "$BIN/advances-worker" >"$WORK/worker.log" 2>&1 &
+ACCOUNTS_API_TOKEN="$WORKER_TOKEN" METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
+    "$BIN/advances-worker" >"$WORK/worker.log" 2>&1 &
 PIDS+=($!)
-LISTEN_ADDR="127.0.0.1:$API_PORT" API_TOKEN="$TOKEN" "$BIN/advances-api" >"$WORK/api.log" 2>&1 &
+ACCOUNTS_API_TOKEN="$API_LEDGER_TOKEN" LISTEN_ADDR="127.0.0.1:$API_PORT" "$BIN/advances-api" >"$WORK/api.log" 2>&1 &
 PIDS+=($!)
 wait_for "http://127.0.0.1:$ACCOUNTS_PORT/health"
 wait_for "http://127.0.0.1:$METRICS_PORT/health"
@@ -59,11 +67,11 @@ CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,respo
 CHECKS=$CHECKS,response_schema_conformance,negative_data_rejection,missing_required_header,ignored_auth
 CHECKS=$CHECKS,unsupported_method
 status=0
-for service in "accounts-service:$ACCOUNTS_PORT" "advances-api:$API_PORT"; do
-    name="${service%%:*}"; port="${service##*:}"
+for service in "accounts-service:$ACCOUNTS_PORT:$LEDGER_TOKEN" "advances-api:$API_PORT:$ADVANCES_TOKEN"; do
+    IFS=: read -r name port token <<<"$service"
     echo "== schemathesis: $name" >&2
     "$ST" run "http://127.0.0.1:$port/api/v1/openapi.json" --url "http://127.0.0.1:$port" \
-        -H "Authorization: Bearer $TOKEN" --checks "$CHECKS" -n "$EXAMPLES" --generation-deterministic \
+        -H "Authorization: Bearer $token" --checks "$CHECKS" -n "$EXAMPLES" --generation-deterministic \
         --request-timeout 60 --no-color || status=1
 done
 if grep -q '"level":"ERROR"\|panicked' "$WORK"/*.log; then

@@ -65,19 +65,42 @@ done
 
 cargo build --release --bins --manifest-path "$ROOT/Cargo.toml"
 BIN="$ROOT/target/release"
+ACCOUNTS_DB="${ACCOUNTS_DATABASE_URL:-$BASE/accounts}"
+ADVANCES_DB="${ADVANCES_DATABASE_URL:-$BASE/advances}"
+
+# The clients the stack needs, each with only its own scopes. Their tokens are created once and kept in
+# .data/tokens.env (git-ignored, mode 600): the databases keep only their hashes.
+TOKENS="$ROOT/.data/tokens.env"
+touch "$TOKENS"; chmod 600 "$TOKENS"
+# ensure_client VAR DATABASE BINARY NAME SCOPES: sets VAR from the file, or adds the client and records its token.
+ensure_client() {
+    local var="$1" db="$2" bin="$3" name="$4" scopes="$5" token
+    token="$(sed -n "s/^$var=//p" "$TOKENS")"
+    if [ -z "$token" ]; then
+        # A name is never reused; if the file was lost, the client gets a new name.
+        token="$(DATABASE_URL="$db" "$BIN/$bin" client add --name "$name" --scopes "$scopes" 2>/dev/null | tail -n 1)" \
+            || token="$(DATABASE_URL="$db" "$BIN/$bin" client add --name "$name-$(date +%s)" --scopes "$scopes" | tail -n 1)"
+        echo "$var=$token" >>"$TOKENS"
+    fi
+    printf -v "$var" '%s' "$token"
+}
+ensure_client WORKER_LEDGER_TOKEN "$ACCOUNTS_DB" accounts-service advances-worker bank:write,accounts:read
+ensure_client API_LEDGER_TOKEN "$ACCOUNTS_DB" accounts-service advances-api accounts:read
+ensure_client LEDGER_DEMO_TOKEN "$ACCOUNTS_DB" accounts-service demo accounts:read,accounts:write,transfers:write,reports:read
+ensure_client ADVANCES_DEMO_TOKEN "$ADVANCES_DB" advances-api demo advances:read,advances:write,alerts:read
 
 start_one temporal "curl -fsS http://127.0.0.1:$TEMPORAL_UI_PORT/ && (exec 3<>/dev/tcp/127.0.0.1/$TEMPORAL_PORT)" \
     "$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
     --db-filename "$ROOT/.data/temporal/temporal.db" --log-level warn \
     --search-attribute AdvanceAccountId=Keyword --search-attribute AdvanceStatus=Keyword
 
-DATABASE_URL="${ACCOUNTS_DATABASE_URL:-$BASE/accounts}" LISTEN_ADDR="$ACCOUNTS_ADDR" \
+DATABASE_URL="$ACCOUNTS_DB" LISTEN_ADDR="$ACCOUNTS_ADDR" \
     start_one accounts-service "curl -fsS http://$ACCOUNTS_ADDR/health" "$BIN/accounts-service"
 
 export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" ACCOUNTS_URL="http://$ACCOUNTS_ADDR"
-DATABASE_URL="${ADVANCES_DATABASE_URL:-$BASE/advances}" METRICS_ADDR="$METRICS_ADDR" \
+DATABASE_URL="$ADVANCES_DB" METRICS_ADDR="$METRICS_ADDR" ACCOUNTS_API_TOKEN="$WORKER_LEDGER_TOKEN" \
     start_one advances-worker "curl -fsS http://$METRICS_ADDR/health" "$BIN/advances-worker"
-DATABASE_URL="${ADVANCES_DATABASE_URL:-$BASE/advances}" LISTEN_ADDR="$ADVANCES_ADDR" \
+DATABASE_URL="$ADVANCES_DB" LISTEN_ADDR="$ADVANCES_ADDR" ACCOUNTS_API_TOKEN="$API_LEDGER_TOKEN" \
     start_one advances-api "curl -fsS http://$ADVANCES_ADDR/health" "$BIN/advances-api"
 
 cat <<URLS
@@ -87,5 +110,10 @@ The system is up (logs in .data/logs, stop with: make down)
   advances-worker    http://$METRICS_ADDR/health   http://$METRICS_ADDR/metrics
   Temporal Web UI    http://127.0.0.1:$TEMPORAL_UI_PORT/   (server 127.0.0.1:$TEMPORAL_PORT, data in .data/temporal)
   health / metrics   http://$ACCOUNTS_ADDR/health  http://$ADVANCES_ADDR/health  (and /metrics on each)
-  PostgreSQL         $BASE/accounts   $BASE/advances
+  PostgreSQL         $ACCOUNTS_DB   $ADVANCES_DB
+Tokens (also in .data/tokens.env; more clients: target/release/accounts-service client add --name N --scopes …):
+  demo client of the ledger (accounts, transfers, reports; no bank:write):
+    $LEDGER_DEMO_TOKEN
+  demo client of the advances-api (advances:read, advances:write, alerts:read):
+    $ADVANCES_DEMO_TOKEN
 URLS

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::bail;
+use service_kit::auth::AuthMode;
 use service_kit::settings::{Env, FromEnv};
 
 /// Everything the service can be told from outside. See README.md for the variables.
@@ -16,7 +17,10 @@ pub struct Settings {
     pub db_statement_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
-    pub api_token: Option<String>,
+    /// `AUTH`: on (default) or off (local experiments only).
+    pub auth: AuthMode,
+    /// How long a checked token is remembered: a revocation takes effect within this.
+    pub auth_cache_ttl: Duration,
     /// How long an Idempotency-Key is remembered; at least 7 days.
     pub idempotency_key_ttl: Duration,
     /// How long a report snapshot token stays usable.
@@ -39,7 +43,8 @@ impl FromEnv for Settings {
             db_statement_timeout: env.duration("DB_STATEMENT_TIMEOUT", "30s")?,
             request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,
             shutdown_grace: env.duration("SHUTDOWN_GRACE", "20s")?,
-            api_token: env.get("API_TOKEN"),
+            auth: AuthMode::parse(&env.or("AUTH", "on"))?,
+            auth_cache_ttl: env.duration("AUTH_CACHE_TTL", "5s")?,
             idempotency_key_ttl: env.duration("IDEMPOTENCY_KEY_TTL", "8d")?,
             report_snapshot_ttl: env.duration("REPORT_SNAPSHOT_TTL", "1h")?,
             idempotency_wait: env.duration("IDEMPOTENCY_WAIT", "10s")?,
@@ -68,7 +73,7 @@ mod tests {
     fn defaults_apply_when_only_the_database_is_given() {
         let settings = Settings::from_lookup(with("NOTHING", "")).expect("defaults are valid");
         assert_eq!(settings.listen_addr.to_string(), "127.0.0.1:8081");
-        assert_eq!(settings.api_token, None);
+        assert_eq!(settings.auth, AuthMode::On);
         assert_eq!(settings.idempotency_key_ttl, Duration::from_secs(8 * 24 * 3600));
         assert_eq!(settings.db_pool_size, 16);
     }
@@ -89,6 +94,7 @@ mod tests {
         assert!(Settings::from_lookup(with("DB_POOL_SIZE", "1001")).is_err());
         assert!(Settings::from_lookup(with("IDEMPOTENCY_WAIT", "0s")).is_err());
         assert!(Settings::from_lookup(with("LISTEN_ADDR", "here")).is_err());
+        assert!(Settings::from_lookup(with("AUTH", "no")).is_err());
         assert!(Settings::from_lookup(|_| None).is_err(), "DATABASE_URL is required");
     }
 }

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use axum::routing::{get, post};
 use axum::Router;
+use ledger_contract::scopes;
+use service_kit::auth::{scoped, Authenticator};
 use service_kit::layers::{self, HttpPolicy};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -30,21 +32,19 @@ pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<Settings>,
     pub metrics: Arc<metrics::Metrics>,
+    pub auth: Authenticator,
 }
 
 impl AppState {
-    /// The token, time limit and metrics the common middleware applies.
+    /// The time limit and metrics the common middleware applies.
     pub fn http_policy(&self) -> HttpPolicy {
-        HttpPolicy {
-            api_token: self.settings.api_token.clone(),
-            request_timeout: self.settings.request_timeout,
-            metrics: self.metrics.http.clone(),
-        }
+        HttpPolicy { request_timeout: self.settings.request_timeout, metrics: self.metrics.http.clone() }
     }
 
-    /// Bundles a connected pool with the settings and a fresh metrics registry.
+    /// Bundles a connected pool with the settings, the clients' authenticator and a fresh metrics registry.
     pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
-        Ok(Self { pool, settings: Arc::new(settings), metrics: Arc::new(metrics::Metrics::new()?) })
+        let auth = Authenticator::new(settings.auth, pool.clone(), settings.auth_cache_ttl);
+        Ok(Self { pool, settings: Arc::new(settings), metrics: Arc::new(metrics::Metrics::new()?), auth })
     }
 }
 
@@ -52,18 +52,25 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let policy = state.http_policy();
     let api = Router::new()
-        .route("/api/v1/accounts", post(routes::accounts::create_account))
-        .route("/api/v1/accounts/{account_id}", get(routes::accounts::get_account))
-        .route("/api/v1/transaction", post(routes::transactions::create_transfer))
-        .route("/api/v1/bank_transactions", post(routes::transactions::create_bank_transaction))
-        .route("/api/v1/transactions", get(routes::reports::list_transactions))
-        .route("/api/v1/transactions/export", get(routes::reports::export_transactions))
-        .route("/api/v1/transactions/by_key", get(routes::transactions::transactions_by_key))
+        .route("/api/v1/accounts", scoped(post(routes::accounts::create_account), scopes::ACCOUNTS_WRITE))
+        .route("/api/v1/accounts/{account_id}", scoped(get(routes::accounts::get_account), scopes::ACCOUNTS_READ))
+        .route("/api/v1/transaction", scoped(post(routes::transactions::create_transfer), scopes::TRANSFERS_WRITE))
+        .route(
+            "/api/v1/bank_transactions",
+            scoped(post(routes::transactions::create_bank_transaction), scopes::BANK_WRITE),
+        )
+        .route("/api/v1/transactions", scoped(get(routes::reports::list_transactions), scopes::REPORTS_READ))
+        .route("/api/v1/transactions/export", scoped(get(routes::reports::export_transactions), scopes::REPORTS_READ))
+        .route(
+            "/api/v1/transactions/by_key",
+            scoped(get(routes::transactions::transactions_by_key), scopes::ACCOUNTS_READ),
+        )
+        // Any client may read the spec.
         .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi::ApiDoc::openapi()) }));
     // The docs page and its copy of the spec are public: the spec describes the API and holds no data.
     let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::ApiDoc::openapi());
     let router = Router::new()
-        .merge(layers::protect(api, &policy))
+        .merge(layers::protect(api, &state.auth))
         .merge(docs)
         .route("/health", get(routes::system::health))
         .route("/metrics", get(routes::system::metrics));

@@ -4,34 +4,48 @@ use advances_workflows::activities::{MoneyMove, MoneyOutcome};
 use ledger_contract::{BankTransactionRequest, LedgerClient, LedgerError, Transaction, TransactionStatus};
 use money::Amount;
 
-/// How a call to the ledger went wrong.
+/// How a call to the ledger went wrong. Neither is the client's failure: the payment waits, and Temporal
+/// retries the activity with the same key, with backoff, for as long as it takes.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// The outcome is unknown or the service is unavailable: retry with the same key.
+    /// The outcome is unknown or the service is unavailable: a retry may settle it.
     #[error("accounts-service unavailable: {0}")]
     Transient(String),
-    /// The ledger refused the request itself (not the money movement): retrying cannot help.
-    #[error("accounts-service refused the request: {0}")]
-    Definitive(String),
+    /// The ledger refused the request itself (a 401, 403, 422 of any kind, a 404 on a granted account...).
+    /// Only an operator can fix that (a token, a scope, a key taken by someone else), so it raises an alert
+    /// naming the cause, and the payment is never recorded as failed for it.
+    #[error("the accounts-service refused the request ({0}); an operator must fix this")]
+    NeedsOperator(String),
 }
 
 impl From<LedgerError> for CallError {
-    /// What the client says may succeed on a retry is transient, and so are 401/403 (a token for an operator to
-    /// fix; the payment must wait for it, not fail). Any other refusal is definitive.
     fn from(error: LedgerError) -> Self {
-        if error.is_retryable() || matches!(error.status(), Some(401 | 403)) {
+        if error.is_retryable() {
             Self::Transient(error.to_string())
         } else {
-            Self::Definitive(error.to_string())
+            Self::NeedsOperator(error.to_string())
         }
     }
 }
 
-/// Moves money between the bank and an account, at most once per key. A debit the balance cannot cover and an
-/// unknown account are refusals (outcomes); anything that leaves the outcome unknown is transient.
-pub async fn move_money(client: &LedgerClient, request: &MoneyMove) -> Result<MoneyOutcome, CallError> {
+/// Whether an unknown account is an answer (the account of a grant that never happened may not exist) or a
+/// fault (the account of a granted advance must).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingAccount {
+    IsARefusal,
+    IsAFault,
+}
+
+/// Moves money between the bank and an account, at most once per key. Only a debit the balance cannot cover
+/// (and, for a grant, an unknown account) is a refusal, an outcome the workflow records; every other answer
+/// is a [`CallError`].
+pub async fn move_money(
+    client: &LedgerClient,
+    request: &MoneyMove,
+    missing_account: MissingAccount,
+) -> Result<MoneyOutcome, CallError> {
     let amount = Amount::try_from(request.amount)
-        .map_err(|error| CallError::Definitive(format!("{} is not a valid amount: {error}", request.amount)))?;
+        .map_err(|error| CallError::NeedsOperator(format!("{} is not a valid amount: {error}", request.amount)))?;
     let body = BankTransactionRequest::new(request.account_id, amount, request.direction, Some(request.reason.clone()));
     match client.bank_transaction(&body, Some(&request.idempotency_key)).await {
         Ok(Transaction { status: TransactionStatus::Success, transaction_id, .. }) => {
@@ -40,7 +54,7 @@ pub async fn move_money(client: &LedgerClient, request: &MoneyMove) -> Result<Mo
         Ok(Transaction { status: TransactionStatus::Fail, reason, .. }) => {
             Ok(MoneyOutcome::Refused { reason: reason.unwrap_or_else(|| "refused".to_owned()) })
         }
-        Err(LedgerError::Api { status: 404, body }) => {
+        Err(LedgerError::Api { status: 404, body }) if missing_account == MissingAccount::IsARefusal => {
             Ok(MoneyOutcome::Refused { reason: format!("{}: {}", body.error.code, body.error.message) })
         }
         Err(error) => Err(error.into()),
@@ -57,12 +71,12 @@ mod tests {
     }
 
     #[test]
-    fn answers_that_leave_the_outcome_open_are_transient_and_refusals_are_definitive() {
-        for status in [401, 403, 408, 409, 429, 500, 503] {
+    fn answers_that_leave_the_outcome_open_are_transient_and_refusals_need_an_operator() {
+        for status in [408, 409, 429, 500, 503] {
             assert!(matches!(answered(status), CallError::Transient(_)), "{status}");
         }
-        for status in [400, 413, 422] {
-            assert!(matches!(answered(status), CallError::Definitive(_)), "{status}");
+        for status in [400, 401, 403, 404, 413, 422] {
+            assert!(matches!(answered(status), CallError::NeedsOperator(_)), "{status}");
         }
         let unreadable = LedgerError::Unreadable { status: 201, detail: "<html>".into() };
         assert!(matches!(CallError::from(unreadable), CallError::Transient(_)));

@@ -20,15 +20,15 @@ use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use crate::ledger::CallError;
+use crate::ledger::{CallError, MissingAccount};
 
 /// Counters the worker exposes on `/metrics`.
 #[derive(Clone)]
 pub struct ActivityMetrics {
     pub registry: Registry,
-    /// Alerts raised, by kind (`defaulted`, `formula_mismatch`, `ledger_mismatch`).
+    /// Alerts raised, by kind (`defaulted`, `formula_mismatch`, `ledger_mismatch`, `ledger_refused`).
     pub alerts: IntCounterVec,
-    /// Ledger calls by operation and outcome (`done`, `refused`, `transient`, `definitive`).
+    /// Ledger calls by operation and outcome (`done`, `refused`, `transient`, `needs_operator`).
     pub ledger_calls: IntCounterVec,
 }
 
@@ -58,13 +58,19 @@ fn retryable(error: impl std::fmt::Display) -> ActivityError {
 }
 
 impl Activities {
-    async fn move_money(&self, operation: &str, request: MoneyMove) -> Result<MoneyOutcome, ActivityError> {
-        let result = ledger::move_money(&self.ledger, &request).await;
+    async fn move_money(
+        &self,
+        ctx: &ActivityContext,
+        operation: &str,
+        request: MoneyMove,
+        missing_account: MissingAccount,
+    ) -> Result<MoneyOutcome, ActivityError> {
+        let result = ledger::move_money(&self.ledger, &request, missing_account).await;
         let outcome = match &result {
             Ok(MoneyOutcome::Done { .. }) => "done",
             Ok(MoneyOutcome::Refused { .. }) => "refused",
             Err(CallError::Transient(_)) => "transient",
-            Err(CallError::Definitive(_)) => "definitive",
+            Err(CallError::NeedsOperator(_)) => "needs_operator",
         };
         self.metrics.ledger_calls.with_label_values(&[operation, outcome]).inc();
         match result {
@@ -76,9 +82,20 @@ impl Activities {
                 tracing::warn!(key = %request.idempotency_key, %error, "{operation} will be retried");
                 Err(retryable(error))
             }
-            Err(CallError::Definitive(error)) => {
-                tracing::error!(key = %request.idempotency_key, %error, "{operation} refused by the ledger");
-                Err(ActivityError::application(ApplicationFailure::non_retryable(error)))
+            Err(CallError::NeedsOperator(error)) => {
+                // Not the client's failure: nothing is recorded as failed. The alert says why (once per cause),
+                // and the activity keeps retrying with backoff until an operator has fixed it.
+                let advance_id = ctx.info().workflow_id.as_deref().and_then(advances_workflows::advance_of_workflow);
+                let alert = Alert {
+                    advance_id,
+                    kind: AlertKind::LedgerRefused,
+                    message: format!(
+                        "{operation} with key {} (account {}, {}): {error}; it is retried until this is fixed",
+                        request.idempotency_key, request.account_id, request.amount
+                    ),
+                };
+                self.alert(&alert).await?;
+                Err(retryable(error))
             }
         }
     }
@@ -94,7 +111,8 @@ impl Activities {
     }
 
     /// Checks every open advance: its payments must sum to its amount (paid + scheduled + processing), its
-    /// grant and every paid payment must match exactly one successful ledger transaction with its key.
+    /// grant and every paid payment must match exactly one successful ledger transaction with its key, and no
+    /// failed payment may have one.
     pub async fn check_all(&self) -> anyhow::Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         for open in self.store.open_advances().await? {
@@ -110,6 +128,21 @@ impl Activities {
                         "advance {advance_id}: paid + scheduled + processing = {owed}, but the advance is {amount}"
                     ),
                 });
+            }
+            for payment in payments.iter().filter(|p| p.status == PaymentStatus::Failed) {
+                report.payments_checked += 1;
+                let rows = self.ledger.transactions_by_key(&payment_key(payment.id)).await?;
+                if let Some(moved) = rows.iter().find(|row| row.status == TransactionStatus::Success) {
+                    report.mismatches.push(Alert {
+                        advance_id: Some(advance_id),
+                        kind: AlertKind::LedgerMismatch,
+                        message: format!(
+                            "advance {advance_id} payment {} is recorded as failed, but the ledger moved {} in \
+                             transaction {}",
+                            payment.number, moved.amount, moved.transaction_id
+                        ),
+                    });
+                }
             }
             let mut expected = vec![(grant_key(advance_id), None, "grant".to_owned())];
             for payment in payments.iter().filter(|p| p.status == PaymentStatus::Paid) {
@@ -158,19 +191,21 @@ impl Activities {
     #[activity(definition = advances_workflows::activities::definitions::Grant)]
     pub async fn grant(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         request: MoneyMove,
     ) -> Result<MoneyOutcome, ActivityError> {
-        self.move_money("grant", request).await
+        // The account of a grant may not exist: the grant is then refused, and the advance fails.
+        self.move_money(&ctx, "grant", request, MissingAccount::IsARefusal).await
     }
 
     #[activity(definition = advances_workflows::activities::definitions::Collect)]
     pub async fn collect(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         request: MoneyMove,
     ) -> Result<MoneyOutcome, ActivityError> {
-        self.move_money("collect", request).await
+        // A granted account that has vanished is a fault for an operator, not the client's failure to pay.
+        self.move_money(&ctx, "collect", request, MissingAccount::IsAFault).await
     }
 
     #[activity(definition = advances_workflows::activities::definitions::RecordAdvance)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use advances_workflows::model::MAX_PAYMENTS;
 use advances_workflows::temporal::TemporalSettings;
 use anyhow::bail;
+use service_kit::auth::AuthMode;
 use service_kit::settings::{Env, FromEnv};
 
 /// Everything the API can be told from outside. See README.md for the variables.
@@ -16,7 +17,10 @@ pub struct ApiSettings {
     pub temporal: TemporalSettings,
     pub accounts_url: String,
     pub accounts_api_token: Option<String>,
-    pub api_token: Option<String>,
+    /// `AUTH`: on (default) or off (local experiments only).
+    pub auth: AuthMode,
+    /// How long a checked token is remembered: a revocation takes effect within this.
+    pub auth_cache_ttl: Duration,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     /// Regular payments of a new advance (`ADVANCE_PAYMENTS`, default 12).
@@ -38,7 +42,8 @@ impl FromEnv for ApiSettings {
             temporal: TemporalSettings::read(|name, default| env.or(name, default)),
             accounts_url: env.or("ACCOUNTS_URL", "http://127.0.0.1:8081"),
             accounts_api_token: env.get("ACCOUNTS_API_TOKEN"),
-            api_token: env.get("API_TOKEN"),
+            auth: AuthMode::parse(&env.or("AUTH", "on"))?,
+            auth_cache_ttl: env.duration("AUTH_CACHE_TTL", "5s")?,
             request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,
             shutdown_grace: env.duration("SHUTDOWN_GRACE", "20s")?,
             advance_payments: env.number("ADVANCE_PAYMENTS", "12")?,
@@ -77,6 +82,7 @@ mod tests {
         assert_eq!(api.payment_interval, Duration::from_secs(7 * 24 * 3600));
         assert_eq!(api.temporal.address, "localhost:7233");
         assert_eq!(api.temporal.task_queue, "advances");
+        assert_eq!(api.auth, AuthMode::On);
         Ok(())
     }
 

@@ -5,4 +5,5 @@
 
 pub mod config;
 pub mod rest;
+pub mod scopes;
 pub mod views;

@@ -19,6 +19,7 @@ use axum::{Json, Router};
 use ledger_contract::{LedgerClient, LedgerError};
 use prometheus::Registry;
 use serde::{Deserialize, Serialize};
+use service_kit::auth::{scoped, Authenticator, Caller};
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery, OptionalIdempotencyKey};
 use service_kit::layers::{self, HttpPolicy};
 use service_kit::metrics::HttpMetrics;
@@ -35,6 +36,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use uuid::Uuid;
 
 use crate::config::ApiSettings;
+use crate::scopes;
 use crate::views::{AdvanceList, AdvanceView, AlertList, AlertView, CommandRequest, CreateAdvanceRequest};
 
 /// The most advances or alerts one list returns.
@@ -53,6 +55,7 @@ pub struct ApiState {
     pub ledger: LedgerClient,
     pub registry: Registry,
     pub http: HttpMetrics,
+    pub auth: Authenticator,
 }
 
 impl ApiState {
@@ -61,15 +64,12 @@ impl ApiState {
             LedgerClient::new(&settings.accounts_url, settings.accounts_api_token.clone(), Duration::from_secs(5))?;
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
-        Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http })
+        let auth = Authenticator::new(settings.auth, store.pool().clone(), settings.auth_cache_ttl);
+        Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http, auth })
     }
 
     fn policy(&self) -> HttpPolicy {
-        HttpPolicy {
-            api_token: self.settings.api_token.clone(),
-            request_timeout: self.settings.request_timeout,
-            metrics: self.http.clone(),
-        }
+        HttpPolicy { request_timeout: self.settings.request_timeout, metrics: self.http.clone() }
     }
 
     fn terms(&self, advance_id: Uuid, account_id: Uuid, amount: rust_decimal::Decimal) -> AdvanceTerms {
@@ -156,6 +156,7 @@ fn advance_response(status: StatusCode, advance: &Advance, replayed: bool) -> Re
 )]
 pub async fn create_advance(
     State(state): State<ApiState>,
+    caller: Caller,
     OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiJson(request): ApiJson<CreateAdvanceRequest>,
 ) -> ApiResult<Response> {
@@ -163,7 +164,7 @@ pub async fn create_advance(
         request.amount.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
     let advance_id = request
         .advance_id
-        .or_else(|| key.as_ref().map(|key| advance_id_for_key(key.as_str())))
+        .or_else(|| key.as_ref().map(|key| advance_id_for_key(&caller.name, key.as_str())))
         .unwrap_or_else(Uuid::new_v4);
     let terms = state.terms(advance_id, request.account_id, amount.value());
     terms.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
@@ -222,10 +223,12 @@ pub async fn get_advance(State(state): State<ApiState>, ApiPath(advance_id): Api
     Ok(advance_response(StatusCode::OK, &advance, false))
 }
 
-/// A stable id for advances created with an `Idempotency-Key`: the same key is the same advance.
-pub fn advance_id_for_key(key: &str) -> Uuid {
+/// A stable id for advances created with an `Idempotency-Key`: the same client's same key is the same advance;
+/// another client's same key is another advance.
+pub fn advance_id_for_key(client: &str, key: &str) -> Uuid {
     const NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_8a2e_6b1d_4c3a_9e7f_2d4b_8a6c_1e30);
-    Uuid::new_v5(&NAMESPACE, key.as_bytes())
+    // A NUL cannot occur in a client name or a key, so no two (client, key) pairs share a name.
+    Uuid::new_v5(&NAMESPACE, format!("{client}\0{key}").as_bytes())
 }
 
 /// The filters of the advances list.
@@ -447,15 +450,19 @@ pub struct ApiDoc;
 pub fn app(state: ApiState) -> Router {
     let policy = state.policy();
     let api = Router::new()
-        .route("/api/v1/advances", post(create_advance).get(list_advances))
-        .route("/api/v1/advances/{advance_id}", get(get_advance))
-        .route("/api/v1/advances/{advance_id}/cancel", post(cancel_advance))
-        .route("/api/v1/advances/{advance_id}/pay_off", post(pay_off_advance))
-        .route("/api/v1/alerts", get(list_alerts))
+        .route(
+            "/api/v1/advances",
+            scoped(post(create_advance), scopes::ADVANCES_WRITE)
+                .merge(scoped(get(list_advances), scopes::ADVANCES_READ)),
+        )
+        .route("/api/v1/advances/{advance_id}", scoped(get(get_advance), scopes::ADVANCES_READ))
+        .route("/api/v1/advances/{advance_id}/cancel", scoped(post(cancel_advance), scopes::ADVANCES_OPERATE))
+        .route("/api/v1/advances/{advance_id}/pay_off", scoped(post(pay_off_advance), scopes::ADVANCES_OPERATE))
+        .route("/api/v1/alerts", scoped(get(list_alerts), scopes::ALERTS_READ))
         .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
     let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi());
     let router = Router::new()
-        .merge(layers::protect(api, &policy))
+        .merge(layers::protect(api, &state.auth))
         .merge(docs)
         .route("/health", get(health))
         .route("/metrics", get(metrics));

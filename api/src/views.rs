@@ -130,7 +130,7 @@ pub struct AdvanceList {
 pub struct AlertView {
     pub alert_id: i64,
     pub advance_id: Option<Uuid>,
-    /// `defaulted`, `formula_mismatch` or `ledger_mismatch`.
+    /// `defaulted`, `formula_mismatch`, `ledger_mismatch` or `ledger_refused` (an operator must act).
     #[schema(value_type = String, example = "formula_mismatch")]
     pub kind: AlertKind,
     pub message: String,

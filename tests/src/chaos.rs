@@ -117,7 +117,10 @@ pub struct Target {
 
 impl Target {
     pub fn of(ledger: &crate::TestLedger) -> anyhow::Result<Self> {
-        Ok(Self { api: LedgerClient::new(&ledger.base_url, None, Duration::from_secs(5))?, pool: ledger.pool.clone() })
+        Ok(Self {
+            api: LedgerClient::new(&ledger.base_url, ledger.token.clone(), Duration::from_secs(5))?,
+            pool: ledger.pool.clone(),
+        })
     }
 }
 

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ledger_contract::{Account, BankTransactionRequest, Direction, LedgerClient, Transaction, TransactionStatus};
+use ledger_contract::{
+    scopes, Account, BankTransactionRequest, Direction, LedgerClient, Transaction, TransactionStatus,
+};
 use money::Amount;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -14,7 +16,7 @@ use uuid::Uuid;
 
 use crate::db::TestDatabase;
 use crate::http::{post_json, wait_healthy, Reply};
-use crate::process::{free_port, ChildProcess};
+use crate::process::{add_client, client_with_token, free_port, ChildProcess};
 
 /// The `application_name` of the tests' own connections, which fault injection spares.
 pub const CHECKER_APPLICATION: &str = "test-checker";
@@ -22,10 +24,13 @@ pub const CHECKER_APPLICATION: &str = "test-checker";
 /// A running accounts-service with its own database.
 pub struct TestLedger {
     pub base_url: String,
-    /// Plain HTTP, for requests the typed client would never send (bad input, raw checks).
+    /// Plain HTTP with [`TestLedger::token`], for requests the typed client would never send (bad input, raw
+    /// checks).
     pub client: reqwest::Client,
-    /// The ledger's typed client (`ledger-contract`).
+    /// The ledger's typed client (`ledger-contract`), with [`TestLedger::token`].
     pub api: LedgerClient,
+    /// The token of the client `test`, which holds every scope (`None` when the service runs with AUTH=off).
+    pub token: Option<String>,
     /// A direct pool to the service's database, for checks behind the API's back.
     pub pool: PgPool,
     pub database: TestDatabase,
@@ -49,17 +54,21 @@ impl TestLedger {
             ("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")),
         ];
         env.extend(settings.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
+        let auth_off = settings.contains(&("AUTH", "off"));
+        let token = match auth_off {
+            true => None,
+            false => Some(add_client("accounts-service", &database.url, "test", &scopes::ALL).await?),
+        };
         let log = std::env::temp_dir().join(format!("accounts-service-{}.log", database.name));
         let process = ChildProcess::binary("accounts-service", &env, &log)?;
         let base_url = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
-        let token = settings.iter().find(|(name, _)| *name == "API_TOKEN").map(|(_, token)| (*token).to_owned());
-        let api = LedgerClient::new(&base_url, token, Duration::from_secs(60))?;
+        let client = client_with_token(token.as_deref())?;
+        let api = LedgerClient::new(&base_url, token.clone(), Duration::from_secs(60))?;
         let options: PgConnectOptions = database.url.parse()?;
         let pool =
             PgPoolOptions::new().max_connections(8).connect_with(options.application_name(CHECKER_APPLICATION)).await?;
         let ledger =
-            Self { base_url, client, api, pool, database, env, log, process: tokio::sync::Mutex::new(process) };
+            Self { base_url, client, api, token, pool, database, env, log, process: tokio::sync::Mutex::new(process) };
         ledger.wait_healthy().await?;
         Ok(ledger)
     }
@@ -128,6 +137,13 @@ impl TestLedger {
     pub async fn transaction_count(&self) -> anyhow::Result<i64> {
         let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM transactions").fetch_one(&self.pool).await?;
         Ok(count)
+    }
+
+    /// Adds a client with `scopes` (through the service's command line) and returns its typed client.
+    pub async fn client_with(&self, name: &str, scopes: &[&str]) -> anyhow::Result<(String, LedgerClient)> {
+        let token = add_client("accounts-service", &self.database.url, name, scopes).await?;
+        let api = LedgerClient::new(&self.base_url, Some(token.clone()), Duration::from_secs(60))?;
+        Ok((token, api))
     }
 
     /// The process id of the service.

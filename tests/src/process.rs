@@ -105,3 +105,29 @@ impl Drop for ChildProcess {
         let _ = self.kill();
     }
 }
+
+/// Runs `<binary> client add --name NAME --scopes …` against `database_url`, as an operator would, and
+/// returns the token it prints as its last line.
+pub async fn add_client(binary: &str, database_url: &str, name: &str, scopes: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(binary_path(binary)?)
+        .args(["client", "add", "--name", name, "--scopes", &scopes.join(",")])
+        .env("DATABASE_URL", database_url)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "{binary} client add failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout.lines().last().map(str::to_owned).context("client add printed no token")
+}
+
+/// A plain HTTP client that sends `token` as its bearer token on every request.
+pub fn client_with_token(token: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse()?);
+    }
+    Ok(reqwest::Client::builder().timeout(Duration::from_secs(60)).default_headers(headers).build()?)
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use ledger_contract::TransactionStatus;
+use ledger_contract::{scopes, TransactionStatus};
 use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
@@ -13,8 +13,15 @@ use uuid::Uuid;
 use crate::db::TestDatabase;
 use crate::http::{poll_until, post_json, wait_healthy, Reply};
 use crate::ledger::TestLedger;
-use crate::process::{free_port, ChildProcess};
+use crate::process::{add_client, client_with_token, free_port, ChildProcess};
 use crate::temporal::TestTemporal;
+
+/// What the worker's ledger client may do: move money to and from the bank, and read accounts and its own
+/// transactions.
+pub const WORKER_LEDGER_SCOPES: &[&str] = &[scopes::BANK_WRITE, scopes::ACCOUNTS_READ];
+
+/// Every scope of the advances-api.
+pub const ADVANCES_SCOPES: [&str; 4] = ["advances:read", "advances:write", "advances:operate", "alerts:read"];
 
 /// One debit of a payment as the ledger recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -34,7 +41,10 @@ pub struct Stack {
     pub advances: sqlx::PgPool,
     pub api_url: String,
     pub worker_metrics_url: String,
+    /// Plain HTTP with [`Stack::token`].
     pub client: reqwest::Client,
+    /// The advances-api token of the client `test`, which holds every advances scope.
+    pub token: String,
     pub logs: PathBuf,
     api: ChildProcess,
     worker: Option<ChildProcess>,
@@ -49,6 +59,12 @@ impl Stack {
         let logs = std::env::temp_dir().join(format!("advances-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&logs)?;
         let (api_port, metrics_port) = (free_port()?, free_port()?);
+        // Each process holds only the scopes it needs, as `make up` gives them.
+        let (worker_token, api_ledger_token, token) = tokio::try_join!(
+            add_client("accounts-service", &ledger.database.url, "advances-worker", WORKER_LEDGER_SCOPES),
+            add_client("accounts-service", &ledger.database.url, "advances-api", &[scopes::ACCOUNTS_READ]),
+            add_client("advances-api", &advances_db.url, "test", &ADVANCES_SCOPES),
+        )?;
         let mut common: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), advances_db.url.clone()),
             ("TEMPORAL_ADDRESS".into(), temporal.address.clone()),
@@ -57,8 +73,10 @@ impl Stack {
         common.extend(settings.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
         let mut worker_env = common.clone();
         worker_env.push(("METRICS_ADDR".into(), format!("127.0.0.1:{metrics_port}")));
+        worker_env.push(("ACCOUNTS_API_TOKEN".into(), worker_token));
         let mut api_env = common;
         api_env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{api_port}")));
+        api_env.push(("ACCOUNTS_API_TOKEN".into(), api_ledger_token));
         let api = ChildProcess::binary("advances-api", &api_env, &logs.join("advances-api.log"))?;
         let mut stack = Self {
             temporal,
@@ -67,7 +85,8 @@ impl Stack {
             advances_db,
             api_url: format!("http://127.0.0.1:{api_port}"),
             worker_metrics_url: format!("http://127.0.0.1:{metrics_port}"),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?,
+            client: client_with_token(Some(&token))?,
+            token,
             logs,
             api,
             worker: None,

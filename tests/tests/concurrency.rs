@@ -49,9 +49,12 @@ async fn a_duplicate_gets_a_409_when_the_first_request_holds_its_key_too_long() 
     let a = app.funded_account("100").await?;
     // Hold the key in an open database transaction, as a slow first request would.
     let mut holder = app.pool.begin().await?;
-    sqlx::query("INSERT INTO idempotency_keys (key, request_hash, status_code, response_body) VALUES ('slow', ''::bytea, 0, '')")
-        .execute(&mut *holder)
-        .await?;
+    sqlx::query(
+        "INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body)
+         VALUES ('test', 'slow', ''::bytea, 0, '')",
+    )
+    .execute(&mut *holder)
+    .await?;
     let body = json!({"dst_account_id": a, "amount": 1, "direction": "debit"});
     let reply = app.post("/api/v1/bank_transactions", &body, Some("slow")).await?;
     assert_eq!((reply.status, reply.error_code()), (409, "idempotency_key_in_flight"), "{}", reply.text);
@@ -145,8 +148,9 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
     let mut late = app.pool.begin().await?;
     let late_id = uuid::Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, description)
-         VALUES ($1, clock_timestamp(), 'bank', $2, 1, 'credit', 'success', 'late commit')",
+        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, description,
+                                   recorded_by)
+         VALUES ($1, clock_timestamp(), 'bank', $2, 1, 'credit', 'success', 'late commit', 'test')",
     )
     .bind(late_id)
     .bind(a)

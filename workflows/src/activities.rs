@@ -42,12 +42,16 @@ pub enum AlertKind {
     Defaulted,
     /// paid + scheduled + processing differs from the advance's amount.
     FormulaMismatch,
-    /// The grant or a paid payment does not match exactly one successful ledger transaction.
+    /// The grant or a paid payment does not match exactly one successful ledger transaction, or a failed
+    /// payment has one.
     LedgerMismatch,
+    /// The ledger refused a grant or a collection for a reason only an operator can fix (a token, a scope, a
+    /// key taken): the activity retries until it is fixed.
+    LedgerRefused,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 3] = [Self::Defaulted, Self::FormulaMismatch, Self::LedgerMismatch];
+    pub const ALL: [Self; 4] = [Self::Defaulted, Self::FormulaMismatch, Self::LedgerMismatch, Self::LedgerRefused];
 
     /// The name in logs, metrics, the database and the API.
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,7 @@ impl AlertKind {
             Self::Defaulted => "defaulted",
             Self::FormulaMismatch => "formula_mismatch",
             Self::LedgerMismatch => "ledger_mismatch",
+            Self::LedgerRefused => "ledger_refused",
         }
     }
 }

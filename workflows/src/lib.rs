@@ -25,6 +25,11 @@ pub fn workflow_id(advance_id: uuid::Uuid) -> String {
     format!("advance-{advance_id}")
 }
 
+/// The advance whose workflow id this is (`None` for any other workflow).
+pub fn advance_of_workflow(workflow_id: &str) -> Option<uuid::Uuid> {
+    workflow_id.strip_prefix("advance-")?.parse().ok()
+}
+
 /// The Temporal Schedule that runs reconciliation.
 pub const RECONCILE_SCHEDULE_ID: &str = "advances-reconcile";
 

@@ -33,19 +33,22 @@ pub enum Claim {
     Replay(StoredResponse),
 }
 
-/// Claims `key` for this database transaction. A concurrent request holding the same key makes this wait
-/// (at most `wait`) for it to commit or roll back.
+/// Claims `client`'s `key` for this database transaction. A concurrent request of the same client holding the
+/// same key makes this wait (at most `wait`) for it to commit or roll back. Keys of other clients never meet.
 pub async fn claim(
     conn: &mut PgConnection,
+    client: &str,
     key: &IdempotencyKey,
     request_hash: &[u8],
     wait: Duration,
 ) -> DbResult<Claim> {
     sqlx::query(&format!("SET LOCAL lock_timeout = {}", wait.as_millis())).execute(&mut *conn).await?;
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (key, request_hash, status_code, response_body) VALUES ($1, $2, 0, '')
-         ON CONFLICT (key) DO NOTHING",
+        "INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body)
+         VALUES ($1, $2, $3, 0, '')
+         ON CONFLICT (client, key) DO NOTHING",
     )
+    .bind(client)
     .bind(key.as_str())
     .bind(request_hash)
     .execute(&mut *conn)
@@ -66,11 +69,13 @@ pub async fn claim(
         status_code: i16,
         response_body: String,
     }
-    let stored: Stored =
-        sqlx::query_as("SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE key = $1")
-            .bind(key.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
+    let stored: Stored = sqlx::query_as(
+        "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE client = $1 AND key = $2",
+    )
+    .bind(client)
+    .bind(key.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
     if stored.request_hash != request_hash {
         return Err(DbError::KeyReused);
     }
@@ -82,8 +87,14 @@ pub async fn claim(
 }
 
 /// Records the response of a claimed key; commits with the work.
-pub async fn store(conn: &mut PgConnection, key: &IdempotencyKey, response: &StoredResponse) -> DbResult<()> {
-    sqlx::query("UPDATE idempotency_keys SET status_code = $2, response_body = $3 WHERE key = $1")
+pub async fn store(
+    conn: &mut PgConnection,
+    client: &str,
+    key: &IdempotencyKey,
+    response: &StoredResponse,
+) -> DbResult<()> {
+    sqlx::query("UPDATE idempotency_keys SET status_code = $3, response_body = $4 WHERE client = $1 AND key = $2")
+        .bind(client)
         .bind(key.as_str())
         .bind(response.status_code as i16)
         .bind(&response.body)

@@ -29,8 +29,8 @@ impl From<AccountRow> for Account {
 }
 
 /// The columns of a `transactions` row that make a [`TransactionRow`], for queries that alias the table `t`.
-pub(crate) const TRANSACTION_COLUMNS: &str =
-    "t.id, t.created_at, t.kind, t.src_account_id, t.dst_account_id, t.amount, t.direction, t.status, t.reason, t.description";
+pub(crate) const TRANSACTION_COLUMNS: &str = "t.id, t.created_at, t.kind, t.src_account_id, t.dst_account_id, \
+     t.amount, t.direction, t.status, t.reason, t.description, t.recorded_by";
 
 /// A `transactions` row with its kinds and statuses decoded (the schema's CHECKs allow no other text).
 #[derive(sqlx::FromRow)]
@@ -49,6 +49,7 @@ pub(crate) struct TransactionRow {
     status: TransactionStatus,
     reason: Option<String>,
     description: Option<String>,
+    recorded_by: Option<String>,
 }
 
 impl From<TransactionRow> for Transaction {
@@ -64,6 +65,7 @@ impl From<TransactionRow> for Transaction {
             status: row.status,
             reason: row.reason,
             description: row.description,
+            recorded_by: row.recorded_by,
         }
     }
 }
@@ -142,17 +144,25 @@ pub struct Reply {
     pub outcome: Option<Outcome>,
 }
 
-/// Runs `command` exactly once per idempotency key.
+/// Who asks, and under which key: a key is unique per client.
+#[derive(Debug, Clone, Copy)]
+pub struct Requester<'a> {
+    /// The client's name, recorded with the transaction.
+    pub client: &'a str,
+    pub key: Option<&'a IdempotencyKey>,
+}
+
+/// Runs `command` exactly once per client and idempotency key.
 pub async fn execute(
     pool: &PgPool,
     command: &Command,
-    key: Option<&IdempotencyKey>,
+    requester: Requester<'_>,
     key_wait: std::time::Duration,
     reply_status: u16,
 ) -> DbResult<Reply> {
     let mut attempt = 1;
     loop {
-        match execute_once(pool, command, key, key_wait, reply_status).await {
+        match execute_once(pool, command, requester, key_wait, reply_status).await {
             Err(DbError::Sqlx(error)) if attempt < super::MAX_ATTEMPTS && super::is_retryable(&error) => {
                 tracing::info!(attempt, error = %error, "retrying the database transaction");
                 attempt += 1;
@@ -165,32 +175,33 @@ pub async fn execute(
 async fn execute_once(
     pool: &PgPool,
     command: &Command,
-    key: Option<&IdempotencyKey>,
+    requester: Requester<'_>,
     key_wait: std::time::Duration,
     reply_status: u16,
 ) -> DbResult<Reply> {
     let mut tx = pool.begin().await?;
-    if let Some(key) = key {
-        if let Claim::Replay(response) = idempotency::claim(&mut tx, key, &command.fingerprint(), key_wait).await? {
+    let client = requester.client;
+    if let Some(key) = requester.key {
+        let claim = idempotency::claim(&mut tx, client, key, &command.fingerprint(), key_wait).await?;
+        if let Claim::Replay(response) = claim {
             tx.rollback().await?;
             return Ok(Reply { response, outcome: None });
         }
     }
-    let key_text = key.map(IdempotencyKey::as_str);
     let (outcome, body) = match command {
         Command::CreateAccount => (Outcome::AccountCreated, to_json(&create_account(&mut tx).await?)?),
         Command::Transfer(t) => {
-            let transaction = transfer(&mut tx, t, key_text).await?;
+            let transaction = transfer(&mut tx, t, requester).await?;
             (transaction.status.into(), to_json(&transaction)?)
         }
         Command::Bank(b) => {
-            let transaction = bank_transaction(&mut tx, b, key_text).await?;
+            let transaction = bank_transaction(&mut tx, b, requester).await?;
             (transaction.status.into(), to_json(&transaction)?)
         }
     };
     let response = StoredResponse { status_code: reply_status, body };
-    if let Some(key) = key {
-        idempotency::store(&mut tx, key, &response).await?;
+    if let Some(key) = requester.key {
+        idempotency::store(&mut tx, client, key, &response).await?;
     }
     tx.commit().await?;
     Ok(Reply { response, outcome: Some(outcome) })
@@ -211,13 +222,14 @@ async fn create_account(conn: &mut PgConnection) -> DbResult<Account> {
     Ok(row.into())
 }
 
-/// Every transaction recorded under one idempotency key, oldest first (at most one, since a key is claimed
-/// before anything is recorded; a list so that a reconciler can see it if that ever failed).
-pub async fn transactions_by_key(pool: &PgPool, key: &IdempotencyKey) -> DbResult<Vec<Transaction>> {
+/// Every transaction `client` recorded under one of its idempotency keys, oldest first (at most one, since a
+/// key is claimed before anything is recorded; a list so that a reconciler can see it if that ever failed).
+pub async fn transactions_by_key(pool: &PgPool, client: &str, key: &IdempotencyKey) -> DbResult<Vec<Transaction>> {
     let sql = format!(
-        "SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.idempotency_key = $1 ORDER BY t.created_at, t.id LIMIT 100"
+        "SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.recorded_by = $1 AND t.idempotency_key = $2
+         ORDER BY t.created_at, t.id LIMIT 100"
     );
-    let rows = sqlx::query_as::<_, TransactionRow>(&sql).bind(key.as_str()).fetch_all(pool).await?;
+    let rows = sqlx::query_as::<_, TransactionRow>(&sql).bind(client).bind(key.as_str()).fetch_all(pool).await?;
     Ok(rows.into_iter().map(Transaction::from).collect())
 }
 
@@ -269,7 +281,7 @@ struct NewTransaction<'a> {
     direction: Direction,
     failure: Option<&'static str>,
     description: Option<&'a str>,
-    idempotency_key: Option<&'a str>,
+    requester: Requester<'a>,
 }
 
 async fn record(conn: &mut PgConnection, row: NewTransaction<'_>) -> DbResult<Transaction> {
@@ -277,9 +289,10 @@ async fn record(conn: &mut PgConnection, row: NewTransaction<'_>) -> DbResult<Tr
     let recorded = sqlx::query_as::<_, TransactionRow>(
         "INSERT INTO transactions
              (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
-              idempotency_key)
-         VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         RETURNING id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description",
+              idempotency_key, recorded_by)
+         VALUES ($1, clock_timestamp(), $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         RETURNING id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
+                   recorded_by",
     )
     .bind(Uuid::now_v7())
     .bind(row.kind.as_str())
@@ -290,13 +303,14 @@ async fn record(conn: &mut PgConnection, row: NewTransaction<'_>) -> DbResult<Tr
     .bind(status.as_str())
     .bind(row.failure)
     .bind(row.description)
-    .bind(row.idempotency_key)
+    .bind(row.requester.key.map(IdempotencyKey::as_str))
+    .bind(row.requester.client)
     .fetch_one(&mut *conn)
     .await?;
     Ok(recorded.into())
 }
 
-async fn transfer(conn: &mut PgConnection, t: &TransferCommand, key: Option<&str>) -> DbResult<Transaction> {
+async fn transfer(conn: &mut PgConnection, t: &TransferCommand, requester: Requester<'_>) -> DbResult<Transaction> {
     let (payer, payee) = match t.direction {
         Direction::Debit => (t.src_account_id, t.dst_account_id),
         Direction::Credit => (t.dst_account_id, t.src_account_id),
@@ -320,13 +334,13 @@ async fn transfer(conn: &mut PgConnection, t: &TransferCommand, key: Option<&str
             direction: t.direction,
             failure,
             description: None,
-            idempotency_key: key,
+            requester,
         },
     )
     .await
 }
 
-async fn bank_transaction(conn: &mut PgConnection, b: &BankCommand, key: Option<&str>) -> DbResult<Transaction> {
+async fn bank_transaction(conn: &mut PgConnection, b: &BankCommand, requester: Requester<'_>) -> DbResult<Transaction> {
     let balances = lock_accounts(conn, &[b.account_id]).await?;
     let failure = match settle_with_bank(balances[0], b.amount, b.direction) {
         Some(after) => {
@@ -345,7 +359,7 @@ async fn bank_transaction(conn: &mut PgConnection, b: &BankCommand, key: Option<
             direction: b.direction,
             failure,
             description: b.description.as_deref(),
-            idempotency_key: key,
+            requester,
         },
     )
     .await

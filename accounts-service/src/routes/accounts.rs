@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use ledger_contract::{Account, CreateAccountRequest};
+use service_kit::auth::Caller;
 use service_kit::extract::{ApiJson, ApiPath, OptionalIdempotencyKey};
 use service_kit::{ApiResult, ErrorBody};
 use uuid::Uuid;
@@ -24,10 +25,11 @@ use crate::AppState;
 )]
 pub async fn create_account(
     State(state): State<AppState>,
+    caller: Caller,
     OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiJson(_request): ApiJson<CreateAccountRequest>,
 ) -> ApiResult<Response> {
-    super::run_command(&state, Command::CreateAccount, key).await
+    super::run_command(&state, &caller, Command::CreateAccount, key).await
 }
 
 /// Reads an account and its balance.

@@ -8,10 +8,11 @@ pub mod transactions;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use service_kit::auth::Caller;
 use service_kit::{ApiError, ApiResult, IdempotencyKey};
 
 use crate::db::idempotency::StoredResponse;
-use crate::db::ledger::{self, Command, Outcome};
+use crate::db::ledger::{self, Command, Outcome, Requester};
 use crate::db::DbError;
 use crate::AppState;
 
@@ -30,14 +31,16 @@ impl From<DbError> for ApiError {
     }
 }
 
-/// Runs a ledger command with its optional key and counts what it did.
+/// Runs a ledger command for `caller` with its optional key and counts what it did.
 pub(crate) async fn run_command(
     state: &AppState,
+    caller: &Caller,
     command: Command,
     key: Option<IdempotencyKey>,
 ) -> ApiResult<Response> {
     let wait = state.settings.idempotency_wait;
-    let reply = ledger::execute(&state.pool, &command, key.as_ref(), wait, StatusCode::CREATED.as_u16()).await?;
+    let requester = Requester { client: &caller.name, key: key.as_ref() };
+    let reply = ledger::execute(&state.pool, &command, requester, wait, StatusCode::CREATED.as_u16()).await?;
     let kind = match command {
         Command::CreateAccount => "account",
         Command::Transfer(_) => "transfer",

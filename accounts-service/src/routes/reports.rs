@@ -233,6 +233,7 @@ fn write_row(buffer: &mut String, row: &Transaction, format: Format) {
                 row.status.to_string(),
                 row.reason.clone().unwrap_or_default(),
                 row.description.clone().unwrap_or_default(),
+                row.recorded_by.clone().unwrap_or_default(),
             ];
             for (i, field) in fields.iter().enumerate() {
                 if i > 0 {
@@ -245,10 +246,16 @@ fn write_row(buffer: &mut String, row: &Transaction, format: Format) {
     buffer.push('\n');
 }
 
-/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled.
+/// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. A field that a
+/// spreadsheet would run as a formula (a leading `=`, `+`, `-`, `@`, tab or carriage return: CSV injection)
+/// gets a leading `'`, which spreadsheets show as text, and is quoted.
 fn push_csv_field(buffer: &mut String, field: &str) {
-    if field.contains([',', '"', '\n', '\r']) {
+    let formula = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula || field.contains([',', '"', '\n', '\r']) {
         buffer.push('"');
+        if formula {
+            buffer.push('\'');
+        }
         buffer.push_str(&field.replace('"', "\"\""));
         buffer.push('"');
     } else {
@@ -267,6 +274,23 @@ mod tests {
         push_csv_field(&mut buffer, "a,b");
         push_csv_field(&mut buffer, "say \"hi\"\nbye");
         assert_eq!(buffer, "plain\"a,b\"\"say \"\"hi\"\"\nbye\"");
+    }
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_are_text() {
+        for (field, written) in [
+            ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
+            ("+1", "\"'+1\""),
+            ("-2+3", "\"'-2+3\""),
+            ("@SUM(A1)", "\"'@SUM(A1)\""),
+            ("\t=1", "\"'\t=1\""),
+            ("\r=1", "\"'\r=1\""),
+            ("a=b", "a=b"),
+        ] {
+            let mut buffer = String::new();
+            push_csv_field(&mut buffer, field);
+            assert_eq!(buffer, written, "{field:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use ledger_contract::{
     BankTransactionRequest, ByKeyQuery, Direction, DirectionInput, Transaction, TransactionsByKey, TransferRequest,
 };
 use money::{Amount, AmountInput};
+use service_kit::auth::Caller;
 use service_kit::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey};
 use service_kit::{ApiError, ApiResult, ErrorBody, IdempotencyKey};
 
@@ -92,11 +93,12 @@ impl Validate for BankTransactionRequest {
 )]
 pub async fn create_transfer(
     State(state): State<AppState>,
+    caller: Caller,
     OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiJson(request): ApiJson<TransferRequest>,
 ) -> ApiResult<Response> {
     let command = request.validate()?;
-    super::run_command(&state, Command::Transfer(command), key).await
+    super::run_command(&state, &caller, Command::Transfer(command), key).await
 }
 
 /// Moves money between the bank and one account. A debit that the balance cannot cover is recorded as failed.
@@ -115,29 +117,32 @@ pub async fn create_transfer(
 )]
 pub async fn create_bank_transaction(
     State(state): State<AppState>,
+    caller: Caller,
     OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiJson(request): ApiJson<BankTransactionRequest>,
 ) -> ApiResult<Response> {
     let command = request.validate()?;
-    super::run_command(&state, Command::Bank(command), key).await
+    super::run_command(&state, &caller, Command::Bank(command), key).await
 }
 
-/// Finds the transactions recorded under an `Idempotency-Key`, for reconciliation: an empty list when none.
+/// Finds the transactions the caller recorded under one of its `Idempotency-Key`s, for reconciliation: an empty
+/// list when none. Another client's transactions are never shown, whatever their key.
 #[utoipa::path(
     get, path = "/api/v1/transactions/by_key", tag = "transactions",
     params(ByKeyQuery),
     responses(
-        (status = 200, description = "The transactions made with this key (at most one)", body = TransactionsByKey),
+        (status = 200, description = "The caller's transactions made with this key (at most one)", body = TransactionsByKey),
         (status = 400, description = "Missing parameter", body = ErrorBody),
         (status = 422, description = "Not a valid key", body = ErrorBody),
     )
 )]
 pub async fn transactions_by_key(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ByKeyQuery>,
 ) -> ApiResult<Json<TransactionsByKey>> {
     let key = IdempotencyKey::parse(&query.idempotency_key)?;
-    let transactions = ledger::transactions_by_key(&state.pool, &key).await?;
+    let transactions = ledger::transactions_by_key(&state.pool, &caller.name, &key).await?;
     Ok(Json(TransactionsByKey { transactions }))
 }
 

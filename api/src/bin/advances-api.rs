@@ -1,10 +1,16 @@
-//! The `advances-api` binary: settings from the environment, then serve until SIGTERM.
+//! The `advances-api` binary: settings from the environment, then serve until SIGTERM; or, as
+//! `advances-api client add|list|revoke …`, manage the clients allowed to call it (DATABASE_URL only).
 
 use anyhow::Context;
 use service_kit::settings::FromEnv;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("client") {
+        let scopes = &advances_api::scopes::ALL;
+        return service_kit::clients::main(&args[1..], &advances_store::MIGRATOR, scopes, "advances").await;
+    }
     service_kit::telemetry::init_tracing();
     let settings = advances_api::config::ApiSettings::from_env()?;
     let listener = tokio::net::TcpListener::bind(settings.listen_addr)

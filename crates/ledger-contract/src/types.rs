@@ -196,6 +196,11 @@ pub struct Transaction {
     /// A bank transaction's description (the request's `reason`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The client that recorded it (`anonymous` when the ledger ran with AUTH=off; absent for transactions
+    /// recorded before clients existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "advances-worker")]
+    pub recorded_by: Option<String>,
 }
 
 /// The transactions recorded under one key.
@@ -291,7 +296,7 @@ pub struct ExportQuery {
 }
 
 /// The columns of the CSV download, in order (its header row).
-pub const CSV_COLUMNS: [&str; 10] = [
+pub const CSV_COLUMNS: [&str; 11] = [
     "transaction_id",
     "transaction_timestamp",
     "kind",
@@ -302,6 +307,7 @@ pub const CSV_COLUMNS: [&str; 10] = [
     "status",
     "reason",
     "description",
+    "recorded_by",
 ];
 
 #[cfg(test)]

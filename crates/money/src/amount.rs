@@ -34,9 +34,9 @@ pub enum AmountError {
 pub struct Amount(Decimal);
 
 impl Amount {
-    /// Parses the text of a decimal number: plain (`12.30`) or with an exponent (`1.23e1`).
+    /// Parses the text of a decimal number: plain (`12.30`) or with an exponent (`1.23e1`), exactly as JSON
+    /// writes one: no surrounding spaces and no leading `+` (in a string as in a number).
     pub fn parse(text: &str) -> Result<Self, AmountError> {
-        let text = text.trim();
         // Exponents are accepted because JSON allows them, but the exponent itself is bounded first so
         // that `1e400` is "too large", not a parser overflow, and `1e-400` is "too many decimals".
         let value = match text.find(['e', 'E']) {
@@ -87,9 +87,10 @@ impl fmt::Display for Amount {
     }
 }
 
-/// Parses `[-+]digits[.digits]` exactly. Anything else (NaN, Infinity, hex, spaces) is not a number.
+/// Parses `[-]digits[.digits]` exactly. Anything else (NaN, Infinity, hex, spaces, a leading `+`) is not a
+/// number.
 fn parse_plain(text: &str) -> Result<Decimal, AmountError> {
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let digits = text.strip_prefix('-').unwrap_or(text);
     let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
     let well_formed = !int_part.is_empty()
         && int_part.bytes().all(|b| b.is_ascii_digit())
@@ -199,6 +200,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn spaces_and_a_leading_plus_are_not_numbers() {
+        for text in [" 1", "1 ", " 1.00 ", "+1", "+1.50", "\t2", "1\n", "+1e2"] {
+            assert_eq!(Amount::parse(text), Err(AmountError::NotANumber), "{text:?}");
+        }
+        assert_eq!(Amount::parse("1e+2").map(Amount::value), Ok(Decimal::new(100, 0)), "JSON's exponent sign");
+    }
+
     fn amount(text: &str) -> Result<Decimal, AmountError> {
         Amount::parse(text).map(Amount::value)
     }
@@ -212,7 +221,6 @@ mod tests {
         assert_eq!(amount("12.3"), Ok(dec("12.3")));
         assert_eq!(amount("0.01"), Ok(dec("0.01")));
         assert_eq!(amount("100"), Ok(dec("100")));
-        assert_eq!(amount("+5.50"), Ok(dec("5.5")));
     }
 
     #[test]
@@ -333,10 +341,9 @@ mod tests {
         /// then with that value: checked against `rust_decimal`'s own scientific parser as the oracle.
         #[test]
         fn an_amount_is_accepted_exactly_when_it_obeys_every_rule(
-            text in "[-+]?[0-9]{1,16}(\\.[0-9]{1,4})?([eE][-+]?[0-9])?"
+            text in "-?[0-9]{1,16}(\\.[0-9]{1,4})?([eE][-+]?[0-9])?"
         ) {
-            let plain = text.trim_start_matches('+');
-            let oracle = if plain.contains(['e', 'E']) { Decimal::from_scientific(plain) } else { plain.parse() };
+            let oracle = if text.contains(['e', 'E']) { Decimal::from_scientific(&text) } else { text.parse() };
             let oracle = oracle.expect("the oracle reads every such text");
             let valid = oracle > Decimal::ZERO && oracle.normalize().scale() <= 2 && oracle <= MAX_AMOUNT;
             let parsed = Amount::parse(&text);

@@ -1,6 +1,6 @@
 //! The one error type of our services: each variant has one HTTP status and one stable machine code.
 
-use axum::http::header::CONNECTION;
+use axum::http::header::{CONNECTION, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,6 +15,10 @@ pub enum ApiError {
     Validation { code: &'static str, message: String },
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    #[error("this client's credential lacks the scope {0}")]
+    Forbidden(&'static str),
+    #[error("too many concurrent {what} for this client; retry in {retry_after_secs} s")]
+    TooManyRequests { what: &'static str, retry_after_secs: u64 },
     #[error("{0}")]
     NotFound(String),
     #[error("this endpoint does not accept that method")]
@@ -49,6 +53,8 @@ impl ApiError {
             Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation { .. } | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::IdempotencyInFlight | Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -64,6 +70,8 @@ impl ApiError {
             Self::MalformedRequest(_) => "malformed_request",
             Self::Validation { code, .. } => code,
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::IdempotencyInFlight => "idempotency_key_in_flight",
@@ -105,6 +113,12 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(code = self.code(), message = %self, "request refused"),
         }
         let mut response = (status, Json(ErrorBody::new(self.code(), self.to_string()))).into_response();
+        if let Self::TooManyRequests { retry_after_secs, .. } = self {
+            response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if matches!(self, Self::PayloadTooLarge(_)) {
             // The body was not read, so the connection cannot carry another request: say so, or a client that
             // pools connections sends its next request into a socket the server is closing.

@@ -1,10 +1,9 @@
 //! The middleware every request passes: request ids, a trace line, panics as JSON 500s, metrics, the request
-//! timeout, the body limit, JSON 404/405, and the bearer token in front of `/api/`.
+//! timeout, the body limit, JSON 404/405, and authentication in front of `/api/`.
 
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -14,21 +13,22 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use tracing::Level;
 
+use crate::auth::{authenticate, Authenticator};
 use crate::error::ApiError;
 use crate::extract::MAX_BODY_BYTES;
 use crate::metrics::HttpMetrics;
 
-/// What the common middleware of a service needs: its token, its time limit and its request metrics.
+/// What the common middleware of a service needs: its time limit and its request metrics.
 #[derive(Clone)]
 pub struct HttpPolicy {
-    pub api_token: Option<String>,
     pub request_timeout: Duration,
     pub metrics: HttpMetrics,
 }
 
-/// Puts `API_TOKEN` in front of every route of `api` (the `/api/` routes).
-pub fn protect<S: Clone + Send + Sync + 'static>(api: Router<S>, policy: &HttpPolicy) -> Router<S> {
-    api.route_layer(axum::middleware::from_fn_with_state(policy.clone(), require_token))
+/// Puts authentication in front of every route of `api` (the `/api/` routes); each route then names its scope
+/// with [`crate::auth::scoped`].
+pub fn protect<S: Clone + Send + Sync + 'static>(api: Router<S>, auth: &Authenticator) -> Router<S> {
+    api.route_layer(axum::middleware::from_fn_with_state(auth.clone(), authenticate))
 }
 
 /// The layers every service shares: JSON 404/405, the body limit, the request timeout, metrics, panics as
@@ -55,33 +55,6 @@ pub fn standard_layers<S: Clone + Send + Sync + 'static>(router: Router<S>, poli
                 .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-/// When `API_TOKEN` is set, every `/api/` request needs `Authorization: Bearer <token>`.
-pub async fn require_token(State(policy): State<HttpPolicy>, req: Request, next: Next) -> Response {
-    let Some(expected) = policy.api_token.as_deref() else {
-        return next.run(req).await;
-    };
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
-    }
-}
-
-/// Compares without an early exit, so response time does not reveal how much of a token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut difference = a.len() ^ b.len();
-    for (i, byte) in b.iter().enumerate() {
-        difference |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
-    }
-    difference == 0
 }
 
 /// Bounds the time to produce a response; a streamed download's body is not counted.
@@ -128,17 +101,4 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("unknown panic");
     ApiError::Internal(anyhow::anyhow!("handler panicked: {detail}")).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn tokens_match_only_when_equal() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"secret"));
-    }
 }

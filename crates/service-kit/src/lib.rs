@@ -1,11 +1,14 @@
 //! The service kit: what every HTTP service of ours shares, so each service keeps only its own routes and rules.
 //!
 //! - [`error`]: the one error type and its JSON envelope; [`extract`]: extractors that reject with it.
-//! - [`layers`]: request ids, tracing, metrics, timeout, body limit, JSON 404/405/500, the bearer token.
+//! - [`auth`] and [`clients`]: callers with scoped bearer tokens, and the `client` command line.
+//! - [`layers`]: request ids, tracing, metrics, timeout, body limit, JSON 404/405/500, authentication.
 //! - [`health`] and [`metrics`]: `/health` and `/metrics` plumbing; [`openapi`]: what every spec shares.
 //! - [`settings`]: one environment reader and one duration parser; [`telemetry`]: logging set-up;
 //!   [`serve`]: graceful shutdown with a deadline.
 
+pub mod auth;
+pub mod clients;
 pub mod error;
 pub mod extract;
 pub mod health;

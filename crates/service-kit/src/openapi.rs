@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::Modify;
 
-/// Declares the optional bearer token (required when the service runs with `API_TOKEN`).
+/// Declares the bearer token every `/api/` call presents (a client's, from `client add`).
 pub struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -18,15 +18,16 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Documents the answers every `/api/` operation can give besides its own: 401 (a token is required and was
-/// missing or wrong), 413 (a body over 64 KiB), 503 (the database or a dependency is unavailable, or the request
-/// timed out) and 500.
+/// Documents the answers every `/api/` operation can give besides its own: 401 (the token was missing or
+/// wrong), 403 (the client lacks the operation's scope), 413 (a body over 64 KiB), 503 (the database or a
+/// dependency is unavailable, or the request timed out) and 500.
 pub struct CommonResponses;
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let common = [
-            ("401", "Missing or invalid bearer token (when the service runs with API_TOKEN)"),
+            ("401", "Missing, unknown or revoked bearer token"),
+            ("403", "The client's credential lacks this operation's scope (`forbidden`, naming it)"),
             ("413", "Body over 64 KiB"),
             ("500", "Internal error"),
             ("503", "The database or a dependency is unavailable, or the request took too long; retry"),

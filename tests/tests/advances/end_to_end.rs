@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use advances_workflows::activities::AlertKind;
 use advances_workflows::model::{AdvanceStatus, PaymentStatus};
-use ledger_contract::{Direction, TransactionStatus};
+use ledger_contract::{scopes, Direction, TransactionStatus};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -269,5 +269,72 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
         log.lines().any(|line| line.contains("ERROR") && line.contains(&ids[2]) && line.contains("formula_mismatch")),
         "an ERROR line names the advance"
     );
+    stack.stop().await
+}
+
+/// The review's attack: payment ids are public, so a client claims every payment's key first. Keys belong to
+/// their client now, so the worker's debits are untouched: all twelve are collected.
+#[tokio::test]
+async fn a_client_squatting_every_payment_key_cannot_stop_an_advance_from_being_collected() -> anyhow::Result<()> {
+    let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1s")]).await?;
+    let account = stack.account("50").await?;
+    let created =
+        stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": "120"}), None).await?;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let shop = [scopes::ACCOUNTS_READ, scopes::ACCOUNTS_WRITE, scopes::TRANSFERS_WRITE];
+    let (_, mallory) = stack.ledger.client_with("mallory", &shop).await?;
+    for payment in payments(&created.json) {
+        let key = format!("payment-{}", payment["payment_id"].as_str().unwrap_or_default());
+        mallory.create_account(Some(&key)).await?;
+        assert!(mallory.transactions_by_key(&key).await?.is_empty(), "the worker's rows are not Mallory's to see");
+    }
+    let advance_id = created.str("advance_id").to_owned();
+    let done = stack.wait_for_advance(&advance_id, LONG, |a| !status(a).is_open()).await?;
+    assert_eq!(status(&done), AdvanceStatus::Completed, "{done}");
+    assert!(payments(&done).iter().all(|p| payment_status(p) == PaymentStatus::Paid), "{done}");
+    let debits = stack.debits(account).await?;
+    assert_eq!(debits.len(), 12, "{debits:?}");
+    assert!(debits.iter().all(|d| d.status == TransactionStatus::Success));
+    assert_eq!(stack.balance(account).await?, dec("50"));
+    let alerts = stack.get(&stack.api_url, "/api/v1/alerts").await?;
+    assert_eq!(alerts.json["alerts"].as_array().map(Vec::len), Some(0), "{}", alerts.text);
+    stack.stop().await
+}
+
+/// A refusal only an operator can fix (here the worker's credential revoked) is not the client's failure: the
+/// payment waits, an alert names the cause, and once fixed the same debit goes through.
+#[tokio::test]
+async fn a_ledger_refusal_raises_an_alert_and_waits_for_an_operator_instead_of_failing_the_payment(
+) -> anyhow::Result<()> {
+    let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "500ms")]).await?;
+    let account = stack.account("50").await?;
+    let created =
+        stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": "120"}), None).await?;
+    assert_eq!((created.status, status(&created.json)), (201, AdvanceStatus::Active), "{}", created.text);
+    let set_revoked = |revoked: bool| {
+        sqlx::query("UPDATE api_clients SET revoked_at = CASE WHEN $1 THEN now() END WHERE name = 'advances-worker'")
+            .bind(revoked)
+            .execute(&stack.ledger.pool)
+    };
+    set_revoked(true).await?;
+    let alert = poll_until(LONG, || async {
+        let alerts = stack.get(&stack.api_url, "/api/v1/alerts").await?;
+        Ok(alerts.json["alerts"].as_array().and_then(|alerts| alerts.first().cloned()))
+    })
+    .await?;
+    assert_eq!(alert["kind"], "ledger_refused", "{alert}");
+    assert!(alert["message"].as_str().is_some_and(|m| m.contains("401") && m.contains("payment-")), "{alert}");
+    let advance_id = created.str("advance_id").to_owned();
+    let waiting = stack.get(&stack.api_url, &format!("/api/v1/advances/{advance_id}")).await?;
+    assert_eq!(status(&waiting.json), AdvanceStatus::Active);
+    assert!(payments(&waiting.json).iter().all(|p| payment_status(p) != PaymentStatus::Failed), "{}", waiting.text);
+    assert!(payments(&waiting.json).iter().any(|p| payment_status(p) == PaymentStatus::Processing));
+
+    set_revoked(false).await?;
+    let done = stack.wait_for_advance(&advance_id, LONG, |a| !status(a).is_open()).await?;
+    assert_eq!(status(&done), AdvanceStatus::Completed, "{done}");
+    let debits = stack.debits(account).await?;
+    assert_eq!((debits.len(), debits.iter().all(|d| d.status == TransactionStatus::Success)), (12, true));
+    assert_eq!(stack.balance(account).await?, dec("50"));
     stack.stop().await
 }

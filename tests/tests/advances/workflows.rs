@@ -5,6 +5,7 @@ use advances_store::Store;
 use advances_workflows::activities::{AlertKind, ReconcileReport};
 use advances_workflows::model::{payment_key, Advance, AdvanceStatus, AdvanceTerms, PaymentStatus};
 use advances_workflows::{workflow_id, AdvanceWorkflow, ReconcileWorkflow, TASK_QUEUE};
+use anyhow::Context;
 use ledger_contract::{Direction, TransactionStatus};
 use rust_decimal::Decimal;
 use system_tests::{dec, poll_until, Stack};
@@ -254,12 +255,13 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     let healthy = h.terms(account, "120", 12, 3_600_000, 12);
     let tampered_amount = h.terms(account, "120", 12, 3_600_000, 12);
     let tampered_paid = h.terms(account, "120", 12, 3_600_000, 12);
-    for terms in [&healthy, &tampered_amount, &tampered_paid] {
+    let tampered_failed = h.terms(account, "120", 12, 3_600_000, 12);
+    for terms in [&healthy, &tampered_amount, &tampered_paid, &tampered_failed] {
         wait_for(&h.start(terms).await?, |a| a.status == AdvanceStatus::Active).await?;
     }
     poll_until(LONG, || async {
         let open = h.store.open_advances().await?;
-        Ok((open.iter().filter(|a| a.status == AdvanceStatus::Active).count() == 3).then_some(()))
+        Ok((open.iter().filter(|a| a.status == AdvanceStatus::Active).count() == 4).then_some(()))
     })
     .await?;
     let clean = h.reconcile(1).await?;
@@ -273,20 +275,45 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
         .bind(Uuid::new_v4())
         .execute(h.store.pool())
         .await?;
+    // And a payment recorded as failed (its amount rolled into the next, as a refusal would) whose debit the
+    // ledger did make under the worker's key.
+    let second = h.store.payments(tampered_failed.advance_id).await?.into_iter().nth(1).context("payment 2")?;
+    sqlx::query(
+        "UPDATE payments SET status = CASE number WHEN 2 THEN 'failed' ELSE status END,
+                             amount = CASE number WHEN 3 THEN amount + $2 ELSE amount END
+         WHERE advance_id = $1 AND number IN (2, 3)",
+    )
+    .bind(tampered_failed.advance_id)
+    .bind(second.amount)
+    .execute(h.store.pool())
+    .await?;
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, idempotency_key,
+                                   recorded_by)
+         VALUES ($1, clock_timestamp(), 'bank', $2, $3, 'debit', 'success', $4, 'advances-worker')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(account)
+    .bind(second.amount)
+    .bind(payment_key(second.id))
+    .execute(&h.stack.ledger.pool)
+    .await?;
     let (report, again) = (h.reconcile(2).await?, h.reconcile(3).await?);
-    assert_eq!((clean.advances_checked, clean.mismatches.len()), (3, 0), "{clean:?}");
+    assert_eq!((clean.advances_checked, clean.mismatches.len()), (4, 0), "{clean:?}");
     let kinds: Vec<_> = report.mismatches.iter().map(|m| (m.kind, m.advance_id)).collect();
     assert_eq!(
         kinds,
         vec![
             (AlertKind::FormulaMismatch, Some(tampered_amount.advance_id)),
-            (AlertKind::LedgerMismatch, Some(tampered_paid.advance_id))
+            (AlertKind::LedgerMismatch, Some(tampered_paid.advance_id)),
+            (AlertKind::LedgerMismatch, Some(tampered_failed.advance_id)),
         ],
         "{report:?}"
     );
-    assert_eq!(again.mismatches.len(), 2, "the mismatches persist");
+    assert!(report.mismatches[2].message.contains("recorded as failed"), "{report:?}");
+    assert_eq!(again.mismatches.len(), 3, "the mismatches persist");
     let alerts = h.store.alerts(10).await?;
-    assert_eq!(alerts.len(), 2, "one alert per mismatch, not one per run: {alerts:?}");
+    assert_eq!(alerts.len(), 3, "one alert per mismatch, not one per run: {alerts:?}");
     h.stop().await
 }
 

@@ -103,8 +103,9 @@ async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal) -> a
         }
     }
     sqlx::query(
-        "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason)
-         VALUES ($1, clock_timestamp(), 'transfer', $2, $3, $4, 'debit', $5, $6)",
+        "INSERT INTO transactions
+             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, recorded_by)
+         VALUES ($1, clock_timestamp(), 'transfer', $2, $3, $4, 'debit', $5, $6, 'bench')",
     )
     .bind(Uuid::now_v7())
     .bind(src)
@@ -125,9 +126,8 @@ async fn run_transfers(
     accounts: Arc<Vec<Uuid>>,
     hot: bool,
     pool: PgPool,
-    base: String,
+    (base, http): (String, reqwest::Client),
 ) -> anyhow::Result<Run> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -214,9 +214,16 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
                 if via == Via::Sql { "SQL" } else { "HTTP" },
                 if hot { ", hot" } else { "" }
             );
-            let run =
-                run_transfers(via, clients, seconds, Arc::clone(&accounts), hot, pool.clone(), ledger.base_url.clone())
-                    .await?;
+            let run = run_transfers(
+                via,
+                clients,
+                seconds,
+                Arc::clone(&accounts),
+                hot,
+                pool.clone(),
+                (ledger.base_url.clone(), ledger.client.clone()),
+            )
+            .await?;
             runs.push((via, hot, run));
         }
         for (_, hot, run) in &runs {
@@ -253,9 +260,10 @@ async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await?;
     sqlx::query("SET session_replication_role = replica").execute(&mut *conn).await?;
     sqlx::query(
-        "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status)
+        "INSERT INTO transactions
+             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, recorded_by)
          SELECT lpad(to_hex($1 - g), 32, '0')::uuid, now() - (g * interval '4 days' / $1), 'transfer', $2, $3,
-                1 + (g % 500) / 100.0, 'debit', 'success'
+                1 + (g % 500) / 100.0, 'debit', 'success', 'bench'
          FROM generate_series(1, $1) AS g",
     )
     .bind(rows as i64)
@@ -268,7 +276,7 @@ async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
     sqlx::query("VACUUM ANALYZE transactions").execute(&pool).await?;
     let generation_s = generated.elapsed().as_secs_f64();
 
-    let http = reqwest::Client::new();
+    let http = ledger.client.clone();
     let get = |path: String| {
         let http = http.clone();
         let url = format!("{}{path}", ledger.base_url);

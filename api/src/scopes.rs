@@ -1,0 +1,13 @@
+//! The advances-api's scopes: what a client's credential allows.
+
+/// `GET /advances`, `GET /advances/{id}`.
+pub const ADVANCES_READ: &str = "advances:read";
+/// `POST /advances`: grant an advance (money leaves the bank).
+pub const ADVANCES_WRITE: &str = "advances:write";
+/// `POST /advances/{id}/cancel`, `/pay_off` and any later operator command.
+pub const ADVANCES_OPERATE: &str = "advances:operate";
+/// `GET /alerts`.
+pub const ALERTS_READ: &str = "alerts:read";
+
+/// Every advances scope.
+pub const ALL: [&str; 4] = [ADVANCES_READ, ADVANCES_WRITE, ADVANCES_OPERATE, ALERTS_READ];
