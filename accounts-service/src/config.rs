@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use service_kit::auth::AuthMode;
+use service_kit::serve::ServerLimits;
 use service_kit::settings::{Env, FromEnv};
 
 /// Everything the service can be told from outside. See README.md for the variables.
@@ -13,10 +14,17 @@ pub struct Settings {
     pub database_url: String,
     pub listen_addr: SocketAddr,
     pub db_pool_size: u32,
+    /// Connections of the reports' and downloads' own pool, so they can never take the transfers' connections.
+    pub db_report_pool_size: u32,
     pub db_acquire_timeout: Duration,
     pub db_statement_timeout: Duration,
     pub request_timeout: Duration,
-    pub shutdown_grace: Duration,
+    /// The HTTP server's limits: shutdown grace, header timeout, open connections, stalled responses.
+    pub server: ServerLimits,
+    /// A download that makes no progress for this long is cut and its database connection returned.
+    pub export_stall_timeout: Duration,
+    /// Report snapshots (page 1 without a token) and downloads one client may run at once; beyond it, 429.
+    pub report_concurrency_per_client: usize,
     /// `AUTH`: on (default) or off (local experiments only).
     pub auth: AuthMode,
     /// How long a checked token is remembered: a revocation takes effect within this.
@@ -35,14 +43,18 @@ pub const MIN_KEY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 impl FromEnv for Settings {
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let env = Env::from_lookup(lookup);
+        let export_stall_timeout = env.duration("EXPORT_STALL_TIMEOUT", "30s")?;
         let settings = Self {
             database_url: env.required("DATABASE_URL", "the accounts database")?,
             listen_addr: env.addr("LISTEN_ADDR", "127.0.0.1:8081")?,
             db_pool_size: env.number("DB_POOL_SIZE", "16")?,
+            db_report_pool_size: env.number("DB_REPORT_POOL_SIZE", "4")?,
             db_acquire_timeout: env.duration("DB_ACQUIRE_TIMEOUT", "5s")?,
             db_statement_timeout: env.duration("DB_STATEMENT_TIMEOUT", "30s")?,
             request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,
-            shutdown_grace: env.duration("SHUTDOWN_GRACE", "20s")?,
+            server: ServerLimits::read(&env, export_stall_timeout)?,
+            export_stall_timeout,
+            report_concurrency_per_client: env.number("REPORT_CONCURRENCY_PER_CLIENT", "2")?,
             auth: AuthMode::parse(&env.or("AUTH", "on"))?,
             auth_cache_ttl: env.duration("AUTH_CACHE_TTL", "5s")?,
             idempotency_key_ttl: env.duration("IDEMPOTENCY_KEY_TTL", "8d")?,
@@ -51,6 +63,12 @@ impl FromEnv for Settings {
         };
         if !(1..=1000).contains(&settings.db_pool_size) {
             bail!("DB_POOL_SIZE must be between 1 and 1000");
+        }
+        if !(1..=1000).contains(&settings.db_report_pool_size) {
+            bail!("DB_REPORT_POOL_SIZE must be between 1 and 1000");
+        }
+        if !(1..=1000).contains(&settings.report_concurrency_per_client) {
+            bail!("REPORT_CONCURRENCY_PER_CLIENT must be between 1 and 1000");
         }
         if settings.idempotency_key_ttl < MIN_KEY_TTL {
             bail!("IDEMPOTENCY_KEY_TTL must be at least 7d: clients may retry for a week");
@@ -75,7 +93,13 @@ mod tests {
         assert_eq!(settings.listen_addr.to_string(), "127.0.0.1:8081");
         assert_eq!(settings.auth, AuthMode::On);
         assert_eq!(settings.idempotency_key_ttl, Duration::from_secs(8 * 24 * 3600));
-        assert_eq!(settings.db_pool_size, 16);
+        assert_eq!((settings.db_pool_size, settings.db_report_pool_size), (16, 4));
+        assert_eq!(settings.report_concurrency_per_client, 2);
+        assert_eq!(settings.server.header_timeout, Duration::from_secs(10));
+        assert_eq!(
+            (settings.export_stall_timeout, settings.server.write_stall),
+            (Duration::from_secs(30), Duration::from_secs(30))
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use axum::Router;
 use ledger_contract::scopes;
 use service_kit::auth::{scoped, Authenticator};
 use service_kit::layers::{self, HttpPolicy};
+use service_kit::limits::ClientLimiter;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
@@ -29,10 +30,17 @@ pub use config::Settings;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// Moves money: accounts, transfers, bank transactions, keys.
     pub pool: PgPool,
+    /// Reports and downloads only.
+    pub report_pool: PgPool,
     pub settings: Arc<Settings>,
     pub metrics: Arc<metrics::Metrics>,
     pub auth: Authenticator,
+    /// Report snapshots (page 1 without a token) per client.
+    pub snapshots: ClientLimiter,
+    /// Downloads per client.
+    pub downloads: ClientLimiter,
 }
 
 impl AppState {
@@ -41,10 +49,20 @@ impl AppState {
         HttpPolicy { request_timeout: self.settings.request_timeout, metrics: self.metrics.http.clone() }
     }
 
-    /// Bundles a connected pool with the settings, the clients' authenticator and a fresh metrics registry.
-    pub fn new(pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
+    /// Bundles the connected pools with the settings, the clients' authenticator, the per-client limits and a
+    /// fresh metrics registry.
+    pub fn new(pool: PgPool, report_pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
         let auth = Authenticator::new(settings.auth, pool.clone(), settings.auth_cache_ttl);
-        Ok(Self { pool, settings: Arc::new(settings), metrics: Arc::new(metrics::Metrics::new()?), auth })
+        let per_client = settings.report_concurrency_per_client;
+        Ok(Self {
+            pool,
+            report_pool,
+            metrics: Arc::new(metrics::Metrics::new()?),
+            auth,
+            snapshots: ClientLimiter::new("report snapshots", per_client, 1),
+            downloads: ClientLimiter::new("downloads", per_client, 5),
+            settings: Arc::new(settings),
+        })
     }
 }
 
@@ -86,12 +104,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let pool = db::connect(&settings).await?;
     db::MIGRATOR.run(&pool).await?;
-    let state = AppState::new(pool.clone(), settings.clone())?;
+    let report_pool = db::connect_reports(&settings).await?;
+    let state = AppState::new(pool.clone(), report_pool.clone(), settings.clone())?;
     let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone()));
     tracing::info!(addr = %listener.local_addr()?, "accounts-service listening");
-    let served = service_kit::serve::serve(listener, app(state), shutdown, settings.shutdown_grace).await;
+    let served = service_kit::serve::serve(listener, app(state), shutdown, settings.server).await;
     janitor.abort();
     pool.close().await;
+    report_pool.close().await;
     served
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use advances_workflows::temporal::TemporalSettings;
+use service_kit::serve::ServerLimits;
 use service_kit::settings::{Env, FromEnv};
 
 /// Everything the worker can be told from outside. See README.md for the variables.
@@ -20,6 +21,8 @@ pub struct WorkerSettings {
     pub metrics_addr: SocketAddr,
     /// One call to the accounts-service gives up after this (Temporal then retries it with the same key).
     pub accounts_timeout: Duration,
+    /// The limits of the `/health` and `/metrics` server (`HTTP_HEADER_TIMEOUT`, `HTTP_MAX_CONNECTIONS`).
+    pub ops_server: ServerLimits,
 }
 
 impl FromEnv for WorkerSettings {
@@ -34,6 +37,7 @@ impl FromEnv for WorkerSettings {
             reconcile_schedule_id: env.or("RECONCILE_SCHEDULE_ID", advances_workflows::RECONCILE_SCHEDULE_ID),
             metrics_addr: env.addr("METRICS_ADDR", "127.0.0.1:8083")?,
             accounts_timeout: env.duration("ACCOUNTS_TIMEOUT", "5s")?,
+            ops_server: ServerLimits::read(&env, Duration::from_secs(30))?,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The `advances-worker`: runs AdvanceWorkflow, ReconcileWorkflow and their activities on the task queue,
 //! and serves `/health` and `/metrics` for operators.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Duration;
 
 use advances_store::Store;
@@ -65,7 +65,9 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
         .route("/health", get(serve_health))
         .route("/metrics", get(serve_metrics))
         .with_state(Ops { pool: pool.clone(), metrics });
-    let ops_server = tokio::spawn(axum::serve(listener, ops).into_future());
+    // The operators' port gets the same limits as the services' (header timeout, connection cap).
+    let ops_server =
+        tokio::spawn(service_kit::serve::serve(listener, ops, std::future::pending(), settings.ops_server));
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let mut worker = new_worker(&runtime, client, &settings.temporal.task_queue, activities)?;

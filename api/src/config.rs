@@ -7,6 +7,10 @@ use advances_workflows::model::MAX_PAYMENTS;
 use advances_workflows::temporal::TemporalSettings;
 use anyhow::bail;
 use service_kit::auth::AuthMode;
+use service_kit::serve::ServerLimits;
+
+/// A response the client does not read for this long is cut (the API's answers are small).
+const STALLED_RESPONSE: Duration = Duration::from_secs(30);
 use service_kit::settings::{Env, FromEnv};
 
 /// Everything the API can be told from outside. See README.md for the variables.
@@ -22,7 +26,8 @@ pub struct ApiSettings {
     /// How long a checked token is remembered: a revocation takes effect within this.
     pub auth_cache_ttl: Duration,
     pub request_timeout: Duration,
-    pub shutdown_grace: Duration,
+    /// The HTTP server's limits: shutdown grace, header timeout, open connections, stalled responses.
+    pub server: ServerLimits,
     /// Regular payments of a new advance (`ADVANCE_PAYMENTS`, default 12).
     pub advance_payments: u32,
     /// Time between payments of a new advance (`ADVANCE_PAYMENT_INTERVAL`, default 7d).
@@ -45,7 +50,7 @@ impl FromEnv for ApiSettings {
             auth: AuthMode::parse(&env.or("AUTH", "on"))?,
             auth_cache_ttl: env.duration("AUTH_CACHE_TTL", "5s")?,
             request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,
-            shutdown_grace: env.duration("SHUTDOWN_GRACE", "20s")?,
+            server: ServerLimits::read(&env, STALLED_RESPONSE)?,
             advance_payments: env.number("ADVANCE_PAYMENTS", "12")?,
             payment_interval: env.duration("ADVANCE_PAYMENT_INTERVAL", "7d")?,
             max_failed_extra_payments: env.number("ADVANCE_MAX_FAILED_EXTRA_PAYMENTS", "12")?,

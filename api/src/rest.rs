@@ -412,7 +412,10 @@ pub async fn health(State(state): State<ApiState>) -> Response {
     let database = health::check_database(state.store.pool()).await;
     let temporal = match temporal::check(&state.temporal, &state.settings.temporal.namespace).await {
         Ok(()) => health::OK.to_owned(),
-        Err(error) => format!("{error:#}"),
+        Err(error) => {
+            tracing::warn!(error = format!("{error:#}"), "health check: Temporal does not answer");
+            health::UNAVAILABLE.to_owned()
+        }
     };
     let status = health::status_of(&[&database, &temporal]);
     health::respond(status, Health { status, database, temporal })
@@ -478,10 +481,10 @@ pub async fn run(
     let pool = advances_store::connect(&settings.database_url, 16).await?;
     let client = temporal::connect(&settings.temporal, "advances-api", Duration::from_secs(60)).await?;
     temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
-    let grace = settings.shutdown_grace;
+    let limits = settings.server;
     let state = ApiState::new(settings, Store::new(pool.clone()), client)?;
     tracing::info!(addr = %listener.local_addr()?, "advances-api listening");
-    let served = service_kit::serve::serve(listener, app(state), shutdown, grace).await;
+    let served = service_kit::serve::serve(listener, app(state), shutdown, limits).await;
     pool.close().await;
     served
 }

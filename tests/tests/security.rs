@@ -192,3 +192,43 @@ async fn client_command(app: &TestLedger, args: &[&str]) -> anyhow::Result<Strin
     anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+#[tokio::test]
+async fn credentials_in_a_url_never_reach_an_error_message() -> anyhow::Result<()> {
+    let port = system_tests::free_port()?;
+    let client = ledger_contract::LedgerClient::new(
+        &format!("http://worker:s3cret-password@127.0.0.1:{port}"),
+        Some("ledger_token".into()),
+        Duration::from_secs(2),
+    )?;
+    let error = client.account(uuid::Uuid::new_v4()).await.err().map(|error| format!("{error} {error:?}"));
+    let error = error.unwrap_or_default();
+    assert!(error.contains("no answer"), "{error}");
+    assert!(!error.contains("s3cret-password") && !error.contains("ledger_token"), "{error}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn health_says_unavailable_without_echoing_the_database_error() -> anyhow::Result<()> {
+    let app = TestLedger::start_with(&[("DB_ACQUIRE_TIMEOUT", "1s")]).await?;
+    // The database refuses the service's connections: its pool cannot get one.
+    let database = app.database.name.clone();
+    let server = sqlx::PgPool::connect(&system_tests::server_url()).await?;
+    sqlx::query(&format!("ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS false")).execute(&server).await?;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name LIKE 'accounts-service%'",
+    )
+    .execute(&app.pool)
+    .await?;
+    let health = poll_until(Duration::from_secs(15), || async {
+        let reply = app.get("/health").await?;
+        Ok((reply.status == 503).then_some(reply))
+    })
+    .await;
+    sqlx::query(&format!("ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS true")).execute(&server).await?;
+    server.close().await;
+    let health = health?;
+    assert_eq!(health.json, json!({"status": "unavailable", "database": "unavailable"}), "{}", health.text);
+    app.stop().await
+}

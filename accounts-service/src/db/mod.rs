@@ -37,15 +37,31 @@ pub type DbResult<T> = Result<T, DbError>;
 /// The migrations of the `accounts` database, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/accounts");
 
-/// Opens a bounded pool with a per-statement timeout, so no query can hold a connection forever.
+/// The `application_name` of the pool that moves money.
+pub const APPLICATION: &str = "accounts-service";
+/// The `application_name` of the reports' and downloads' own pool.
+pub const REPORTS_APPLICATION: &str = "accounts-service-reports";
+
+/// Opens the pool that moves money: bounded, with a per-statement timeout, so no query holds a connection
+/// forever.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
+    open_pool(settings, settings.db_pool_size, APPLICATION).await
+}
+
+/// Opens the reports' and downloads' own pool (`DB_REPORT_POOL_SIZE`): however many of them run, they never
+/// take a connection a transfer needs.
+pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
+    open_pool(settings, settings.db_report_pool_size, REPORTS_APPLICATION).await
+}
+
+async fn open_pool(settings: &Settings, size: u32, application: &str) -> anyhow::Result<PgPool> {
     let statement_timeout_ms = settings.db_statement_timeout.as_millis().to_string();
     let options = PgConnectOptions::from_str(&settings.database_url)?
-        .application_name("accounts-service")
+        .application_name(application)
         .options([("statement_timeout", statement_timeout_ms.as_str())]);
     let pool = PgPoolOptions::new()
-        .max_connections(settings.db_pool_size)
-        .min_connections(1.min(settings.db_pool_size))
+        .max_connections(size)
+        .min_connections(1.min(size))
         .acquire_timeout(settings.db_acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
         .connect_with(options)

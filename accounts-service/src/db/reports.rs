@@ -165,19 +165,35 @@ async fn read_page(conn: &mut PgConnection, snapshot: &Snapshot, page: u64) -> D
     Ok(rows.into_iter().map(Transaction::from).collect())
 }
 
-/// The rows of a window for a download, newest first, streamed from one connection.
+/// What the download's reader receives: rows, then an explicit end. A stream that stops without [`Export::End`]
+/// was cut short (a database error or a stall), and the response must say so by failing, not end as if
+/// complete.
+pub enum Export {
+    Row(Transaction),
+    End,
+}
+
+/// The rows of a window for a download, newest first, streamed from one connection of `pool` (the reports'
+/// own). The connection is taken before this returns, so a download that cannot start is an error, never a
+/// response with a truncated body. A reader that takes nothing for `stall` is abandoned: the query stops and
+/// its connection is closed (not returned mid-result).
 ///
 /// With a snapshot, exactly its rows; without one, the rows committed when the query starts (one statement
 /// reads one MVCC snapshot).
-pub fn export(
-    pool: PgPool,
+pub async fn export(
+    pool: &PgPool,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     snapshot: Option<String>,
-) -> BoxStream<'static, sqlx::Result<Transaction>> {
+    stall: std::time::Duration,
+) -> DbResult<BoxStream<'static, sqlx::Result<Export>>> {
+    let mut conn = pool.acquire().await?;
+    // A download may legitimately outlast the per-statement timeout of the API's short queries; the stall
+    // timeout bounds it instead.
+    sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await?;
     // A task owns the connection and feeds a bounded channel: the body stream is 'static, and a slow client
     // holds back the query instead of letting rows pile up in memory.
-    let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<Transaction>>(256);
+    let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<Export>>(256);
     tokio::spawn(async move {
         let sql = format!(
             "SELECT {COLUMNS} FROM transactions t
@@ -185,33 +201,42 @@ pub fn export(
                AND ($3::pg_snapshot IS NULL OR pg_visible_in_snapshot(t.created_xid, $3::pg_snapshot))
              ORDER BY t.created_at DESC, t.id DESC"
         );
-        let mut conn = match pool.acquire().await {
-            Ok(conn) => conn,
-            Err(error) => {
-                let _ = tx.send(Err(error)).await;
-                return;
-            }
-        };
-        // A download may legitimately outlast the per-statement timeout of the API's short queries.
-        if let Err(error) = sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await {
-            let _ = tx.send(Err(error)).await;
-            return;
-        }
+        let mut finished = false;
         {
             let mut rows =
                 sqlx::query_as::<_, TransactionRow>(&sql).bind(start).bind(end).bind(&snapshot).fetch(&mut *conn);
-            while let Some(row) = rows.next().await {
-                let row = row.map(Transaction::from);
-                // A closed channel means the client went away: stop reading.
-                if tx.send(row).await.is_err() {
-                    break;
+            loop {
+                let item = match rows.next().await {
+                    Some(row) => row.map(|row| Export::Row(row.into())),
+                    None => Ok(Export::End),
+                };
+                let (last, complete) = (!matches!(item, Ok(Export::Row(_))), matches!(item, Ok(Export::End)));
+                match tokio::time::timeout(stall, tx.send(item)).await {
+                    Ok(Ok(())) if last => {
+                        finished = complete;
+                        break;
+                    }
+                    Ok(Ok(())) => {}
+                    // The reader went away, or took nothing for `stall`: stop reading.
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        tracing::warn!(stall_ms = stall.as_millis() as u64, "a download made no progress; cut");
+                        break;
+                    }
                 }
             }
         }
-        // Give the pooled connection back with the service's usual statement timeout.
-        let _ = sqlx::query("RESET statement_timeout").execute(&mut *conn).await;
+        if finished {
+            // Give the pooled connection back with the service's usual statement timeout.
+            if sqlx::query("RESET statement_timeout").execute(&mut *conn).await.is_ok() {
+                return;
+            }
+        }
+        // Mid-result (or unable to reset), the connection is closed rather than returned: PostgreSQL stops the
+        // query when its client goes, and the pool opens a fresh connection when it needs one.
+        let _ = conn.close().await;
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
 }
 
 #[cfg(test)]

@@ -10,11 +10,12 @@ use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use ledger_contract::{ExportQuery, ReportPage, ReportQuery, Transaction, CSV_COLUMNS};
 use money::timestamp::{format_timestamp, parse_timestamp};
+use service_kit::auth::Caller;
 use service_kit::extract::ApiQuery;
 use service_kit::{ApiError, ApiResult, ErrorBody};
 use uuid::Uuid;
 
-use crate::db::reports::{self, Snapshot};
+use crate::db::reports::{self, Export, Snapshot};
 use crate::AppState;
 
 /// How far back a report may reach.
@@ -87,7 +88,7 @@ fn check_matches(snapshot: &Snapshot, limit: Option<i64>, requested: &Requested)
 
 async fn find_snapshot(state: &AppState, token: &str) -> ApiResult<Snapshot> {
     let id = Uuid::parse_str(token).map_err(|_| ApiError::MalformedRequest("snapshot is not a valid token".into()))?;
-    Ok(reports::load_snapshot(&state.pool, id).await?)
+    Ok(reports::load_snapshot(&state.report_pool, id).await?)
 }
 
 /// Lists transactions newest first, paged, from one consistent snapshot.
@@ -99,10 +100,12 @@ async fn find_snapshot(state: &AppState, token: &str) -> ApiResult<Snapshot> {
         (status = 400, description = "Malformed parameter or snapshot token", body = ErrorBody),
         (status = 404, description = "Unknown or expired snapshot", body = ErrorBody),
         (status = 422, description = "Out-of-range page or limit, a window over 5 days back, or parameters that contradict the snapshot", body = ErrorBody),
+        (status = 429, description = "The client already takes REPORT_CONCURRENCY_PER_CLIENT snapshots at once; retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
 pub async fn list_transactions(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ReportQuery>,
 ) -> ApiResult<Json<ReportPage>> {
     let page = query.page.unwrap_or(1);
@@ -119,13 +122,15 @@ pub async fn list_transactions(
         Some(token) => {
             let snapshot = find_snapshot(&state, token).await?;
             check_matches(&snapshot, query.limit, &requested)?;
-            let rows = reports::page(&state.pool, &snapshot, page as u64).await?;
+            let rows = reports::page(&state.report_pool, &snapshot, page as u64).await?;
             (snapshot, rows)
         }
         None => {
             let window = new_window(&requested)?;
             let limit = query.limit.unwrap_or(DEFAULT_LIMIT) as u32;
-            reports::create_snapshot(&state.pool, window.start, window.end, limit, page as u64).await?
+            // A new snapshot reads the whole window: the expensive request, so each client runs few at once.
+            let _slot = state.snapshots.enter(&caller.name)?;
+            reports::create_snapshot(&state.report_pool, window.start, window.end, limit, page as u64).await?
         }
     };
     Ok(Json(ReportPage {
@@ -162,10 +167,12 @@ const CHUNK_BYTES: usize = 64 * 1024;
         (status = 400, description = "Malformed parameter or snapshot token", body = ErrorBody),
         (status = 404, description = "Unknown or expired snapshot", body = ErrorBody),
         (status = 422, description = "Unknown format, a window over 5 days back, or parameters that contradict the snapshot", body = ErrorBody),
+        (status = 429, description = "The client already runs REPORT_CONCURRENCY_PER_CLIENT downloads; retry after `Retry-After` seconds", body = ErrorBody),
     )
 )]
 pub async fn export_transactions(
     State(state): State<AppState>,
+    caller: Caller,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
     let format = match query.format.as_deref().unwrap_or("csv") {
@@ -184,18 +191,29 @@ pub async fn export_transactions(
         }
         None => (new_window(&requested)?, None),
     };
-    let rows = reports::export(state.pool.clone(), window.start, window.end, snapshot_text);
+    let slot = state.downloads.enter(&caller.name)?;
+    let stall = state.settings.export_stall_timeout;
+    // The connection is taken here: a download that cannot start is a 503, never a 200 with a truncated body.
+    let rows = reports::export(&state.report_pool, window.start, window.end, snapshot_text, stall).await?;
     let header = match format {
         Format::Csv => Some(Ok(Bytes::from(format!("{}\n", CSV_COLUMNS.join(","))))),
         Format::Ndjson => None,
     };
+    // The rows, then nothing once the end marker came; a stream that stops without it fails the response,
+    // so a client sees a broken download, never a short one that looks complete.
+    let rows =
+        rows.chain(futures::stream::once(async { Err(sqlx::Error::Protocol("the download was cut short".into())) }));
+    let rows = rows.take_while(|item| std::future::ready(!matches!(item, Ok(Export::End))));
     let body = futures::stream::iter(header).chain(rows.ready_chunks(256).map(move |batch| {
+        // The client's download slot lives as long as its body.
+        let _slot = &slot;
         let mut buffer = String::with_capacity(CHUNK_BYTES);
         for row in batch {
             match row {
-                Ok(row) => write_row(&mut buffer, &row, format),
+                Ok(Export::Row(row)) => write_row(&mut buffer, &row, format),
+                Ok(Export::End) => {}
                 Err(error) => {
-                    tracing::error!(error = %error, "export stopped by a database error");
+                    tracing::error!(error = %error, "export stopped");
                     return Err(std::io::Error::other(error));
                 }
             }

@@ -17,14 +17,21 @@ use crate::types::{
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     /// No answer (connection refused or cut, timeout): the outcome is unknown; retry with the same key.
+    /// The URL is stripped from the error, so that credentials in `ACCOUNTS_URL` never reach a log.
     #[error("no answer from the accounts-service: {0}")]
-    Transport(#[from] reqwest::Error),
+    Transport(reqwest::Error),
     /// The service answered with an error.
     #[error("the accounts-service answered {status}: {}: {}", body.error.code, body.error.message)]
     Api { status: u16, body: ErrorBody },
     /// The service answered something that is not its contract (a proxy's page, a cut body).
     #[error("unreadable answer from the accounts-service (HTTP {status}): {detail}")]
     Unreadable { status: u16, detail: String },
+}
+
+impl From<reqwest::Error> for LedgerError {
+    fn from(error: reqwest::Error) -> Self {
+        Self::Transport(error.without_url())
+    }
 }
 
 impl LedgerError {

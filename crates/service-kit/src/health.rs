@@ -9,13 +9,17 @@ use utoipa::ToSchema;
 /// The answer of a check that passed.
 pub const OK: &str = "ok";
 
-/// `ok`, or why the database did not answer (within the pool's acquire timeout).
+/// The answer of a check that failed. Why is logged, never answered: a raw error can name hosts, users or
+/// file paths, and `/health` needs no token.
+pub const UNAVAILABLE: &str = "unavailable";
+
+/// `ok`, or `unavailable` when the database did not answer (within the pool's acquire timeout).
 pub async fn check_database(pool: &sqlx::PgPool) -> String {
     match sqlx::query("SELECT 1").execute(pool).await {
         Ok(_) => OK.to_owned(),
         Err(error) => {
             tracing::warn!(error = %error, "health check: the database does not answer");
-            error.to_string()
+            UNAVAILABLE.to_owned()
         }
     }
 }
@@ -40,7 +44,7 @@ pub fn respond<T: Serialize>(status: &str, body: T) -> Response {
 pub struct Health {
     /// `ok` or `unavailable`.
     pub status: &'static str,
-    /// `ok` or the reason the database did not answer.
+    /// `ok` or `unavailable` (the reason is in the log).
     pub database: String,
 }
 

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod health;
 pub mod idempotency_key;
 pub mod layers;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod serve;

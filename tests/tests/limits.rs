@@ -1,0 +1,219 @@
+//! Bulkheads and limits, each tested by the attack it stops: half-sent requests, downloads that are never
+//! read, and a pile of reports and downloads next to transfers.
+
+use std::time::{Duration, Instant};
+
+use ledger_contract::{scopes, Direction, TransferRequest};
+use money::Amount;
+use system_tests::{poll_until, Reply, TestLedger};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Rows enough that a download fills every socket buffer between the service and a client that never reads.
+const ROWS: i64 = 100_000;
+
+async fn seed_rows(app: &TestLedger, rows: i64) -> anyhow::Result<()> {
+    let (a, b) = (app.open_account().await?, app.open_account().await?);
+    sqlx::query(
+        "INSERT INTO transactions
+             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, recorded_by)
+         SELECT gen_random_uuid(), now() - g * interval '1 ms', 'transfer', $2, $3, 1.25, 'debit', 'success', 'seed'
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(rows)
+    .bind(a)
+    .bind(b)
+    .execute(&app.pool)
+    .await?;
+    Ok(())
+}
+
+fn address(app: &TestLedger) -> String {
+    app.base_url.trim_start_matches("http://").to_owned()
+}
+
+/// A connection with a tiny receive buffer that sends `request` and then reads nothing.
+async fn send_and_never_read(app: &TestLedger, request: &str) -> anyhow::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let mut stream = socket.connect(address(app).parse()?).await?;
+    stream.write_all(request.as_bytes()).await?;
+    Ok(stream)
+}
+
+fn download_request(token: &str) -> String {
+    format!(
+        "GET /api/v1/transactions/export?format=csv HTTP/1.1\r\nHost: ledger\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+}
+
+/// Reads until the server closes the connection (or `limit` passes); returns what arrived.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> anyhow::Result<Vec<u8>> {
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        anyhow::ensure!(!left.is_zero(), "the server kept the connection open for {limit:?}");
+        match tokio::time::timeout(left, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(received),
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+            Err(_) => anyhow::bail!("the server kept the connection open for {limit:?}"),
+        }
+    }
+}
+
+/// Open file descriptors of a process.
+fn open_fds(pid: u32) -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// Connections of the service's report pool that are running a query.
+async fn busy_report_connections(app: &TestLedger) -> anyhow::Result<i64> {
+    let (count,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'accounts-service-reports' AND state = 'active'",
+    )
+    .fetch_one(&app.pool)
+    .await?;
+    Ok(count)
+}
+
+#[tokio::test]
+async fn half_sent_requests_are_cut_and_open_connections_are_capped() -> anyhow::Result<()> {
+    let app = TestLedger::start_with(&[("HTTP_HEADER_TIMEOUT", "1s"), ("HTTP_MAX_CONNECTIONS", "16")]).await?;
+    let pid = app.pid().await;
+    let before = open_fds(pid)?;
+    // The slowloris attack: 60 connections, each with half a request, never finished.
+    let mut slow = Vec::new();
+    for _ in 0..60 {
+        let mut stream = TcpStream::connect(address(&app)).await?;
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: ledger\r\nX-Slow: ").await?;
+        slow.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let during = open_fds(pid)?;
+    assert!(during <= before + 16, "at most HTTP_MAX_CONNECTIONS are open: {before} fds before, {during} during");
+    // Each is closed by the server once its headers are late; the ones beyond the cap wait in the backlog
+    // and are then served their own timeout.
+    for stream in &mut slow {
+        read_until_closed(stream, Duration::from_secs(30)).await?;
+    }
+    // And the service still answers.
+    assert_eq!(app.get("/health").await?.status, 200);
+    app.stop().await
+}
+
+#[tokio::test]
+async fn a_download_nobody_reads_is_cut_and_its_connection_returned_and_one_that_cannot_start_is_a_503(
+) -> anyhow::Result<()> {
+    let app = TestLedger::start_with(&[
+        ("EXPORT_STALL_TIMEOUT", "1s"),
+        ("DB_REPORT_POOL_SIZE", "1"),
+        ("DB_ACQUIRE_TIMEOUT", "500ms"),
+    ])
+    .await?;
+    seed_rows(&app, ROWS).await?;
+    let (reader_token, _) = app.client_with("reader", &[scopes::REPORTS_READ]).await?;
+    let mut stalled = send_and_never_read(&app, &download_request(app.token.as_deref().unwrap_or_default())).await?;
+    poll_until(Duration::from_secs(10), || async { Ok((busy_report_connections(&app).await? == 1).then_some(())) })
+        .await?;
+
+    // The report pool's only connection is taken: another download is refused whole, with no rows.
+    let refused =
+        Reply::read(app.client.get(app.url("/api/v1/transactions/export")).bearer_auth(&reader_token).send().await?)
+            .await?;
+    assert_eq!((refused.status, refused.error_code()), (503, "unavailable"), "{}", refused.text);
+
+    // The stalled one is cut once it made no progress for EXPORT_STALL_TIMEOUT: its query stops and its
+    // connection is free again, so a download that is read completes.
+    poll_until(Duration::from_secs(15), || async { Ok((busy_report_connections(&app).await? == 0).then_some(())) })
+        .await?;
+    let csv = app.client.get(app.url("/api/v1/transactions/export")).bearer_auth(&reader_token).send().await?;
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.text().await?.lines().count() as i64, ROWS + 1, "header and every row");
+    // The stalled client's connection was closed, its chunked body never terminated.
+    let received = read_until_closed(&mut stalled, Duration::from_secs(15)).await?;
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&received[..64.min(received.len())])
+    );
+    assert!(!received.ends_with(b"0\r\n\r\n"), "a cut download never looks complete");
+    app.stop().await
+}
+
+#[tokio::test]
+async fn transfers_keep_going_while_twenty_stalled_downloads_and_twenty_new_reports_run() -> anyhow::Result<()> {
+    let app = TestLedger::start_with(&[("EXPORT_STALL_TIMEOUT", "20s")]).await?;
+    seed_rows(&app, ROWS).await?;
+    let mut tokens = Vec::new();
+    for n in 0..10 {
+        tokens.push(app.client_with(&format!("analyst-{n}"), &[scopes::REPORTS_READ]).await?.0);
+    }
+    // Each client may run two downloads at once (REPORT_CONCURRENCY_PER_CLIENT): a third is 429.
+    let mut stalled = Vec::new();
+    for token in &tokens {
+        for _ in 0..2 {
+            stalled.push(send_and_never_read(&app, &download_request(token)).await?);
+        }
+    }
+    let third = poll_until(Duration::from_secs(10), || async {
+        let reply =
+            Reply::read(app.client.get(app.url("/api/v1/transactions/export")).bearer_auth(&tokens[0]).send().await?)
+                .await?;
+        Ok((reply.status == 429).then_some(reply))
+    })
+    .await?;
+    assert_eq!(third.error_code(), "too_many_requests");
+    assert!(third.headers.contains_key("retry-after"));
+
+    // Twenty page-1 reports (new snapshots of 100 000 rows), two per client, in a loop while transfers run.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reports: Vec<_> = tokens
+        .iter()
+        .flat_map(|token| [token.clone(), token.clone()])
+        .map(|token| {
+            let (client, url, stop) = (app.client.clone(), app.url("/api/v1/transactions"), stop.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    statuses.push(client.get(&url).bearer_auth(&token).send().await.map(|r| r.status().as_u16()));
+                }
+                statuses
+            })
+        })
+        .collect();
+
+    let (payer, payee) = (app.funded_account("1000").await?, app.open_account().await?);
+    let transfer = TransferRequest::new(payer, payee, Amount::parse("1")?, Direction::Debit);
+    let mut slowest = Duration::ZERO;
+    for _ in 0..50 {
+        let started = Instant::now();
+        app.api.transfer(&transfer, None).await?;
+        slowest = slowest.max(started.elapsed());
+        let busy = busy_report_connections(&app).await?;
+        assert!(busy <= 4, "reports use at most DB_REPORT_POOL_SIZE connections: {busy}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = Vec::new();
+    for report in reports {
+        answered.extend(report.await?);
+    }
+    // Before the bulkhead, transfers waited for a connection and got 503 after DB_ACQUIRE_TIMEOUT (5 s).
+    assert!(slowest < Duration::from_secs(5), "no transfer waited for a connection: slowest {slowest:?}");
+    assert_eq!(app.balance(payee).await?, system_tests::dec("50"));
+    assert!(!answered.is_empty(), "the reports ran meanwhile");
+    println!("slowest transfer {slowest:?}; report answers {:?}", count_statuses(&answered));
+    drop(stalled);
+    app.stop().await
+}
+
+fn count_statuses(answers: &[reqwest::Result<u16>]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for answer in answers {
+        let key = answer.as_ref().map_or_else(|error| format!("error {error}"), |status| status.to_string());
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
