@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use advances_workflows::temporal::TemporalSettings;
 use service_kit::serve::ServerLimits;
-use service_kit::settings::{Env, FromEnv};
+use service_kit::settings::{read_file, Env, FromEnv};
 
 /// Everything the worker can be told from outside. See README.md for the variables.
 #[derive(Debug, Clone)]
@@ -14,6 +14,8 @@ pub struct WorkerSettings {
     pub temporal: TemporalSettings,
     pub accounts_url: String,
     pub accounts_api_token: Option<String>,
+    /// PEM CA certificates to trust for an `https://` `ACCOUNTS_URL` (`ACCOUNTS_CA_FILE`), read at start.
+    pub accounts_ca: Option<Vec<u8>>,
     /// How often a newly created `advances-reconcile` Schedule runs ReconcileWorkflow.
     pub reconcile_interval: Duration,
     pub reconcile_schedule_id: String,
@@ -30,9 +32,10 @@ impl FromEnv for WorkerSettings {
         let env = Env::from_lookup(lookup);
         Ok(Self {
             database_url: env.required("DATABASE_URL", "the advances database")?,
-            temporal: TemporalSettings::read(|name, default| env.or(name, default)),
+            temporal: TemporalSettings::read(|name| env.get(name))?,
             accounts_url: env.or("ACCOUNTS_URL", "http://127.0.0.1:8081"),
             accounts_api_token: env.get("ACCOUNTS_API_TOKEN"),
+            accounts_ca: read_file(env.get("ACCOUNTS_CA_FILE"), "ACCOUNTS_CA_FILE")?,
             reconcile_interval: env.duration("RECONCILE_INTERVAL", "1h")?,
             reconcile_schedule_id: env.or("RECONCILE_SCHEDULE_ID", advances_workflows::RECONCILE_SCHEDULE_ID),
             metrics_addr: env.addr("METRICS_ADDR", "127.0.0.1:8083")?,

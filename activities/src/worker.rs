@@ -52,10 +52,11 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
 
     let metrics = ActivityMetrics::new()?;
     let activities = Activities {
-        ledger: LedgerClient::new(
+        ledger: LedgerClient::with_ca(
             &settings.accounts_url,
             settings.accounts_api_token.clone(),
             settings.accounts_timeout,
+            settings.accounts_ca.as_deref(),
         )?,
         store: Store::new(pool.clone()),
         metrics: metrics.clone(),

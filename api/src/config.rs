@@ -11,7 +11,7 @@ use service_kit::serve::ServerLimits;
 
 /// A response the client does not read for this long is cut (the API's answers are small).
 const STALLED_RESPONSE: Duration = Duration::from_secs(30);
-use service_kit::settings::{Env, FromEnv};
+use service_kit::settings::{read_file, Env, FromEnv};
 
 /// Everything the API can be told from outside. See README.md for the variables.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct ApiSettings {
     pub temporal: TemporalSettings,
     pub accounts_url: String,
     pub accounts_api_token: Option<String>,
+    /// PEM CA certificates to trust for an `https://` `ACCOUNTS_URL` (`ACCOUNTS_CA_FILE`), read at start.
+    pub accounts_ca: Option<Vec<u8>>,
     /// `AUTH`: on (default) or off (local experiments only).
     pub auth: AuthMode,
     /// How long a checked token is remembered: a revocation takes effect within this.
@@ -44,9 +46,10 @@ impl FromEnv for ApiSettings {
         let settings = Self {
             database_url: env.required("DATABASE_URL", "the advances database")?,
             listen_addr: env.addr("LISTEN_ADDR", "127.0.0.1:8082")?,
-            temporal: TemporalSettings::read(|name, default| env.or(name, default)),
+            temporal: TemporalSettings::read(|name| env.get(name))?,
             accounts_url: env.or("ACCOUNTS_URL", "http://127.0.0.1:8081"),
             accounts_api_token: env.get("ACCOUNTS_API_TOKEN"),
+            accounts_ca: read_file(env.get("ACCOUNTS_CA_FILE"), "ACCOUNTS_CA_FILE")?,
             auth: AuthMode::parse(&env.or("AUTH", "on"))?,
             auth_cache_ttl: env.duration("AUTH_CACHE_TTL", "5s")?,
             request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,

@@ -60,8 +60,12 @@ pub struct ApiState {
 
 impl ApiState {
     pub fn new(settings: ApiSettings, store: Store, temporal: Client) -> anyhow::Result<Self> {
-        let ledger =
-            LedgerClient::new(&settings.accounts_url, settings.accounts_api_token.clone(), Duration::from_secs(5))?;
+        let ledger = LedgerClient::with_ca(
+            &settings.accounts_url,
+            settings.accounts_api_token.clone(),
+            Duration::from_secs(5),
+            settings.accounts_ca.as_deref(),
+        )?;
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
         let auth = Authenticator::new(settings.auth, store.pool().clone(), settings.auth_cache_ttl);

@@ -12,6 +12,7 @@ pub mod ledger;
 pub mod process;
 pub mod stack;
 pub mod temporal;
+pub mod tls;
 
 pub use db::{server_url, TestDatabase};
 pub use http::{dec, decimal_of, poll_until, wait_healthy, Reply};

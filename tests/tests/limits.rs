@@ -93,7 +93,8 @@ async fn half_sent_requests_are_cut_and_open_connections_are_capped() -> anyhow:
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let during = open_fds(pid)?;
-    assert!(during <= before + 16, "at most HTTP_MAX_CONNECTIONS are open: {before} fds before, {during} during");
+    // At most HTTP_MAX_CONNECTIONS more, and a few for database connections the pools may open meanwhile.
+    assert!(during <= before + 16 + 4, "at most HTTP_MAX_CONNECTIONS are open: {before} fds before, {during} during");
     // Each is closed by the server once its headers are late; the ones beyond the cap wait in the backlog
     // and are then served their own timeout.
     for stream in &mut slow {
@@ -151,22 +152,26 @@ async fn transfers_keep_going_while_twenty_stalled_downloads_and_twenty_new_repo
     for n in 0..10 {
         tokens.push(app.client_with(&format!("analyst-{n}"), &[scopes::REPORTS_READ]).await?.0);
     }
-    // Each client may run two downloads at once (REPORT_CONCURRENCY_PER_CLIENT): a third is 429.
+    // Each client may run two downloads at once (REPORT_CONCURRENCY_PER_CLIENT): once the first client's two
+    // are running, its third is 429 at once.
     let mut stalled = Vec::new();
-    for token in &tokens {
+    for _ in 0..2 {
+        stalled.push(send_and_never_read(&app, &download_request(&tokens[0])).await?);
+    }
+    poll_until(Duration::from_secs(10), || async { Ok((busy_report_connections(&app).await? == 2).then_some(())) })
+        .await?;
+    let third =
+        Reply::read(app.client.get(app.url("/api/v1/transactions/export")).bearer_auth(&tokens[0]).send().await?)
+            .await?;
+    assert_eq!((third.status, third.error_code()), (429, "too_many_requests"), "{}", third.text);
+    assert!(third.headers.contains_key("retry-after"));
+    // The other clients' eighteen: the report pool has four connections, so most of them wait and then get a
+    // 503, and none of them takes a transfer's connection.
+    for token in &tokens[1..] {
         for _ in 0..2 {
             stalled.push(send_and_never_read(&app, &download_request(token)).await?);
         }
     }
-    let third = poll_until(Duration::from_secs(10), || async {
-        let reply =
-            Reply::read(app.client.get(app.url("/api/v1/transactions/export")).bearer_auth(&tokens[0]).send().await?)
-                .await?;
-        Ok((reply.status == 429).then_some(reply))
-    })
-    .await?;
-    assert_eq!(third.error_code(), "too_many_requests");
-    assert!(third.headers.contains_key("retry-after"));
 
     // Twenty page-1 reports (new snapshots of 100 000 rows), two per client, in a loop while transfers run.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -63,10 +63,27 @@ pub struct LedgerClient {
 }
 
 impl LedgerClient {
-    /// `base` is the service's root (`http://127.0.0.1:8081`); each call gives up after `timeout`.
+    /// `base` is the service's root (`http://127.0.0.1:8081`, or `https://…`, verified against the public
+    /// roots); each call gives up after `timeout`.
     pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
-        Ok(Self { http, base: base.trim_end_matches('/').to_owned(), token })
+        Self::with_ca(base, token, timeout, None)
+    }
+
+    /// As [`LedgerClient::new`], trusting also the CA certificates in `ca_pem` (a private CA of an internal
+    /// network) for an `https://` base.
+    pub fn with_ca(
+        base: &str,
+        token: Option<String>,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout);
+        if let Some(pem) = ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        Ok(Self { http: builder.build()?, base: base.trim_end_matches('/').to_owned(), token })
     }
 
     fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {

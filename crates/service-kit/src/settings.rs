@@ -69,6 +69,13 @@ pub fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     move |name: &str| pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.clone())
 }
 
+/// The bytes of the file a setting names (a CA bundle, a certificate), read once at start; a setting that
+/// names a missing file is an error, not a silent fallback to no TLS.
+pub fn read_file(path: Option<String>, setting: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    path.map(|path| std::fs::read(&path).map_err(|error| anyhow::anyhow!("{setting}: cannot read {path}: {error}")))
+        .transpose()
+}
+
 /// Parses `250ms`, `30s`, `5m`, `2h`, `8d`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();

@@ -8,6 +8,7 @@
 //! server and real PostgreSQL, with payment intervals of a second or less; every wait polls with a deadline.
 
 mod end_to_end;
+mod transport;
 mod workflows;
 
 use std::time::Duration;
@@ -20,5 +21,5 @@ const LONG: Duration = Duration::from_secs(60);
 
 /// A client of the stack's Temporal server, for starting, querying and counting workflows directly.
 async fn temporal_client(stack: &Stack) -> anyhow::Result<temporalio_client::Client> {
-    connect(&TemporalSettings::at(&stack.temporal.address), "system-tests", Duration::from_secs(30)).await
+    connect(&TemporalSettings::at(&stack.temporal.address)?, "system-tests", Duration::from_secs(30)).await
 }

@@ -145,7 +145,7 @@ pub async fn advance_benchmarks(report: &mut String) -> anyhow::Result<()> {
     let count = env_or("BENCH_ADVANCES", 500) as usize;
     let clients = 16;
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1h")]).await?;
-    let client = connect(&TemporalSettings::at(&stack.temporal.address), "bench", Duration::from_secs(30)).await?;
+    let client = connect(&TemporalSettings::at(&stack.temporal.address)?, "bench", Duration::from_secs(30)).await?;
 
     // 1. Starts per second.
     eprintln!("bench: advances started through the API");
