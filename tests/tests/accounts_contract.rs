@@ -88,6 +88,8 @@ async fn every_bad_input_is_refused_with_a_json_error_and_records_nothing() -> a
         ("negative", transfer(json!(-5), "debit"), 422, "invalid_amount"),
         ("negative string", transfer(json!("-0.01"), "debit"), 422, "invalid_amount"),
         ("NaN", transfer(json!("NaN"), "debit"), 422, "invalid_amount"),
+        ("surrounding spaces", transfer(json!(" 5 "), "debit"), 422, "invalid_amount"),
+        ("a leading plus", transfer(json!("+5"), "debit"), 422, "invalid_amount"),
         ("three decimals", transfer(json!(1.005), "debit"), 422, "invalid_amount"),
         ("over the maximum", transfer(json!("1000000000000.01"), "debit"), 422, "invalid_amount"),
         ("unknown direction", transfer(json!(1), "sideways"), 422, "invalid_direction"),

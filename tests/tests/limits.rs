@@ -222,3 +222,37 @@ fn count_statuses(answers: &[reqwest::Result<u16>]) -> std::collections::BTreeMa
     }
     counts
 }
+
+#[tokio::test]
+async fn a_client_gets_two_new_report_snapshots_at_once_and_a_third_is_429() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    // Holding the snapshots table keeps two page-1 requests of one client in flight, as slow ones would be.
+    let mut holder = app.pool.begin().await?;
+    sqlx::query("LOCK TABLE report_snapshots IN ACCESS EXCLUSIVE MODE").execute(&mut *holder).await?;
+    let url = app.url("/api/v1/transactions");
+    let slow: Vec<_> = (0..2).map(|_| tokio::spawn(app.client.get(&url).send())).collect();
+    poll_until(Duration::from_secs(10), || async {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = 'accounts-service-reports'
+               AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&app.pool)
+        .await?;
+        Ok((waiting == 2).then_some(()))
+    })
+    .await?;
+    let third = Reply::read(app.client.get(&url).send().await?).await?;
+    assert_eq!((third.status, third.error_code()), (429, "too_many_requests"), "{}", third.text);
+    assert_eq!(third.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    // Another client is not limited by this one.
+    let (other, _) = app.client_with("other", &[scopes::REPORTS_READ]).await?;
+    let (other_client, other_url) = (app.client.clone(), url.clone());
+    let others = tokio::spawn(async move { other_client.get(&other_url).bearer_auth(&other).send().await });
+    holder.rollback().await?;
+    for request in slow {
+        assert_eq!(request.await??.status(), 200);
+    }
+    assert_eq!(others.await??.status(), 200);
+    app.stop().await
+}

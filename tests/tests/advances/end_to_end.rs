@@ -9,7 +9,8 @@ use ledger_contract::{scopes, Direction, TransactionStatus};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use system_tests::{dec, decimal_of, poll_until, Stack};
+use system_tests::process::{add_client, client_with_token};
+use system_tests::{dec, decimal_of, poll_until, Reply, Stack};
 
 use super::{temporal_client, LONG};
 
@@ -195,6 +196,31 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
     assert_eq!(stack.get(&stack.api_url, "/api/v1/advances/not-a-uuid").await?.status, 400);
     let bad_status = stack.get(&stack.api_url, "/api/v1/advances?status=happy").await?;
     assert_eq!((bad_status.status, bad_status.error_code()), (422, "invalid_status"));
+
+    // Another client's same key is another advance; and a client that may create advances may not operate
+    // them (cancel, pay off) nor read alerts.
+    let shop_scopes = ["advances:read", "advances:write"];
+    let shop_token = add_client("advances-api", &stack.advances_db.url, "shop", &shop_scopes).await?;
+    let shop = client_with_token(Some(&shop_token))?;
+    let api = |path: &str| format!("{}{path}", stack.api_url);
+    let theirs =
+        Reply::read(shop.post(api("/api/v1/advances")).header("idempotency-key", "same-key").json(&body).send().await?)
+            .await?;
+    assert_eq!(theirs.status, 201, "{}", theirs.text);
+    assert!(theirs.headers.get("idempotent-replayed").is_none());
+    assert_ne!(theirs.str("advance_id"), advance_id, "not a replay of another client's advance");
+    assert_eq!(stack.grants(account).await?, 2);
+    for path in [format!("/api/v1/advances/{advance_id}/cancel"), format!("/api/v1/advances/{advance_id}/pay_off")] {
+        let refused = Reply::read(shop.post(api(&path)).json(&json!({})).send().await?).await?;
+        assert_eq!((refused.status, refused.error_code()), (403, "forbidden"), "{path}");
+        assert!(refused.text.contains("advances:operate"), "{}", refused.text);
+    }
+    let alerts = Reply::read(shop.get(api("/api/v1/alerts")).send().await?).await?;
+    assert_eq!((alerts.status, alerts.error_code()), (403, "forbidden"));
+    let anonymous = Reply::read(reqwest::Client::new().get(api("/api/v1/advances")).send().await?).await?;
+    assert_eq!((anonymous.status, anonymous.error_code()), (401, "unauthorized"));
+    let first = stack.get(&stack.api_url, &format!("/api/v1/advances/{advance_id}")).await?;
+    assert_eq!(status(&first.json), AdvanceStatus::Active, "nothing was cancelled");
 
     let spec = stack.get(&stack.api_url, "/api/v1/openapi.json").await?;
     let paths = spec.json["paths"].as_object().cloned().unwrap_or_default();
