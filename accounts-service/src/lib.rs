@@ -52,7 +52,7 @@ impl AppState {
     /// Bundles the connected pools with the settings, the clients' authenticator, the per-client limits and a
     /// fresh metrics registry.
     pub fn new(pool: PgPool, report_pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
-        let auth = Authenticator::new(settings.auth, pool.clone(), settings.auth_cache_ttl);
+        let auth = Authenticator::new(settings.auth, scopes::TOKEN_PREFIX, pool.clone(), settings.auth_cache_ttl);
         let per_client = settings.report_concurrency_per_client;
         Ok(Self {
             pool,

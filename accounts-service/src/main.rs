@@ -8,8 +8,8 @@ use service_kit::settings::FromEnv;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("client") {
-        let scopes = &ledger_contract::scopes::ALL;
-        return service_kit::clients::main(&args[1..], &accounts_service::db::MIGRATOR, scopes, "ledger").await;
+        use ledger_contract::scopes::{ALL, TOKEN_PREFIX};
+        return service_kit::clients::main(&args[1..], &accounts_service::db::MIGRATOR, &ALL, TOKEN_PREFIX).await;
     }
     service_kit::telemetry::init_tracing();
     let settings = accounts_service::Settings::from_env()?;

@@ -68,7 +68,8 @@ impl ApiState {
         )?;
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
-        let auth = Authenticator::new(settings.auth, store.pool().clone(), settings.auth_cache_ttl);
+        let auth =
+            Authenticator::new(settings.auth, scopes::TOKEN_PREFIX, store.pool().clone(), settings.auth_cache_ttl);
         Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http, auth })
     }
 

@@ -9,5 +9,8 @@ pub const ADVANCES_OPERATE: &str = "advances:operate";
 /// `GET /alerts`.
 pub const ALERTS_READ: &str = "alerts:read";
 
+/// The prefix of the advances-api's tokens (`advances_…`).
+pub const TOKEN_PREFIX: &str = "advances";
+
 /// Every advances scope.
 pub const ALL: [&str; 4] = [ADVANCES_READ, ADVANCES_WRITE, ADVANCES_OPERATE, ALERTS_READ];

@@ -8,8 +8,8 @@ use service_kit::settings::FromEnv;
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("client") {
-        let scopes = &advances_api::scopes::ALL;
-        return service_kit::clients::main(&args[1..], &advances_store::MIGRATOR, scopes, "advances").await;
+        use advances_api::scopes::{ALL, TOKEN_PREFIX};
+        return service_kit::clients::main(&args[1..], &advances_store::MIGRATOR, &ALL, TOKEN_PREFIX).await;
     }
     service_kit::telemetry::init_tracing();
     let settings = advances_api::config::ApiSettings::from_env()?;

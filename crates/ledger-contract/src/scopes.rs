@@ -11,5 +11,8 @@ pub const BANK_WRITE: &str = "bank:write";
 /// `GET /transactions` and `GET /transactions/export`: every account's transactions.
 pub const REPORTS_READ: &str = "reports:read";
 
+/// The prefix of the ledger's tokens (`ledger_…`), so a leaked token says where it belongs.
+pub const TOKEN_PREFIX: &str = "ledger";
+
 /// Every ledger scope.
 pub const ALL: [&str; 5] = [ACCOUNTS_READ, ACCOUNTS_WRITE, TRANSFERS_WRITE, BANK_WRITE, REPORTS_READ];

@@ -70,6 +70,8 @@ const CACHE_ENTRIES: usize = 10_000;
 #[derive(Clone)]
 pub struct Authenticator {
     mode: AuthMode,
+    /// The prefix of this service's tokens (`ledger`, `advances`).
+    prefix: &'static str,
     pool: PgPool,
     cache_ttl: Duration,
     cache: Arc<Mutex<TokenCache>>,
@@ -79,11 +81,11 @@ pub struct Authenticator {
 type TokenCache = HashMap<[u8; 32], (Caller, Instant)>;
 
 impl Authenticator {
-    pub fn new(mode: AuthMode, pool: PgPool, cache_ttl: Duration) -> Self {
+    pub fn new(mode: AuthMode, prefix: &'static str, pool: PgPool, cache_ttl: Duration) -> Self {
         if mode == AuthMode::Off {
             tracing::warn!("AUTH=off: every /api/ request is accepted without a token and may do everything");
         }
-        Self { mode, pool, cache_ttl, cache: Arc::default() }
+        Self { mode, prefix, pool, cache_ttl, cache: Arc::default() }
     }
 
     /// The caller a request's `Authorization` header names.
@@ -92,6 +94,9 @@ impl Authenticator {
             return Ok(Caller::anyone());
         }
         let token = authorization.and_then(bearer_token).ok_or(ApiError::Unauthorized)?;
+        if !clients::well_formed(token, self.prefix) {
+            return Err(ApiError::Unauthorized);
+        }
         let hash = clients::token_hash(token);
         if let Some(caller) = self.cached(&hash) {
             return Ok(caller);

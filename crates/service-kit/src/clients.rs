@@ -43,6 +43,14 @@ pub fn new_token(prefix: &str) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// Whether `token` has the shape of a token this service issues (its prefix, `_`, 64 hex digits): anything
+/// else is refused without a database lookup, so garbage in `Authorization` costs no connection.
+pub fn well_formed(token: &str, prefix: &str) -> bool {
+    token.strip_prefix(prefix).and_then(|rest| rest.strip_prefix('_')).is_some_and(|secret| {
+        secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Lowercase letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 64 characters; never
 /// [`ANONYMOUS`]. Names are recorded with every transaction, so they stay unique even after a revocation.
 pub fn check_name(name: &str) -> anyhow::Result<()> {
@@ -195,6 +203,8 @@ mod tests {
     fn tokens_are_prefixed_random_and_hashed_to_32_bytes() -> anyhow::Result<()> {
         let (a, b) = (new_token("ledger")?, new_token("ledger")?);
         assert!(a.starts_with("ledger_") && a.len() == "ledger_".len() + 64);
+        assert!(well_formed(&a, "ledger") && !well_formed(&a, "advances"));
+        assert!(!well_formed("ledger_xyz", "ledger") && !well_formed(&a.to_uppercase(), "ledger"));
         assert_ne!(a, b);
         assert_ne!(token_hash(&a), token_hash(&b));
         Ok(())
