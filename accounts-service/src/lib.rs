@@ -83,6 +83,10 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/transactions/by_key",
             scoped(get(routes::transactions::transactions_by_key), scopes::ACCOUNTS_READ),
         )
+        .route(
+            "/api/v1/transactions/by_keys",
+            scoped(post(routes::transactions::transactions_by_keys), scopes::ACCOUNTS_READ),
+        )
         // Any client may read the spec.
         .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi::ApiDoc::openapi()) }));
     // The docs page and its copy of the spec are public: the spec describes the API and holds no data.

@@ -21,6 +21,7 @@ use crate::routes::{accounts, reports, system, transactions};
         transactions::create_transfer,
         transactions::create_bank_transaction,
         transactions::transactions_by_key,
+        transactions::transactions_by_keys,
         reports::list_transactions,
         reports::export_transactions,
         system::health,

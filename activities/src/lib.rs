@@ -8,17 +8,19 @@ pub mod config;
 pub mod ledger;
 pub mod worker;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use advances_store::Store;
+use advances_store::{OpenAdvance, PaymentRow, Store};
 use advances_workflows::activities::{Alert, AlertKind, MoneyMove, MoneyOutcome, ReconcileReport};
 use advances_workflows::model::{grant_key, payment_key, Advance, AdvanceStatus, PaymentStatus};
-use ledger_contract::{LedgerClient, TransactionStatus};
+use ledger_contract::{LedgerClient, Transaction, TransactionStatus, MAX_KEYS_PER_LOOKUP};
 use prometheus::{IntCounterVec, Opts, Registry};
 use rust_decimal::Decimal;
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use uuid::Uuid;
 
 use crate::ledger::{CallError, MissingAccount};
 
@@ -112,77 +114,140 @@ impl Activities {
 
     /// Checks every open advance: its payments must sum to its amount (paid + scheduled + processing), its
     /// grant and every paid payment must match exactly one successful ledger transaction with its key, and no
-    /// failed payment may have one.
+    /// failed payment may have one. The ledger is asked for up to a thousand keys at a time (`by_keys`).
     pub async fn check_all(&self) -> anyhow::Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
+        let mut batch: Vec<KeyCheck> = Vec::new();
         for open in self.store.open_advances().await? {
-            let (advance_id, account_id, amount) = (open.advance_id, open.account_id, open.amount);
             report.advances_checked += 1;
-            let payments = self.store.payments(advance_id).await?;
+            let payments = self.store.payments(open.advance_id).await?;
             let owed: Decimal = payments.iter().filter(|p| p.status.is_owed()).map(|p| p.amount).sum();
-            if owed != amount {
+            if owed != open.amount {
                 report.mismatches.push(Alert {
-                    advance_id: Some(advance_id),
+                    advance_id: Some(open.advance_id),
                     kind: AlertKind::FormulaMismatch,
                     message: format!(
-                        "advance {advance_id}: paid + scheduled + processing = {owed}, but the advance is {amount}"
+                        "advance {}: paid + scheduled + processing = {owed}, but the advance is {}",
+                        open.advance_id, open.amount
                     ),
                 });
             }
-            for payment in payments.iter().filter(|p| p.status == PaymentStatus::Failed) {
-                report.payments_checked += 1;
-                let rows = self.ledger.transactions_by_key(&payment_key(payment.id)).await?;
-                if let Some(moved) = rows.iter().find(|row| row.status == TransactionStatus::Success) {
-                    report.mismatches.push(Alert {
-                        advance_id: Some(advance_id),
-                        kind: AlertKind::LedgerMismatch,
-                        message: format!(
-                            "advance {advance_id} payment {} is recorded as failed, but the ledger moved {} in \
-                             transaction {}",
-                            payment.number, moved.amount, moved.transaction_id
-                        ),
-                    });
-                }
+            let checks = KeyCheck::of(&open, &payments);
+            report.payments_checked +=
+                payments.iter().filter(|p| matches!(p.status, PaymentStatus::Paid | PaymentStatus::Failed)).count()
+                    as u64;
+            if batch.len() + checks.len() > MAX_KEYS_PER_LOOKUP {
+                self.settle(&mut batch, &mut report).await?;
             }
-            let mut expected = vec![(grant_key(advance_id), None, "grant".to_owned())];
-            for payment in payments.iter().filter(|p| p.status == PaymentStatus::Paid) {
-                report.payments_checked += 1;
-                expected.push((payment_key(payment.id), Some(payment), format!("payment {}", payment.number)));
-            }
-            for (key, payment, what) in expected {
-                if payment.is_none() && open.status == AdvanceStatus::Granting {
-                    continue;
-                }
-                let rows = self.ledger.transactions_by_key(&key).await?;
-                let successes: Vec<_> = rows.iter().filter(|row| row.status == TransactionStatus::Success).collect();
-                let problem = match (successes.as_slice(), payment) {
-                    ([one], Some(payment)) if one.transaction_id != payment.transaction_id.unwrap_or_default() => {
-                        Some(format!(
-                            "the ledger's transaction is {}, the payment says {:?}",
-                            one.transaction_id, payment.transaction_id
-                        ))
-                    }
-                    ([one], Some(payment))
-                        if one.amount.value() != payment.amount || one.dst_account_id != account_id =>
-                    {
-                        Some(format!("the ledger moved {} on account {}", one.amount, one.dst_account_id))
-                    }
-                    ([one], None) if one.amount.value() != amount || one.dst_account_id != account_id => {
-                        Some(format!("the ledger granted {} to account {}", one.amount, one.dst_account_id))
-                    }
-                    ([_], _) => None,
-                    (many, _) => Some(format!("{} successful ledger transactions with key {key}", many.len())),
-                };
-                if let Some(problem) = problem {
-                    report.mismatches.push(Alert {
-                        advance_id: Some(advance_id),
-                        kind: AlertKind::LedgerMismatch,
-                        message: format!("advance {advance_id} {what}: {problem}"),
-                    });
-                }
+            batch.extend(checks);
+        }
+        self.settle(&mut batch, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Asks the ledger for every key of `batch` at once and records what does not match.
+    async fn settle(&self, batch: &mut Vec<KeyCheck>, report: &mut ReconcileReport) -> anyhow::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = batch.iter().map(|check| check.key.clone()).collect();
+        let found = self.ledger.transactions_by_keys(&keys).await?;
+        let by_key: HashMap<&str, &[Transaction]> =
+            found.iter().map(|entry| (entry.idempotency_key.as_str(), entry.transactions.as_slice())).collect();
+        for check in batch.drain(..) {
+            let rows = by_key.get(check.key.as_str()).copied().unwrap_or_default();
+            if let Some(problem) = check.problem(rows) {
+                report.mismatches.push(Alert {
+                    advance_id: Some(check.advance_id),
+                    kind: AlertKind::LedgerMismatch,
+                    message: format!("advance {} {}: {problem}", check.advance_id, check.what()),
+                });
             }
         }
-        Ok(report)
+        Ok(())
+    }
+}
+
+/// What reconciliation expects the ledger to hold under one key.
+#[derive(Debug, Clone, PartialEq)]
+enum Expected {
+    /// The grant: one success of the advance's amount to its account.
+    Grant { amount: Decimal },
+    /// A paid payment: one success, the payment's own transaction, of its amount.
+    Paid { number: i32, amount: Decimal, transaction_id: Option<Uuid> },
+    /// A failed payment: no success at all.
+    Failed { number: i32 },
+}
+
+/// One key of one advance, and what must be under it.
+#[derive(Debug, Clone)]
+struct KeyCheck {
+    advance_id: Uuid,
+    account_id: Uuid,
+    key: String,
+    expected: Expected,
+}
+
+impl KeyCheck {
+    /// The keys of an open advance: its grant (once granted), its paid and its failed payments.
+    fn of(open: &OpenAdvance, payments: &[PaymentRow]) -> Vec<Self> {
+        let check = |key: String, expected: Expected| Self {
+            advance_id: open.advance_id,
+            account_id: open.account_id,
+            key,
+            expected,
+        };
+        let mut checks = Vec::new();
+        if open.status != AdvanceStatus::Granting {
+            checks.push(check(grant_key(open.advance_id), Expected::Grant { amount: open.amount }));
+        }
+        for payment in payments {
+            let expected = match payment.status {
+                PaymentStatus::Paid => Expected::Paid {
+                    number: payment.number,
+                    amount: payment.amount,
+                    transaction_id: payment.transaction_id,
+                },
+                PaymentStatus::Failed => Expected::Failed { number: payment.number },
+                _ => continue,
+            };
+            checks.push(check(payment_key(payment.id), expected));
+        }
+        checks
+    }
+
+    fn what(&self) -> String {
+        match &self.expected {
+            Expected::Grant { .. } => "grant".to_owned(),
+            Expected::Paid { number, .. } | Expected::Failed { number } => format!("payment {number}"),
+        }
+    }
+
+    /// What is wrong with the ledger's `rows` under this key, if anything.
+    fn problem(&self, rows: &[Transaction]) -> Option<String> {
+        let successes: Vec<&Transaction> = rows.iter().filter(|row| row.status == TransactionStatus::Success).collect();
+        match (&self.expected, successes.as_slice()) {
+            (Expected::Failed { .. }, []) => None,
+            (Expected::Failed { .. }, [moved, ..]) => Some(format!(
+                "is recorded as failed, but the ledger moved {} in transaction {}",
+                moved.amount, moved.transaction_id
+            )),
+            (Expected::Paid { transaction_id, .. }, [one]) if Some(one.transaction_id) != *transaction_id => {
+                Some(format!("the ledger's transaction is {}, the payment says {transaction_id:?}", one.transaction_id))
+            }
+            (Expected::Paid { amount, .. }, [one])
+                if one.amount.value() != *amount || one.dst_account_id != self.account_id =>
+            {
+                Some(format!("the ledger moved {} on account {}", one.amount, one.dst_account_id))
+            }
+            (Expected::Grant { amount }, [one])
+                if one.amount.value() != *amount || one.dst_account_id != self.account_id =>
+            {
+                Some(format!("the ledger granted {} to account {}", one.amount, one.dst_account_id))
+            }
+            (_, [_]) => None,
+            (_, many) => Some(format!("{} successful ledger transactions with key {}", many.len(), self.key)),
+        }
     }
 }
 
@@ -232,5 +297,70 @@ impl Activities {
             "reconciliation done"
         );
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use ledger_contract::{Direction, TransactionKind};
+    use money::Amount;
+
+    const ACCOUNT: Uuid = Uuid::from_u128(7);
+
+    fn row(amount: &str, status: TransactionStatus) -> Transaction {
+        Transaction {
+            transaction_id: Uuid::from_u128(42),
+            transaction_timestamp: Utc::now(),
+            kind: TransactionKind::Bank,
+            src_account_id: None,
+            dst_account_id: ACCOUNT,
+            amount: Amount::parse(amount).unwrap_or_else(|error| panic!("{error}")),
+            direction: Direction::Debit,
+            status,
+            reason: None,
+            description: None,
+            recorded_by: Some("advances-worker".into()),
+        }
+    }
+
+    fn check(expected: Expected) -> KeyCheck {
+        KeyCheck { advance_id: Uuid::from_u128(1), account_id: ACCOUNT, key: "payment-x".into(), expected }
+    }
+
+    #[test]
+    fn a_failed_payment_must_have_no_success_under_its_key() {
+        let failed = check(Expected::Failed { number: 2 });
+        assert_eq!(failed.problem(&[]), None);
+        assert_eq!(failed.problem(&[row("10", TransactionStatus::Fail)]), None, "a refused debit is fine");
+        let moved = failed.problem(&[row("10", TransactionStatus::Success)]).unwrap_or_default();
+        assert!(moved.contains("recorded as failed") && moved.contains("10"), "{moved}");
+    }
+
+    #[test]
+    fn a_paid_payment_must_match_exactly_one_success_of_its_own() {
+        let paid_row = row("10", TransactionStatus::Success);
+        let one = std::slice::from_ref(&paid_row);
+        let paid = |amount: &str, transaction_id| {
+            check(Expected::Paid {
+                number: 3,
+                amount: Decimal::from_str_exact(amount).unwrap_or_default(),
+                transaction_id,
+            })
+        };
+        assert_eq!(paid("10", Some(paid_row.transaction_id)).problem(one), None);
+        assert!(paid("10", Some(Uuid::from_u128(99))).problem(one).is_some(), "another transaction");
+        assert!(paid("11", Some(paid_row.transaction_id)).problem(one).is_some(), "another amount");
+        assert!(paid("10", Some(paid_row.transaction_id)).problem(&[]).is_some(), "nothing in the ledger");
+        let twice = [paid_row.clone(), paid_row.clone()];
+        assert!(paid("10", Some(paid_row.transaction_id)).problem(&twice).unwrap_or_default().contains("2 successful"));
+    }
+
+    #[test]
+    fn the_grant_must_be_the_advances_amount_to_its_account() {
+        let grant = check(Expected::Grant { amount: Decimal::new(120, 0) });
+        assert_eq!(grant.problem(&[row("120", TransactionStatus::Success)]), None);
+        assert!(grant.problem(&[row("12", TransactionStatus::Success)]).is_some());
     }
 }

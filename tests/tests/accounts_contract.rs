@@ -360,6 +360,7 @@ async fn the_openapi_document_describes_every_endpoint_and_the_docs_page_renders
         "/api/v1/transactions",
         "/api/v1/transactions/export",
         "/api/v1/transactions/by_key",
+        "/api/v1/transactions/by_keys",
         "/health",
         "/metrics",
     ] {

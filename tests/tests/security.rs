@@ -232,3 +232,34 @@ async fn health_says_unavailable_without_echoing_the_database_error() -> anyhow:
     assert_eq!(health.json, json!({"status": "unavailable", "database": "unavailable"}), "{}", health.text);
     app.stop().await
 }
+
+#[tokio::test]
+async fn a_batch_lookup_by_keys_answers_each_key_in_order_and_only_with_the_callers_own() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let (_, alice) = app.client_with("alice", SHOP).await?;
+    let (payer, payee) = (app.funded_account("100").await?, app.open_account().await?);
+    let transfer = TransferRequest::new(payer, payee, Amount::parse("1")?, Direction::Debit);
+    let first = alice.transfer(&transfer, Some("k-1")).await?;
+    let mine = app.api.transfer(&transfer, Some("k-2")).await?;
+    let keys: Vec<String> = ["k-2", "k-1", "none", "k-1"].map(str::to_owned).to_vec();
+    let found = alice.transactions_by_keys(&keys).await?;
+    let summary: Vec<(&str, Vec<uuid::Uuid>)> = found
+        .iter()
+        .map(|entry| (entry.idempotency_key.as_str(), entry.transactions.iter().map(|t| t.transaction_id).collect()))
+        .collect();
+    assert_eq!(summary, vec![("k-2", vec![]), ("k-1", vec![first.transaction_id]), ("none", vec![])]);
+    let as_test = app.api.transactions_by_keys(&keys).await?;
+    assert_eq!(as_test[0].transactions.iter().map(|t| t.transaction_id).collect::<Vec<_>>(), vec![mine.transaction_id]);
+
+    // A full batch of the longest keys fits the route's body limit.
+    let longest: Vec<String> = (0..1000).map(|n| format!("{n:0>255}")).collect();
+    assert_eq!(alice.transactions_by_keys(&longest).await?.len(), 1000);
+    let too_many: Vec<String> = (0..1001).map(|n| format!("k{n}")).collect();
+    for bad in [vec![], too_many, vec!["has space".to_owned()]] {
+        let refused = alice.transactions_by_keys(&bad).await;
+        assert!(matches!(refused, Err(LedgerError::Api { status: 422, .. })), "{refused:?}");
+    }
+    let (_, writer) = app.client_with("writer", &[scopes::TRANSFERS_WRITE]).await?;
+    assert!(writer.transactions_by_keys(&keys).await.is_err_and(|error| forbidden(&error, "accounts:read")));
+    app.stop().await
+}

@@ -233,6 +233,24 @@ pub async fn transactions_by_key(pool: &PgPool, client: &str, key: &IdempotencyK
     Ok(rows.into_iter().map(Transaction::from).collect())
 }
 
+/// Every transaction `client` recorded under any of `keys`, with its key, oldest first: one indexed query
+/// (`recorded_by, idempotency_key`) for up to a thousand keys.
+pub async fn transactions_by_keys(pool: &PgPool, client: &str, keys: &[&str]) -> DbResult<Vec<(String, Transaction)>> {
+    #[derive(sqlx::FromRow)]
+    struct Keyed {
+        key: String,
+        #[sqlx(flatten)]
+        row: TransactionRow,
+    }
+    let sql = format!(
+        "SELECT t.idempotency_key AS key, {TRANSACTION_COLUMNS} FROM transactions t
+         WHERE t.recorded_by = $1 AND t.idempotency_key = ANY($2)
+         ORDER BY t.created_at, t.id LIMIT 100000"
+    );
+    let rows = sqlx::query_as::<_, Keyed>(&sql).bind(client).bind(keys).fetch_all(pool).await?;
+    Ok(rows.into_iter().map(|keyed| (keyed.key, keyed.row.into())).collect())
+}
+
 /// Reads one account.
 pub async fn get_account(pool: &PgPool, id: Uuid) -> DbResult<Account> {
     sqlx::query_as::<_, AccountRow>("SELECT id, balance, created_at, updated_at FROM accounts WHERE id = $1")

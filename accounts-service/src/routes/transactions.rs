@@ -4,11 +4,12 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
 use ledger_contract::{
-    BankTransactionRequest, ByKeyQuery, Direction, DirectionInput, Transaction, TransactionsByKey, TransferRequest,
+    BankTransactionRequest, ByKeyQuery, ByKeysRequest, Direction, DirectionInput, KeyTransactions, Transaction,
+    TransactionsByKey, TransactionsByKeys, TransferRequest, MAX_KEYS_PER_LOOKUP,
 };
 use money::{Amount, AmountInput};
 use service_kit::auth::Caller;
-use service_kit::extract::{ApiJson, ApiQuery, OptionalIdempotencyKey};
+use service_kit::extract::{ApiJson, ApiJsonUpTo, ApiQuery, OptionalIdempotencyKey};
 use service_kit::{ApiError, ApiResult, ErrorBody, IdempotencyKey};
 
 use crate::db::ledger::{self, BankCommand, Command, TransferCommand};
@@ -144,6 +145,51 @@ pub async fn transactions_by_key(
     let key = IdempotencyKey::parse(&query.idempotency_key)?;
     let transactions = ledger::transactions_by_key(&state.pool, &caller.name, &key).await?;
     Ok(Json(TransactionsByKey { transactions }))
+}
+
+/// The largest `by_keys` body: room for 1 000 keys of 255 characters.
+pub const BY_KEYS_MAX_BODY: usize = 512 * 1024;
+
+/// Finds the transactions the caller recorded under each of up to 1 000 of its keys, in one query.
+#[utoipa::path(
+    post, path = "/api/v1/transactions/by_keys", tag = "transactions",
+    request_body = ByKeysRequest,
+    responses(
+        (status = 200, description = "One entry per distinct key, in the order asked", body = TransactionsByKeys),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body over 512 KiB", body = ErrorBody),
+        (status = 422, description = "No keys, more than 1 000, or one that is not a valid key", body = ErrorBody),
+    )
+)]
+pub async fn transactions_by_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJsonUpTo(request): ApiJsonUpTo<ByKeysRequest, BY_KEYS_MAX_BODY>,
+) -> ApiResult<Json<TransactionsByKeys>> {
+    let asked = request.idempotency_keys.len();
+    if !(1..=MAX_KEYS_PER_LOOKUP).contains(&asked) {
+        return Err(ApiError::validation(
+            "invalid_keys",
+            format!("idempotency_keys must hold 1 to {MAX_KEYS_PER_LOOKUP} keys, not {asked}"),
+        ));
+    }
+    let mut keys: Vec<IdempotencyKey> = Vec::with_capacity(asked);
+    for text in &request.idempotency_keys {
+        let key = IdempotencyKey::parse(text)?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let texts: Vec<&str> = keys.iter().map(IdempotencyKey::as_str).collect();
+    let mut found = ledger::transactions_by_keys(&state.pool, &caller.name, &texts).await?;
+    let results = texts
+        .iter()
+        .map(|key| KeyTransactions {
+            idempotency_key: (*key).to_owned(),
+            transactions: found.extract_if(.., |(k, _)| k == key).map(|(_, t)| t).collect(),
+        })
+        .collect();
+    Ok(Json(TransactionsByKeys { results }))
 }
 
 #[cfg(test)]

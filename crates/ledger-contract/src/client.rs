@@ -9,8 +9,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::types::{
-    Account, BankTransactionRequest, ByKeyQuery, CreateAccountRequest, ReportPage, ReportQuery, Transaction,
-    TransactionsByKey, TransferRequest,
+    Account, BankTransactionRequest, ByKeyQuery, ByKeysRequest, CreateAccountRequest, KeyTransactions, ReportPage,
+    ReportQuery, Transaction, TransactionsByKey, TransactionsByKeys, TransferRequest,
 };
 
 /// How a call went wrong.
@@ -142,6 +142,15 @@ impl LedgerClient {
         let builder = self.request(Method::GET, "/api/v1/transactions/by_key", None).query(&query);
         let found: TransactionsByKey = Self::call(builder, StatusCode::OK).await?;
         Ok(found.transactions)
+    }
+
+    /// `POST /api/v1/transactions/by_keys`: the caller's transactions under each of up to
+    /// [`crate::MAX_KEYS_PER_LOOKUP`] keys, one entry per distinct key in the order asked.
+    pub async fn transactions_by_keys(&self, keys: &[String]) -> Result<Vec<KeyTransactions>, LedgerError> {
+        let body = ByKeysRequest { idempotency_keys: keys.to_vec() };
+        let builder = self.request(Method::POST, "/api/v1/transactions/by_keys", None).json(&body);
+        let found: TransactionsByKeys = Self::call(builder, StatusCode::OK).await?;
+        Ok(found.results)
     }
 
     /// `GET /api/v1/transactions`: one page of the report.

@@ -209,6 +209,32 @@ pub struct TransactionsByKey {
     pub transactions: Vec<Transaction>,
 }
 
+/// The most keys one `by_keys` lookup takes.
+pub const MAX_KEYS_PER_LOOKUP: usize = 1000;
+
+/// A lookup of many of the caller's idempotency keys at once, for reconciliation at scale.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ByKeysRequest {
+    /// 1 to 1000 keys (duplicates count once), each 1 to 255 visible ASCII characters; the body may be up to
+    /// 512 KiB.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub idempotency_keys: Vec<String>,
+}
+
+/// The transactions the caller recorded under one key.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct KeyTransactions {
+    pub idempotency_key: String,
+    pub transactions: Vec<Transaction>,
+}
+
+/// One entry per distinct key asked for, in the order asked; a key with no transaction has an empty list.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TransactionsByKeys {
+    pub results: Vec<KeyTransactions>,
+}
+
 /// The query of a lookup by idempotency key.
 #[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

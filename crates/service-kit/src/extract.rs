@@ -13,29 +13,41 @@ use crate::idempotency_key::IdempotencyKey;
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// A JSON body: too large → 413, not JSON or wrong shape → 400. The Content-Type header is not checked (a
-/// client such as `curl -d` sends JSON labelled as a form); the body must parse as JSON either way. An empty
-/// body counts as `{}`.
+/// A JSON body of at most [`MAX_BODY_BYTES`]: too large → 413, not JSON or wrong shape → 400. The Content-Type
+/// header is not checked (a client such as `curl -d` sends JSON labelled as a form); the body must parse as JSON
+/// either way. An empty body counts as `{}`.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
-        let headers = req.headers();
-        let declared_length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared_length.is_some_and(|length| length > MAX_BODY_BYTES) {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
-        }
-        // A body that streams past the limit without declaring its length is cut off here.
-        let bytes: Bytes = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-            .await
-            .map_err(|_| ApiError::PayloadTooLarge(MAX_BODY_BYTES))?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
-        serde_json::from_slice(bytes)
-            .map(ApiJson)
-            .map_err(|error| ApiError::MalformedRequest(format!("request body is not valid: {error}")))
+        read_json(req, MAX_BODY_BYTES).await.map(ApiJson)
     }
+}
+
+/// As [`ApiJson`], for the few routes whose bodies may be larger: at most `MAX` bytes.
+pub struct ApiJsonUpTo<T, const MAX: usize>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync, const MAX: usize> FromRequest<S> for ApiJsonUpTo<T, MAX> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, ApiError> {
+        read_json(req, MAX).await.map(ApiJsonUpTo)
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request, max: usize) -> Result<T, ApiError> {
+    let headers = req.headers();
+    let declared_length = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared_length.is_some_and(|length| length > max) {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    // A body that streams past the limit without declaring its length is cut off here.
+    let bytes: Bytes = axum::body::to_bytes(req.into_body(), max).await.map_err(|_| ApiError::PayloadTooLarge(max))?;
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::MalformedRequest(format!("request body is not valid: {error}")))
 }
 
 /// Query parameters; a malformed query string is a 400.
