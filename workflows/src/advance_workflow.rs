@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{ActivityOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
+use temporalio_sdk::{
+    ActivityOptions, SyncWorkflowContext, TimerOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+};
 
 use ledger_contract::Direction;
 
@@ -29,7 +31,8 @@ const MONEY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// may have moved money, and only a retry with the same key can tell.
 const MAX_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
-fn activity_options() -> ActivityOptions {
+/// The options of every activity; `summary` is the line the Web UI shows for it.
+fn activity_options(summary: String) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(MONEY_CALL_TIMEOUT)
         .retry_policy(
             RetryPolicy::builder()
@@ -38,6 +41,7 @@ fn activity_options() -> ActivityOptions {
                 .maximum_interval(MAX_RETRY_INTERVAL)
                 .build(),
         )
+        .summary(summary)
         .build()
 }
 
@@ -62,11 +66,13 @@ impl AdvanceWorkflow {
         ctx.state(|state| state.advance.clone())
     }
 
-    /// Mirrors the state into the database and the search attributes.
+    /// Mirrors the state into the database, the search attributes and the workflow's current details.
     async fn publish(ctx: &WorkflowContext<Self>) -> WorkflowResult<()> {
         let Some(advance) = Self::snapshot(ctx) else { return Ok(()) };
         ctx.upsert_search_attributes([search::STATUS.value_set(advance.status.as_str().to_owned())]);
-        ctx.execute_activity(AdvanceActivities::record_advance, advance, activity_options()).await?;
+        ctx.set_current_details(advance.describe());
+        let summary = format!("Record the advance ({}, revision {})", advance.status.as_str(), advance.revision);
+        ctx.execute_activity(AdvanceActivities::record_advance, advance, activity_options(summary)).await?;
         Ok(())
     }
 
@@ -98,7 +104,8 @@ impl AdvanceWorkflow {
         ctx.state_mut(|state| state.advance = Some(advance));
         Self::publish(ctx).await?;
 
-        let outcome = ctx.execute_activity(AdvanceActivities::grant, grant, activity_options()).await;
+        let summary = format!("Grant {} to account {}", grant.amount, grant.account_id);
+        let outcome = ctx.execute_activity(AdvanceActivities::grant, grant, activity_options(summary)).await;
         let at = now(ctx);
         ctx.state_mut(|state| {
             let Some(advance) = state.advance.as_mut() else { return };
@@ -114,8 +121,11 @@ impl AdvanceWorkflow {
             let revision = ctx.state(Self::revision);
             let wait = (due - now(ctx)).to_std().unwrap_or_default();
             if !wait.is_zero() {
+                let timer = TimerOptions::builder(wait)
+                    .summary(format!("Payment {number} due {}", due.format("%Y-%m-%d %H:%M:%S UTC")))
+                    .build();
                 let changed = temporalio_sdk::workflows::select! {
-                    _ = ctx.timer(wait) => false,
+                    _ = ctx.timer(timer) => false,
                     _ = ctx.wait_condition(move |state| state.revision() != revision) => true,
                 };
                 if changed {
@@ -139,7 +149,9 @@ impl AdvanceWorkflow {
             let Some(debit) = started else { continue };
             Self::publish(ctx).await?;
 
-            let outcome = ctx.execute_activity(AdvanceActivities::collect, debit, activity_options()).await;
+            let of = ctx.state(|state| state.advance.as_ref().map_or(0, |advance| advance.payments.len()));
+            let summary = format!("Collect payment {number} of {of}: {}", debit.amount);
+            let outcome = ctx.execute_activity(AdvanceActivities::collect, debit, activity_options(summary)).await;
             let defaulted = ctx.state_mut(|state| {
                 let advance = state.advance.as_mut()?;
                 let applied = match outcome {
@@ -162,7 +174,8 @@ impl AdvanceWorkflow {
             });
             Self::publish(ctx).await?;
             if let Some(alert) = defaulted {
-                ctx.execute_activity(AdvanceActivities::raise_alert, alert, activity_options()).await?;
+                let summary = format!("Alert: {}", alert.kind);
+                ctx.execute_activity(AdvanceActivities::raise_alert, alert, activity_options(summary)).await?;
             }
         }
         Self::publish(ctx).await?;

@@ -440,6 +440,22 @@ impl Advance {
         Ok(first)
     }
 
+    /// Where the advance stands, in one line, for an operator (the workflow's current details in the Web UI).
+    pub fn describe(&self) -> String {
+        let paid = self.payments.iter().filter(|p| p.status == PaymentStatus::Paid).count();
+        let mut text =
+            format!("{}: {paid} payments paid ({} of {})", self.status.as_str(), self.paid_amount(), self.terms.amount);
+        if let Some(payment) = self.payments.iter().find(|p| p.status == PaymentStatus::Processing) {
+            text.push_str(&format!("; collecting payment {}: {}", payment.number, payment.amount));
+        } else if let Some((number, due)) = self.next_due() {
+            text.push_str(&format!("; next: payment {number} due {}", due.format("%Y-%m-%d %H:%M:%S UTC")));
+        }
+        if let Some(reason) = &self.status_reason {
+            text.push_str(&format!("; {reason}"));
+        }
+        text
+    }
+
     /// An operator stops future collection. A withdrawal already under way finishes and is recorded.
     pub fn cancel(&mut self, reason: &str) -> Result<(), ScheduleError> {
         self.require_active()?;
@@ -512,6 +528,27 @@ mod tests {
         };
         assert_eq!(result, Ok(()));
         number
+    }
+
+    #[test]
+    fn describe_says_where_the_advance_stands() {
+        let mut advance = Advance::new(AdvanceTerms {
+            advance_id: Uuid::from_u128(1),
+            account_id: Uuid::from_u128(2),
+            amount: Decimal::new(120, 0),
+            payments: 12,
+            interval_ms: 1000,
+            max_failed_extra_payments: 3,
+        });
+        assert_eq!(advance.describe(), "granting: 0 payments paid (0 of 120)");
+        let granted = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        advance.granted(granted, Uuid::from_u128(3));
+        assert_eq!(
+            advance.describe(),
+            "active: 0 payments paid (0 of 120); next: payment 1 due 2027-01-15 08:00:01 UTC"
+        );
+        let _ = advance.start(1);
+        assert_eq!(advance.describe(), "active: 0 payments paid (0 of 120); collecting payment 1: 10");
     }
 
     #[test]

@@ -18,6 +18,7 @@ impl ReconcileWorkflow {
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<ReconcileReport> {
         let options = ActivityOptions::with_start_to_close_timeout(Duration::from_secs(600))
             .retry_policy(RetryPolicy::builder().maximum_attempts(3).build())
+            .summary("Check every open advance against the ledger".to_owned())
             .build();
         Ok(ctx.execute_activity(AdvanceActivities::reconcile, (), options).await?)
     }

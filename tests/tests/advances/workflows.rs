@@ -155,7 +155,34 @@ async fn an_advance_grants_then_collects_every_payment_and_completes() -> anyhow
     assert_eq!(stored.as_ref().map(|a| (a.status, a.revision)), Some((AdvanceStatus::Completed, advance.revision)));
     let payments = h.store.payments(terms.advance_id).await?;
     assert!(payments.iter().all(|p| p.status == PaymentStatus::Paid), "the mirror holds every payment: {payments:?}");
+
+    // Every activity and timer carries the line the Web UI shows for it.
+    let summaries = summaries(&handle).await?;
+    let first = &advance.payments[0];
+    for expected in [
+        format!("Grant 100 to account {account}"),
+        format!("Collect payment 1 of 4: {}", first.amount),
+        format!("Collect payment 4 of 4: {}", advance.payments[3].amount),
+        // A payment already due when its turn comes needs no timer; the first always waits for its own.
+        format!(
+            "Payment 1 due {}",
+            first.due_at.map(|due| due.format("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_default()
+        ),
+        "Record the advance (completed".to_owned(),
+    ] {
+        assert!(summaries.iter().any(|summary| summary.contains(&expected)), "{expected:?} in {summaries:?}");
+    }
     h.stop().await
+}
+
+/// The summaries (as the Web UI shows them) of the activities and timers in a workflow's history.
+async fn summaries(handle: &Handle) -> anyhow::Result<Vec<String>> {
+    let events = handle.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await?;
+    Ok(events
+        .iter()
+        .filter_map(|event| event.user_metadata.as_ref()?.summary.as_ref())
+        .map(|payload| String::from_utf8_lossy(&payload.data).into_owned())
+        .collect())
 }
 
 #[tokio::test]
