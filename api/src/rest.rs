@@ -1,8 +1,8 @@
 //! The `advances-api`: start, inspect and command advances over REST.
 //!
 //! The workflow is the source of truth while an advance runs (its query answers `GET`); the `advances`
-//! database answers once it has closed, and for lists. The same error format, money rules, token, docs page,
-//! `/health` and `/metrics` as the accounts-service.
+//! database answers once it has closed, and for lists. The same error format, money rules, client credentials,
+//! docs page, `/health` and `/metrics` as the accounts-service.
 
 use std::future::Future;
 use std::sync::Arc;
