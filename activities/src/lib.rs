@@ -8,15 +8,19 @@ pub mod config;
 pub mod ledger;
 pub mod worker;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use advances_store::{OpenAdvance, PaymentRow, Store};
 use advances_workflows::activities::{Alert, AlertKind, MoneyMove, MoneyOutcome, ReconcileReport};
 use advances_workflows::model::{grant_key, payment_key, Advance, AdvanceStatus, PaymentStatus};
+use advances_workflows::{workflow_id, AdvanceWorkflow};
+use futures::StreamExt;
 use ledger_contract::{LedgerClient, Transaction, TransactionStatus, MAX_KEYS_PER_LOOKUP};
 use prometheus::{IntCounterVec, Opts, Registry};
 use rust_decimal::Decimal;
+use temporalio_client::errors::WorkflowInteractionError;
+use temporalio_client::{Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowListOptions};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -115,10 +119,12 @@ impl Activities {
     /// Checks every open advance: its payments must sum to its amount (paid + scheduled + processing), its
     /// grant and every paid payment must match exactly one successful ledger transaction with its key, and no
     /// failed payment may have one. The ledger is asked for up to a thousand keys at a time (`by_keys`).
-    pub async fn check_all(&self) -> anyhow::Result<ReconcileReport> {
+    pub async fn check_all(&self, temporal: &Client) -> anyhow::Result<ReconcileReport> {
         let mut report = ReconcileReport::default();
         let mut batch: Vec<KeyCheck> = Vec::new();
-        for open in self.store.open_advances().await? {
+        let open_advances = self.store.open_advances().await?;
+        self.check_workflows(temporal, &open_advances, &mut report).await?;
+        for open in open_advances {
             report.advances_checked += 1;
             let payments = self.store.payments(open.advance_id).await?;
             let owed: Decimal = payments.iter().filter(|p| p.status.is_owed()).map(|p| p.amount).sum();
@@ -143,6 +149,48 @@ impl Activities {
         }
         self.settle(&mut batch, &mut report).await?;
         Ok(report)
+    }
+
+    /// Every advance the database says is open must have a running workflow: one that was terminated, timed out,
+    /// failed, or is missing would never collect again while everything else still looks fine. The running
+    /// workflows come from one visibility listing; an advance missing from it is confirmed with `describe`
+    /// (visibility lags) before it is an alert. An advance registered in the last minute may still be starting.
+    async fn check_workflows(
+        &self,
+        temporal: &Client,
+        open: &[OpenAdvance],
+        report: &mut ReconcileReport,
+    ) -> anyhow::Result<()> {
+        let query = "WorkflowType = 'AdvanceWorkflow' AND ExecutionStatus = 'Running'";
+        let mut listing = temporal.list_workflows(query, WorkflowListOptions::default());
+        let mut running = HashSet::new();
+        while let Some(execution) = listing.next().await {
+            running.insert(execution?.id().to_owned());
+        }
+        let starting = chrono::Utc::now() - chrono::Duration::minutes(1);
+        for advance in open {
+            let id = workflow_id(advance.advance_id);
+            if running.contains(&id) || (advance.status == AdvanceStatus::Granting && advance.created_at > starting) {
+                continue;
+            }
+            let handle = temporal.get_workflow_handle::<AdvanceWorkflow>(id);
+            let temporal_says = match handle.describe(WorkflowDescribeOptions::default()).await {
+                Ok(description) if description.status() == WorkflowExecutionStatus::Running => continue,
+                Ok(description) => format!("{:?}", description.status()).to_lowercase(),
+                Err(WorkflowInteractionError::NotFound(_)) => "no such workflow".to_owned(),
+                Err(error) => return Err(error.into()),
+            };
+            report.mismatches.push(Alert {
+                advance_id: Some(advance.advance_id),
+                kind: AlertKind::WorkflowNotRunning,
+                message: format!(
+                    "advance {} is {} in the database, but its workflow is not running: Temporal says {temporal_says}",
+                    advance.advance_id,
+                    advance.status.as_str()
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Asks the ledger for every key of `batch` at once and records what does not match.
@@ -285,8 +333,8 @@ impl Activities {
     }
 
     #[activity(definition = advances_workflows::activities::definitions::Reconcile)]
-    pub async fn reconcile(self: Arc<Self>, _ctx: ActivityContext) -> Result<ReconcileReport, ActivityError> {
-        let report = self.check_all().await.map_err(retryable)?;
+    pub async fn reconcile(self: Arc<Self>, ctx: ActivityContext) -> Result<ReconcileReport, ActivityError> {
+        let report = self.check_all(&ctx.client()).await.map_err(retryable)?;
         for alert in &report.mismatches {
             self.alert(alert).await?;
         }

@@ -25,9 +25,10 @@ use service_kit::layers::{self, HttpPolicy};
 use service_kit::metrics::HttpMetrics;
 use service_kit::openapi::{BearerAuth, CommonResponses};
 use service_kit::{health, ApiError, ApiResult, ErrorBody};
-use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError, WorkflowUpdateError};
 use temporalio_client::{
-    Client, RpcOptions, WorkflowExecuteUpdateOptions, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    Client, RpcOptions, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionStatus,
+    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use tokio::net::TcpListener;
@@ -123,16 +124,36 @@ impl ApiState {
         }
     }
 
-    /// The freshest state: the workflow's while the advance is open, else the database's copy.
-    async fn current(&self, advance_id: Uuid) -> ApiResult<Advance> {
+    /// What Temporal says of an advance's workflow when it is not running (`None` while it runs, or when
+    /// Temporal cannot be asked).
+    async fn not_running(&self, advance_id: Uuid) -> Option<String> {
+        let handle = self.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(advance_id));
+        match handle.describe(WorkflowDescribeOptions::default()).await {
+            Ok(description) if description.status() == WorkflowExecutionStatus::Running => None,
+            Ok(description) => Some(format!("{:?}", description.status()).to_lowercase()),
+            Err(WorkflowInteractionError::NotFound(_)) => Some("no such workflow".to_owned()),
+            Err(error) => {
+                tracing::debug!(%advance_id, %error, "describe failed; answering from the database");
+                None
+            }
+        }
+    }
+
+    /// The freshest view: the workflow's state while the advance is open, else the database's copy; an open
+    /// advance whose workflow is not running says so.
+    async fn current(&self, advance_id: Uuid) -> ApiResult<AdvanceView> {
         let stored = self.store.get(advance_id).await?;
         let stored = stored.ok_or_else(|| ApiError::NotFound(format!("advance {advance_id} does not exist")))?;
         if !stored.status.is_open() {
-            return Ok(stored);
+            return Ok(AdvanceView::from(&stored));
+        }
+        // A query would still answer from a terminated workflow's last state, so ask whether it runs first.
+        if let Some(temporal_says) = self.not_running(advance_id).await {
+            return Ok(AdvanceView::not_running(&stored, &temporal_says));
         }
         Ok(match self.live(advance_id).await {
-            Some(live) if live.revision >= stored.revision => live,
-            _ => stored,
+            Some(live) if live.revision >= stored.revision => AdvanceView::from(&live),
+            _ => AdvanceView::from(&stored),
         })
     }
 }
@@ -224,8 +245,7 @@ pub async fn create_advance(
     )
 )]
 pub async fn get_advance(State(state): State<ApiState>, ApiPath(advance_id): ApiPath<Uuid>) -> ApiResult<Response> {
-    let advance = state.current(advance_id).await?;
-    Ok(advance_response(StatusCode::OK, &advance, false))
+    Ok((StatusCode::OK, Json(state.current(advance_id).await?)).into_response())
 }
 
 /// A stable id for advances created with an `Idempotency-Key`: the same client's same key is the same advance;

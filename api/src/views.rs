@@ -2,7 +2,7 @@
 
 use advances_store::AlertRow;
 use advances_workflows::activities::AlertKind;
-use advances_workflows::model::{Advance, AdvanceStatus, Payment, PaymentStatus};
+use advances_workflows::model::{Advance, Payment, PaymentStatus};
 use chrono::{DateTime, Utc};
 use money::schema::{money as money_schema, money_input as money_input_schema};
 use money::AmountInput;
@@ -65,9 +65,15 @@ pub struct AdvanceView {
     #[serde(with = "money::decimal")]
     #[schema(schema_with = money_schema)]
     pub amount: Decimal,
-    /// `granting`, `active`, `completed`, `failed` (grant refused), `defaulted` or `cancelled`.
-    #[schema(value_type = String, example = "active")]
-    pub status: AdvanceStatus,
+    /// `granting`, `active`, `completed`, `failed` (grant refused), `defaulted` or `cancelled`; or
+    /// `workflow_not_running` when the advance is open but its workflow is not running (terminated, timed out,
+    /// missing): nothing collects it until an operator acts, and `status_reason` says what Temporal says.
+    #[schema(
+        value_type = String,
+        example = "active",
+        pattern = "^(granting|active|completed|failed|defaulted|cancelled|workflow_not_running)$"
+    )]
+    pub status: &'static str,
     /// Why it failed, defaulted or was cancelled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
@@ -85,6 +91,23 @@ pub struct AdvanceView {
     /// Time between payments, in milliseconds, fixed when the advance started.
     pub payment_interval_ms: u64,
     pub payments: Vec<PaymentView>,
+}
+
+/// The `status` of an open advance whose workflow is not running.
+pub const WORKFLOW_NOT_RUNNING: &str = "workflow_not_running";
+
+impl AdvanceView {
+    /// The view of an open advance whose workflow is not running; `temporal_says` is its execution status.
+    pub fn not_running(advance: &Advance, temporal_says: &str) -> Self {
+        let mut view = Self::from(advance);
+        view.status = WORKFLOW_NOT_RUNNING;
+        view.status_reason = Some(format!(
+            "the database says {}, but the advance's workflow is not running (Temporal says {temporal_says}): \
+             nothing collects it until an operator acts",
+            advance.status.as_str()
+        ));
+        view
+    }
 }
 
 impl From<&Payment> for PaymentView {
@@ -108,7 +131,7 @@ impl From<&Advance> for AdvanceView {
             advance_id: advance.terms.advance_id,
             account_id: advance.terms.account_id,
             amount: advance.terms.amount,
-            status: advance.status,
+            status: advance.status.as_str(),
             status_reason: advance.status_reason.clone(),
             granted_at: advance.granted_at,
             grant_transaction_id: advance.grant_transaction_id,
@@ -130,7 +153,7 @@ pub struct AdvanceList {
 pub struct AlertView {
     pub alert_id: i64,
     pub advance_id: Option<Uuid>,
-    /// `defaulted`, `formula_mismatch`, `ledger_mismatch` or `ledger_refused` (an operator must act).
+    /// `defaulted`, `formula_mismatch`, `ledger_mismatch`, `ledger_refused` or `workflow_not_running`.
     #[schema(value_type = String, example = "formula_mismatch")]
     pub kind: AlertKind,
     pub message: String,

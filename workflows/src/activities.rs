@@ -48,10 +48,14 @@ pub enum AlertKind {
     /// The ledger refused a grant or a collection for a reason only an operator can fix (a token, a scope, a
     /// key taken): the activity retries until it is fixed.
     LedgerRefused,
+    /// The database says the advance is open, but its workflow is not running (terminated, timed out, failed,
+    /// completed without its last mirror, or missing): nothing would collect it.
+    WorkflowNotRunning,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 4] = [Self::Defaulted, Self::FormulaMismatch, Self::LedgerMismatch, Self::LedgerRefused];
+    pub const ALL: [Self; 5] =
+        [Self::Defaulted, Self::FormulaMismatch, Self::LedgerMismatch, Self::LedgerRefused, Self::WorkflowNotRunning];
 
     /// The name in logs, metrics, the database and the API.
     pub fn as_str(self) -> &'static str {
@@ -60,6 +64,7 @@ impl AlertKind {
             Self::FormulaMismatch => "formula_mismatch",
             Self::LedgerMismatch => "ledger_mismatch",
             Self::LedgerRefused => "ledger_refused",
+            Self::WorkflowNotRunning => "workflow_not_running",
         }
     }
 }

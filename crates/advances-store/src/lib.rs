@@ -58,6 +58,8 @@ pub struct OpenAdvance {
     pub amount: Decimal,
     #[sqlx(try_from = "String")]
     pub status: AdvanceStatus,
+    /// When the row was written (just before its workflow was started).
+    pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a registration of a new advance found.
@@ -166,7 +168,8 @@ impl Store {
     pub async fn open_advances(&self) -> sqlx::Result<Vec<OpenAdvance>> {
         let open: Vec<&str> = AdvanceStatus::OPEN.iter().map(|status| status.as_str()).collect();
         sqlx::query_as(
-            "SELECT id, account_id, amount, status FROM advances WHERE status = ANY($1) ORDER BY created_at, id",
+            "SELECT id, account_id, amount, status, created_at FROM advances WHERE status = ANY($1)
+             ORDER BY created_at, id",
         )
         .bind(open)
         .fetch_all(&self.pool)

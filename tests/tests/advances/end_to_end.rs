@@ -288,8 +288,13 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
     .await?;
     assert_eq!(alert["advance_id"].as_str(), Some(ids[2].as_str()));
     assert!(alert["message"].as_str().is_some_and(|m| m.contains("115") && m.contains("120")), "{alert}");
-    let metrics = stack.client.get(format!("{}/metrics", stack.worker_metrics_url)).send().await?.text().await?;
-    assert!(metrics.contains(r#"advances_alerts_total{kind="formula_mismatch"} 1"#), "{metrics}");
+    // The counter is incremented just after the row is written: poll for it rather than race it.
+    let counted = r#"advances_alerts_total{kind="formula_mismatch"} 1"#;
+    poll_until(LONG, || async {
+        let metrics = stack.client.get(format!("{}/metrics", stack.worker_metrics_url)).send().await?.text().await?;
+        Ok(metrics.contains(counted).then_some(()))
+    })
+    .await?;
     let log = stack.worker_log();
     assert!(
         log.lines().any(|line| line.contains("ERROR") && line.contains(&ids[2]) && line.contains("formula_mismatch")),

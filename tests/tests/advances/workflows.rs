@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use system_tests::{dec, poll_until, Stack};
 use temporalio_client::{
     Client, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowHistory,
-    WorkflowQueryOptions, WorkflowStartOptions,
+    WorkflowQueryOptions, WorkflowStartOptions, WorkflowTerminateOptions,
 };
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 use uuid::Uuid;
@@ -283,12 +283,13 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     let tampered_amount = h.terms(account, "120", 12, 3_600_000, 12);
     let tampered_paid = h.terms(account, "120", 12, 3_600_000, 12);
     let tampered_failed = h.terms(account, "120", 12, 3_600_000, 12);
-    for terms in [&healthy, &tampered_amount, &tampered_paid, &tampered_failed] {
+    let terminated = h.terms(account, "120", 12, 3_600_000, 12);
+    for terms in [&healthy, &tampered_amount, &tampered_paid, &tampered_failed, &terminated] {
         wait_for(&h.start(terms).await?, |a| a.status == AdvanceStatus::Active).await?;
     }
     poll_until(LONG, || async {
         let open = h.store.open_advances().await?;
-        Ok((open.iter().filter(|a| a.status == AdvanceStatus::Active).count() == 4).then_some(()))
+        Ok((open.iter().filter(|a| a.status == AdvanceStatus::Active).count() == 5).then_some(()))
     })
     .await?;
     let clean = h.reconcile(1).await?;
@@ -325,22 +326,33 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     .bind(payment_key(second.id))
     .execute(&h.stack.ledger.pool)
     .await?;
+    // And a workflow terminated behind everyone's back: the database still says active.
+    let options = WorkflowTerminateOptions::builder().reason("an operator's mistake").build();
+    h.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(terminated.advance_id)).terminate(options).await?;
     let (report, again) = (h.reconcile(2).await?, h.reconcile(3).await?);
-    assert_eq!((clean.advances_checked, clean.mismatches.len()), (4, 0), "{clean:?}");
+    assert_eq!((clean.advances_checked, clean.mismatches.len()), (5, 0), "{clean:?}");
     let kinds: Vec<_> = report.mismatches.iter().map(|m| (m.kind, m.advance_id)).collect();
     assert_eq!(
         kinds,
         vec![
+            (AlertKind::WorkflowNotRunning, Some(terminated.advance_id)),
             (AlertKind::FormulaMismatch, Some(tampered_amount.advance_id)),
             (AlertKind::LedgerMismatch, Some(tampered_paid.advance_id)),
             (AlertKind::LedgerMismatch, Some(tampered_failed.advance_id)),
         ],
         "{report:?}"
     );
-    assert!(report.mismatches[2].message.contains("recorded as failed"), "{report:?}");
-    assert_eq!(again.mismatches.len(), 3, "the mismatches persist");
+    assert!(report.mismatches[0].message.contains("Temporal says terminated"), "{report:?}");
+    // And the API says so instead of answering `active`.
+    let path = |terms: &AdvanceTerms| format!("/api/v1/advances/{}", terms.advance_id);
+    let dead = h.stack.get(&h.stack.api_url, &path(&terminated)).await?;
+    assert_eq!(dead.str("status"), "workflow_not_running", "{}", dead.text);
+    assert!(dead.str("status_reason").contains("terminated"), "{}", dead.text);
+    assert_eq!(h.stack.get(&h.stack.api_url, &path(&healthy)).await?.str("status"), "active");
+    assert!(report.mismatches[3].message.contains("recorded as failed"), "{report:?}");
+    assert_eq!(again.mismatches.len(), 4, "the mismatches persist");
     let alerts = h.store.alerts(10).await?;
-    assert_eq!(alerts.len(), 3, "one alert per mismatch, not one per run: {alerts:?}");
+    assert_eq!(alerts.len(), 4, "one alert per mismatch, not one per run: {alerts:?}");
     h.stop().await
 }
 
