@@ -14,13 +14,13 @@ use std::sync::Arc;
 use advances_store::{OpenAdvance, PaymentRow, Store};
 use advances_workflows::activities::{Alert, AlertKind, MoneyMove, MoneyOutcome, ReconcileReport};
 use advances_workflows::model::{grant_key, payment_key, Advance, AdvanceStatus, PaymentStatus};
-use advances_workflows::{workflow_id, AdvanceWorkflow};
+use advances_workflows::temporal::advance_not_running;
+use advances_workflows::workflow_id;
 use futures::StreamExt;
 use ledger_contract::{LedgerClient, Transaction, TransactionStatus, MAX_KEYS_PER_LOOKUP};
 use prometheus::{IntCounterVec, Opts, Registry};
 use rust_decimal::Decimal;
-use temporalio_client::errors::WorkflowInteractionError;
-use temporalio_client::{Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowListOptions};
+use temporalio_client::{Client, WorkflowListOptions};
 use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -173,12 +173,9 @@ impl Activities {
             if running.contains(&id) || (advance.status == AdvanceStatus::Granting && advance.created_at > starting) {
                 continue;
             }
-            let handle = temporal.get_workflow_handle::<AdvanceWorkflow>(id);
-            let temporal_says = match handle.describe(WorkflowDescribeOptions::default()).await {
-                Ok(description) if description.status() == WorkflowExecutionStatus::Running => continue,
-                Ok(description) => format!("{:?}", description.status()).to_lowercase(),
-                Err(WorkflowInteractionError::NotFound(_)) => "no such workflow".to_owned(),
-                Err(error) => return Err(error.into()),
+            let Some(temporal_says) = advance_not_running(temporal, advance.advance_id).await? else {
+                // Visibility had not caught up with a running workflow.
+                continue;
             };
             report.mismatches.push(Alert {
                 advance_id: Some(advance.advance_id),

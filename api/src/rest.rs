@@ -25,10 +25,9 @@ use service_kit::layers::{self, HttpPolicy};
 use service_kit::metrics::HttpMetrics;
 use service_kit::openapi::{BearerAuth, CommonResponses};
 use service_kit::{health, ApiError, ApiResult, ErrorBody};
-use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
 use temporalio_client::{
-    Client, RpcOptions, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionStatus,
-    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    Client, RpcOptions, WorkflowExecuteUpdateOptions, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use tokio::net::TcpListener;
@@ -125,18 +124,12 @@ impl ApiState {
     }
 
     /// What Temporal says of an advance's workflow when it is not running (`None` while it runs, or when
-    /// Temporal cannot be asked).
+    /// Temporal cannot be asked: the database's copy answers then).
     async fn not_running(&self, advance_id: Uuid) -> Option<String> {
-        let handle = self.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(advance_id));
-        match handle.describe(WorkflowDescribeOptions::default()).await {
-            Ok(description) if description.status() == WorkflowExecutionStatus::Running => None,
-            Ok(description) => Some(format!("{:?}", description.status()).to_lowercase()),
-            Err(WorkflowInteractionError::NotFound(_)) => Some("no such workflow".to_owned()),
-            Err(error) => {
-                tracing::debug!(%advance_id, %error, "describe failed; answering from the database");
-                None
-            }
-        }
+        temporal::advance_not_running(&self.temporal, advance_id).await.unwrap_or_else(|error| {
+            tracing::debug!(%advance_id, error = format!("{error:#}"), "describe failed; answering from the database");
+            None
+        })
     }
 
     /// The freshest view: the workflow's state while the advance is open, else the database's copy; an open

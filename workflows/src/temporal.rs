@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use temporalio_client::envconfig::LoadClientConfigProfileOptions;
+use temporalio_client::errors::WorkflowInteractionError;
 use temporalio_client::schedules::{CreateScheduleOptions, ScheduleAction, ScheduleSpec};
 use temporalio_client::tonic::{Code, Request};
-use temporalio_client::{Client, ClientOptions, ConnectionOptions};
+use temporalio_client::{Client, ClientOptions, ConnectionOptions, WorkflowDescribeOptions, WorkflowExecutionStatus};
 use temporalio_common::envconfig::load_client_config_profile;
 use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
 use temporalio_common::protos::temporal::api::operatorservice::v1::{
@@ -176,6 +177,28 @@ pub async fn ensure_reconcile_schedule(
         }
         Err(error) => Err(error).context("creating the reconciliation schedule"),
     }
+}
+
+/// What Temporal says of an advance's workflow when it is not running: `None` while it runs; else its state
+/// (`terminated`, `timed out`, `failed`, `completed`...) or `no such workflow`. Both reconciliation and the API
+/// ask it, because a query still answers from a closed workflow's last state.
+pub async fn advance_not_running(client: &Client, advance_id: uuid::Uuid) -> anyhow::Result<Option<String>> {
+    let handle = client.get_workflow_handle::<crate::AdvanceWorkflow>(crate::workflow_id(advance_id));
+    let status = match handle.describe(WorkflowDescribeOptions::default()).await {
+        Ok(description) => description.status(),
+        Err(WorkflowInteractionError::NotFound(_)) => return Ok(Some("no such workflow".to_owned())),
+        Err(error) => return Err(error).context("describing the advance's workflow"),
+    };
+    Ok(match status {
+        WorkflowExecutionStatus::Running => None,
+        WorkflowExecutionStatus::Completed => Some("completed".to_owned()),
+        WorkflowExecutionStatus::Failed => Some("failed".to_owned()),
+        WorkflowExecutionStatus::Canceled => Some("canceled".to_owned()),
+        WorkflowExecutionStatus::Terminated => Some("terminated".to_owned()),
+        WorkflowExecutionStatus::ContinuedAsNew => Some("continued as new".to_owned()),
+        WorkflowExecutionStatus::TimedOut => Some("timed out".to_owned()),
+        other => Some(format!("{other:?}").to_lowercase()),
+    })
 }
 
 /// Whether the server answers for the namespace.
