@@ -13,6 +13,9 @@ use crate::types::{
     ReportQuery, Transaction, TransactionsByKey, TransactionsByKeys, TransferRequest,
 };
 
+/// How long an unused connection is kept for the next call.
+const IDLE_CONNECTION: Duration = Duration::from_secs(5);
+
 /// How a call went wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -77,7 +80,10 @@ impl LedgerClient {
         timeout: Duration,
         ca_pem: Option<&[u8]>,
     ) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout);
+        // Idle connections are dropped before the service's own idle limit (its HTTP_HEADER_TIMEOUT, 10 s by
+        // default) could close one just as a request is sent on it.
+        let mut builder =
+            reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).pool_idle_timeout(IDLE_CONNECTION);
         if let Some(pem) = ca_pem {
             for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
                 builder = builder.add_root_certificate(certificate);
