@@ -79,6 +79,11 @@ impl TestLedger {
         })
     }
 
+    /// The service's address, for connections below HTTP (raw sockets, a TLS proxy in front of it).
+    pub fn addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        Ok(self.base_url.trim_start_matches("http://").parse()?)
+    }
+
     /// An absolute URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)

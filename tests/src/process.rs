@@ -106,20 +106,28 @@ impl Drop for ChildProcess {
     }
 }
 
-/// Runs `<binary> client add --name NAME --scopes …` against `database_url`, as an operator would, and
-/// returns the token it prints as its last line.
-pub async fn add_client(binary: &str, database_url: &str, name: &str, scopes: &[&str]) -> anyhow::Result<String> {
+/// Runs `<binary> client <args…>` against `database_url`, as an operator would; its stdout, or an error with
+/// what it printed when it fails.
+pub async fn client_command(binary: &str, database_url: &str, args: &[&str]) -> anyhow::Result<String> {
     let output = tokio::process::Command::new(binary_path(binary)?)
-        .args(["client", "add", "--name", name, "--scopes", &scopes.join(",")])
+        .arg("client")
+        .args(args)
         .env("DATABASE_URL", database_url)
         .output()
         .await?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     anyhow::ensure!(
         output.status.success(),
-        "{binary} client add failed: {}{stdout}",
+        "{binary} client {} failed: {}{stdout}",
+        args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
+    Ok(stdout)
+}
+
+/// Adds a client with `scopes` through `<binary> client add` and returns the token it prints as its last line.
+pub async fn add_client(binary: &str, database_url: &str, name: &str, scopes: &[&str]) -> anyhow::Result<String> {
+    let stdout = client_command(binary, database_url, &["add", "--name", name, "--scopes", &scopes.join(",")]).await?;
     stdout.lines().last().map(str::to_owned).context("client add printed no token")
 }
 

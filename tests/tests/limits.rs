@@ -28,15 +28,11 @@ async fn seed_rows(app: &TestLedger, rows: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn address(app: &TestLedger) -> String {
-    app.base_url.trim_start_matches("http://").to_owned()
-}
-
 /// A connection with a tiny receive buffer that sends `request` and then reads nothing.
 async fn send_and_never_read(app: &TestLedger, request: &str) -> anyhow::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
-    let mut stream = socket.connect(address(app).parse()?).await?;
+    let mut stream = socket.connect(app.addr()?).await?;
     stream.write_all(request.as_bytes()).await?;
     Ok(stream)
 }
@@ -87,7 +83,7 @@ async fn half_sent_requests_are_cut_and_open_connections_are_capped() -> anyhow:
     // The slowloris attack: 60 connections, each with half a request, never finished.
     let mut slow = Vec::new();
     for _ in 0..60 {
-        let mut stream = TcpStream::connect(address(&app)).await?;
+        let mut stream = TcpStream::connect(app.addr()?).await?;
         stream.write_all(b"GET /health HTTP/1.1\r\nHost: ledger\r\nX-Slow: ").await?;
         slow.push(stream);
     }

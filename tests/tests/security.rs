@@ -6,7 +6,7 @@ use std::time::Duration;
 use ledger_contract::{scopes, BankTransactionRequest, Direction, LedgerError, TransferRequest};
 use money::Amount;
 use serde_json::json;
-use system_tests::process::{binary_path, client_with_token};
+use system_tests::process::client_with_token;
 use system_tests::{dec, poll_until, Reply, TestLedger};
 
 /// What a shop's credential holds: its accounts and transfers between them, nothing at the bank's side.
@@ -181,16 +181,9 @@ async fn account_count(app: &TestLedger) -> anyhow::Result<i64> {
     Ok(count)
 }
 
-/// Runs `accounts-service client …` on the test's database; its stdout, or an error when it fails.
+/// Runs `accounts-service client …` on the test's database.
 async fn client_command(app: &TestLedger, args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(binary_path("accounts-service")?)
-        .arg("client")
-        .args(args)
-        .env("DATABASE_URL", &app.database.url)
-        .output()
-        .await?;
-    anyhow::ensure!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    system_tests::process::client_command("accounts-service", &app.database.url, args).await
 }
 
 #[tokio::test]

@@ -66,8 +66,7 @@ async fn both_services_reach_postgresql_over_verified_tls_and_plain_connections_
 async fn the_ledger_client_calls_an_https_ledger_with_a_private_ca_and_refuses_an_unknown_one() -> anyhow::Result<()> {
     let ledger = TestLedger::start().await?;
     let ca = TestCa::new()?;
-    let upstream = ledger.base_url.trim_start_matches("http://").parse()?;
-    let proxy = TlsProxy::start(&ca.server(&["localhost"])?, upstream, &[b"http/1.1"], None).await?;
+    let proxy = TlsProxy::start(&ca.server(&["localhost"])?, ledger.addr()?, &[b"http/1.1"], None).await?;
     let https = format!("https://localhost:{}", proxy.addr.port());
     let pem = ca.pem();
     let trusting = LedgerClient::with_ca(&https, ledger.token.clone(), Duration::from_secs(10), Some(pem.as_bytes()))?;
