@@ -25,7 +25,13 @@ pub struct WorkerSettings {
     pub accounts_timeout: Duration,
     /// The limits of the `/health` and `/metrics` server (`HTTP_HEADER_TIMEOUT`, `HTTP_MAX_CONNECTIONS`).
     pub ops_server: ServerLimits,
+    /// How many advances' workflows the worker keeps in memory between their tasks (`MAX_CACHED_WORKFLOWS`).
+    /// One that is not cached is replayed from its history at its next task (a timer firing a week later).
+    pub max_cached_workflows: usize,
 }
+
+/// The most `MAX_CACHED_WORKFLOWS` may be: far beyond what fits in a worker's memory (see README).
+pub const MAX_CACHED_WORKFLOWS_LIMIT: usize = 1_000_000;
 
 impl FromEnv for WorkerSettings {
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
@@ -41,8 +47,17 @@ impl FromEnv for WorkerSettings {
             metrics_addr: env.addr("METRICS_ADDR", "127.0.0.1:8083")?,
             accounts_timeout: env.duration("ACCOUNTS_TIMEOUT", "5s")?,
             ops_server: ServerLimits::read(&env, Duration::from_secs(30))?,
+            max_cached_workflows: cache_size(env.number("MAX_CACHED_WORKFLOWS", "1000")?)?,
         })
     }
+}
+
+fn cache_size(size: usize) -> anyhow::Result<usize> {
+    anyhow::ensure!(
+        size <= MAX_CACHED_WORKFLOWS_LIMIT,
+        "MAX_CACHED_WORKFLOWS must be at most {MAX_CACHED_WORKFLOWS_LIMIT}, not {size}"
+    );
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -62,6 +77,7 @@ mod tests {
         assert_eq!(worker.reconcile_schedule_id, "advances-reconcile");
         assert_eq!(worker.accounts_url, "http://127.0.0.1:8081");
         assert_eq!(worker.metrics_addr.to_string(), "127.0.0.1:8083");
+        assert_eq!(worker.max_cached_workflows, 1000);
         assert_eq!(
             (worker.temporal.address.as_str(), worker.temporal.task_queue.as_str()),
             ("localhost:7233", "advances")
@@ -74,5 +90,7 @@ mod tests {
         assert!(WorkerSettings::from_lookup(with("RECONCILE_INTERVAL", "soon")).is_err());
         assert!(WorkerSettings::from_lookup(with("ACCOUNTS_TIMEOUT", "0s")).is_err());
         assert!(WorkerSettings::from_lookup(|_| None).is_err(), "DATABASE_URL is required");
+        assert!(WorkerSettings::from_lookup(with("MAX_CACHED_WORKFLOWS", "-1")).is_err());
+        assert!(WorkerSettings::from_lookup(with("MAX_CACHED_WORKFLOWS", "1000001")).is_err());
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use advances_store::{OpenAdvance, PaymentRow, Store};
 use advances_workflows::activities::{Alert, AlertKind, MoneyMove, MoneyOutcome, ReconcileReport};
-use advances_workflows::model::{grant_key, payment_key, Advance, AdvanceStatus, PaymentStatus};
+use advances_workflows::model::{grant_key, payment_key, Advance, AdvanceStatus, Mirror, PaymentStatus};
 use advances_workflows::temporal::advance_not_running;
 use advances_workflows::workflow_id;
 use futures::StreamExt;
@@ -321,6 +321,12 @@ impl Activities {
     #[activity(definition = advances_workflows::activities::definitions::RecordAdvance)]
     pub async fn record_advance(self: Arc<Self>, _ctx: ActivityContext, advance: Advance) -> Result<(), ActivityError> {
         self.store.record(&advance).await.map_err(retryable)?;
+        Ok(())
+    }
+
+    #[activity(definition = advances_workflows::activities::definitions::MirrorAdvance)]
+    pub async fn mirror_advance(self: Arc<Self>, _ctx: ActivityContext, mirror: Mirror) -> Result<(), ActivityError> {
+        self.store.mirror(&mirror).await.map_err(|error| retryable(format!("{error:#}")))?;
         Ok(())
     }
 

@@ -71,9 +71,11 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
         tokio::spawn(service_kit::serve::serve(listener, ops, std::future::pending(), settings.ops_server));
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
-    let mut worker = new_worker(&runtime, client, &settings.temporal.task_queue, activities)?;
+    let mut worker =
+        new_worker(&runtime, client, &settings.temporal.task_queue, settings.max_cached_workflows, activities)?;
     tracing::info!(
         task_queue = %settings.temporal.task_queue,
+        max_cached_workflows = settings.max_cached_workflows,
         namespace = %settings.temporal.namespace,
         metrics_addr = %settings.metrics_addr,
         "advances-worker polling"
@@ -84,14 +86,17 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
     result
 }
 
-/// A worker for the advances' workflows and activities on `task_queue`.
+/// A worker for the advances' workflows and activities on `task_queue`, keeping up to `max_cached` workflows
+/// in memory between their tasks.
 pub fn new_worker(
     runtime: &Runtime,
     client: Client,
     task_queue: &str,
+    max_cached: usize,
     activities: Activities,
 ) -> anyhow::Result<Worker> {
     let options = WorkerOptions::new(task_queue.to_owned())
+        .max_cached_workflows(max_cached)
         .register_workflow::<AdvanceWorkflow>()?
         .register_workflow::<ReconcileWorkflow>()?
         .register_activities(activities)

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use advances_store::{Registered, Store};
 use advances_workflows::model::{Advance, AdvanceStatus, AdvanceTerms};
-use advances_workflows::{search, temporal, workflow_id, AdvanceWorkflow};
+use advances_workflows::{search, temporal, workflow_id, AdvanceInput, AdvanceWorkflow};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -100,7 +100,7 @@ impl ApiState {
                 .search_attributes(attributes)
                 .static_summary(format!("Advance of {} to account {}", terms.amount, terms.account_id))
                 .build();
-        match self.temporal.start_workflow(AdvanceWorkflow::run, terms.clone(), options).await {
+        match self.temporal.start_workflow(AdvanceWorkflow::run, AdvanceInput::from(terms.clone()), options).await {
             Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
             Err(error) => {
                 tracing::warn!(advance_id = %terms.advance_id, %error, "starting the advance workflow failed");
@@ -328,6 +328,8 @@ pub async fn list_alerts(
 enum Command {
     Cancel,
     PayOff,
+    Pause,
+    Resume,
 }
 
 async fn command(state: &ApiState, advance_id: Uuid, command: Command, request: CommandRequest) -> ApiResult<Response> {
@@ -352,6 +354,11 @@ async fn command(state: &ApiState, advance_id: Uuid, command: Command, request: 
             handle.execute_update(AdvanceWorkflow::cancel, reason, options).await
         }
         Command::PayOff => handle.execute_update(AdvanceWorkflow::pay_off, note, options).await,
+        Command::Pause => {
+            let reason = if note.is_empty() { "paused by an operator".to_owned() } else { note };
+            handle.execute_update(AdvanceWorkflow::pause, reason, options).await
+        }
+        Command::Resume => handle.execute_update(AdvanceWorkflow::resume, note, options).await,
     };
     match result {
         Ok(Some(advance)) => Ok(advance_response(StatusCode::OK, &advance, false)),
@@ -409,6 +416,50 @@ pub async fn pay_off_advance(
     command(&state, advance_id, Command::PayOff, request).await
 }
 
+/// Stops collection of an active advance until it is resumed; a withdrawal already under way finishes.
+#[utoipa::path(
+    post, path = "/api/v1/advances/{advance_id}/pause", tag = "advances",
+    params(("advance_id" = Uuid, Path, description = "The advance's id")),
+    request_body(content = Option<CommandRequest>, description = "Optional; an empty body counts as {}"),
+    responses(
+        (status = 200, description = "Paused; `paused_since` is set", body = AdvanceView),
+        (status = 400, description = "Malformed id or body", body = ErrorBody),
+        (status = 404, description = "No such advance", body = ErrorBody),
+        (status = 409, description = "The advance is not active, or already paused", body = ErrorBody),
+        (status = 422, description = "Reason over 500 characters", body = ErrorBody),
+        (status = 503, description = "Temporal is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn pause_advance(
+    State(state): State<ApiState>,
+    ApiPath(advance_id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<CommandRequest>,
+) -> ApiResult<Response> {
+    command(&state, advance_id, Command::Pause, request).await
+}
+
+/// Continues collection of a paused advance: every payment still scheduled moves later by the time it was paused.
+#[utoipa::path(
+    post, path = "/api/v1/advances/{advance_id}/resume", tag = "advances",
+    params(("advance_id" = Uuid, Path, description = "The advance's id")),
+    request_body(content = Option<CommandRequest>, description = "Optional; an empty body counts as {}"),
+    responses(
+        (status = 200, description = "Resumed, with the shifted due times", body = AdvanceView),
+        (status = 400, description = "Malformed id or body", body = ErrorBody),
+        (status = 404, description = "No such advance", body = ErrorBody),
+        (status = 409, description = "The advance is not active, or not paused", body = ErrorBody),
+        (status = 422, description = "Reason over 500 characters", body = ErrorBody),
+        (status = 503, description = "Temporal is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn resume_advance(
+    State(state): State<ApiState>,
+    ApiPath(advance_id): ApiPath<Uuid>,
+    ApiJson(request): ApiJson<CommandRequest>,
+) -> ApiResult<Response> {
+    command(&state, advance_id, Command::Resume, request).await
+}
+
 /// The health check's answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -457,7 +508,10 @@ pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
                        decimal: send amounts as JSON numbers or strings; they come back as JSON numbers with their \
                        exact value. Errors are `{\"error\":{\"code\",\"message\"}}`."
     ),
-    paths(create_advance, list_advances, get_advance, cancel_advance, pay_off_advance, list_alerts, health, metrics),
+    paths(
+        create_advance, list_advances, get_advance, cancel_advance, pay_off_advance, pause_advance, resume_advance,
+        list_alerts, health, metrics
+    ),
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -479,6 +533,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/advances/{advance_id}", scoped(get(get_advance), scopes::ADVANCES_READ))
         .route("/api/v1/advances/{advance_id}/cancel", scoped(post(cancel_advance), scopes::ADVANCES_OPERATE))
         .route("/api/v1/advances/{advance_id}/pay_off", scoped(post(pay_off_advance), scopes::ADVANCES_OPERATE))
+        .route("/api/v1/advances/{advance_id}/pause", scoped(post(pause_advance), scopes::ADVANCES_OPERATE))
+        .route("/api/v1/advances/{advance_id}/resume", scoped(post(resume_advance), scopes::ADVANCES_OPERATE))
         .route("/api/v1/alerts", scoped(get(list_alerts), scopes::ALERTS_READ))
         .route("/api/v1/openapi.json", get(|| async { Json(ApiDoc::openapi()) }));
     let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", ApiDoc::openapi());

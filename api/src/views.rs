@@ -22,7 +22,7 @@ pub struct CreateAdvanceRequest {
     pub advance_id: Option<Uuid>,
 }
 
-/// An operator's command; the note is kept in the advance's status reason (cancel).
+/// An operator's command; the note is kept in the advance's status reason (cancel) or its pause reason (pause).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandRequest {
@@ -90,6 +90,12 @@ pub struct AdvanceView {
     pub outstanding_amount: Decimal,
     /// Time between payments, in milliseconds, fixed when the advance started.
     pub payment_interval_ms: u64,
+    /// Set while an operator has paused collection: since when, and why.
+    #[serde(with = "money::timestamp::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "2023-07-12 09:30:00.000")]
+    pub paused_since: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
     pub payments: Vec<PaymentView>,
 }
 
@@ -138,6 +144,8 @@ impl From<&Advance> for AdvanceView {
             paid_amount: advance.paid_amount(),
             outstanding_amount: advance.outstanding_amount(),
             payment_interval_ms: advance.terms.interval_ms,
+            paused_since: advance.paused.as_ref().map(|pause| pause.since),
+            pause_reason: advance.paused.as_ref().map(|pause| pause.reason.clone()),
             payments: advance.payments.iter().map(PaymentView::from).collect(),
         }
     }

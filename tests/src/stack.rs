@@ -54,8 +54,13 @@ pub struct Stack {
 impl Stack {
     /// Starts everything; `settings` are extra variables for the api and the worker (e.g. the interval).
     pub async fn start(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_with(settings, &[]).await
+    }
+
+    /// [`Stack::start`] on a Temporal server with more dynamic configuration (see [`TestTemporal::start_with`]).
+    pub async fn start_with(settings: &[(&str, &str)], temporal_config: &[&str]) -> anyhow::Result<Self> {
         let (temporal, ledger, advances_db) =
-            tokio::try_join!(TestTemporal::start(), TestLedger::start(), TestDatabase::create())?;
+            tokio::try_join!(TestTemporal::start_with(temporal_config), TestLedger::start(), TestDatabase::create())?;
         let logs = std::env::temp_dir().join(format!("advances-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&logs)?;
         let (api_port, metrics_port) = (free_port()?, free_port()?);

@@ -37,8 +37,14 @@ pub struct TestTemporal {
 impl TestTemporal {
     /// Starts the server and waits until its frontend accepts connections.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the server with more dynamic configuration (`key=value`, e.g. a lower history count at which
+    /// Temporal suggests continue-as-new).
+    pub async fn start_with(dynamic_config: &[&str]) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "server",
             "start-dev",
             "--ip",
@@ -56,6 +62,9 @@ impl TestTemporal {
         .iter()
         .map(|arg| (*arg).to_owned())
         .collect();
+        for value in dynamic_config {
+            args.extend(["--dynamic-config-value".to_owned(), (*value).to_owned()]);
+        }
         let log = std::env::temp_dir().join(format!("temporal-{port}-{}.log", uuid::Uuid::new_v4().simple()));
         let mut process = ChildProcess::spawn(&temporal_cli()?, &args, &[], &log)?;
         let address = format!("127.0.0.1:{port}");

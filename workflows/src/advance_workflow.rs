@@ -3,27 +3,52 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, SyncWorkflowContext, TimerOptions, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext, TimerOptions, WorkflowContext, WorkflowContextView,
+    WorkflowResult,
 };
 
 use ledger_contract::Direction;
 
 use crate::activities::{AdvanceActivities, Alert, AlertKind, MoneyMove, MoneyOutcome};
-use crate::model::{grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms};
+use crate::model::{grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms, Mirror};
 use crate::search;
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
 
 /// One advance's life. Its state is the [`Advance`] schedule; the query [`AdvanceWorkflow::state`] returns it,
-/// the updates `cancel` and `pay_off` are the operator's commands.
+/// the updates `cancel`, `pay_off`, `pause` and `resume` are the operator's commands.
 #[workflow]
 #[derive(Default)]
 pub struct AdvanceWorkflow {
     advance: Option<Advance>,
+    /// The state as last mirrored into the database (this run's), from which the next mirror is a change.
+    mirrored: Option<Advance>,
 }
+
+/// What an advance's workflow starts from: its terms, and, in a run continued as new, the state the previous
+/// run had reached. It reads the bare terms that every earlier version started with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvanceInput {
+    #[serde(flatten)]
+    pub terms: AdvanceTerms,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Box<Advance>>,
+}
+
+impl From<AdvanceTerms> for AdvanceInput {
+    fn from(terms: AdvanceTerms) -> Self {
+        Self { terms, carried: None }
+    }
+}
+
+/// The patch under which a run mirrors changes (`mirror_advance`) instead of the whole advance
+/// (`record_advance`), and continues as new when Temporal suggests it. Histories recorded before it replay
+/// without it.
+pub const SMALL_HISTORY_PATCH: &str = "mirror-changes-and-continue-as-new";
 
 /// How long one call to the ledger may take before Temporal retries it (with the same key).
 const MONEY_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,33 +91,45 @@ impl AdvanceWorkflow {
         ctx.state(|state| state.advance.clone())
     }
 
-    /// Mirrors the state into the database, the search attributes and the workflow's current details.
+    /// Mirrors the state into the database, the search attributes and the workflow's current details. Under
+    /// [`SMALL_HISTORY_PATCH`] only what changed since the last mirror goes into the history, and nothing at all
+    /// when nothing changed.
     async fn publish(ctx: &WorkflowContext<Self>) -> WorkflowResult<()> {
         let Some(advance) = Self::snapshot(ctx) else { return Ok(()) };
-        ctx.upsert_search_attributes([search::STATUS.value_set(advance.status.as_str().to_owned())]);
+        if !ctx.patched(SMALL_HISTORY_PATCH) {
+            ctx.upsert_search_attributes([search::STATUS.value_set(advance.status.as_str().to_owned())]);
+            ctx.set_current_details(advance.describe());
+            let summary = format!("Record the advance ({}, revision {})", advance.status.as_str(), advance.revision);
+            ctx.execute_activity(AdvanceActivities::record_advance, advance, activity_options(summary)).await?;
+            return Ok(());
+        }
+        let mirrored = ctx.state(|state| state.mirrored.as_ref().map(|before| (before.revision, before.status)));
+        if mirrored.is_some_and(|(revision, _)| revision == advance.revision) {
+            return Ok(());
+        }
+        if mirrored.is_none_or(|(_, status)| status != advance.status) {
+            ctx.upsert_search_attributes([search::STATUS.value_set(advance.status.as_str().to_owned())]);
+        }
         ctx.set_current_details(advance.describe());
+        let mirror = ctx.state(|state| match &state.mirrored {
+            Some(before) => Mirror::Change { change: advance.changes_since(before) },
+            None => Mirror::Whole { advance: advance.clone() },
+        });
         let summary = format!("Record the advance ({}, revision {})", advance.status.as_str(), advance.revision);
-        ctx.execute_activity(AdvanceActivities::record_advance, advance, activity_options(summary)).await?;
+        ctx.execute_activity(AdvanceActivities::mirror_advance, mirror, activity_options(summary)).await?;
+        ctx.state_mut(|state| state.mirrored = Some(advance));
         Ok(())
     }
 
-    fn money_move(
-        advance: &Advance,
-        key: String,
-        amount: rust_decimal::Decimal,
-        direction: Direction,
-        reason: String,
-    ) -> MoneyMove {
-        MoneyMove { idempotency_key: key, account_id: advance.terms.account_id, amount, direction, reason }
+    /// Whether this run should hand over to a new one: Temporal suggests it when the history grows large
+    /// (thousands of events or megabytes), long before its limits.
+    fn should_continue_as_new(ctx: &WorkflowContext<Self>) -> bool {
+        ctx.patched(SMALL_HISTORY_PATCH) && ctx.continue_as_new_suggested()
     }
-}
 
-#[workflow_methods]
-impl AdvanceWorkflow {
-    #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, terms: AdvanceTerms) -> WorkflowResult<Advance> {
+    /// Registers the advance and makes its grant.
+    async fn grant(ctx: &WorkflowContext<Self>, terms: AdvanceTerms) -> WorkflowResult<()> {
         let advance = Advance::new(terms);
-        let initial = advance.clone();
         ctx.upsert_search_attributes([search::ACCOUNT_ID.value_set(advance.terms.account_id.to_string())]);
         let grant = Self::money_move(
             &advance,
@@ -115,10 +152,29 @@ impl AdvanceWorkflow {
                 Err(error) => advance.grant_refused(&format!("the grant failed: {error}")),
             }
         });
-        Self::publish(ctx).await?;
+        Self::publish(ctx).await
+    }
 
-        while let Some((number, due)) = ctx.state(|state| state.advance.as_ref().and_then(Advance::next_due)) {
+    /// Collects each payment when it falls due, until the advance closes (or this run hands over to a new one).
+    async fn collect_until_closed(ctx: &WorkflowContext<Self>) -> WorkflowResult<()> {
+        loop {
+            // Between payments nothing is in flight: the only safe place to hand over.
+            if Self::should_continue_as_new(ctx) {
+                return Self::continue_as_new(ctx).await;
+            }
             let revision = ctx.state(Self::revision);
+            let Some((number, due)) = ctx.state(|state| state.advance.as_ref().and_then(Advance::next_due)) else {
+                let paused = ctx.state(|state| state.advance.as_ref().is_some_and(|a| a.paused.is_some()));
+                if !paused {
+                    break;
+                }
+                // Paused: nothing is collected until an operator resumes (or cancels).
+                if ctx.wait_condition(move |state| state.revision() != revision).await.is_err() {
+                    break;
+                }
+                Self::publish(ctx).await?;
+                continue;
+            };
             let wait = (due - now(ctx)).to_std().unwrap_or_default();
             if !wait.is_zero() {
                 let timer = TimerOptions::builder(wait)
@@ -129,56 +185,100 @@ impl AdvanceWorkflow {
                     _ = ctx.wait_condition(move |state| state.revision() != revision) => true,
                 };
                 if changed {
-                    // An operator paid off or cancelled: publish, then look again at what is due.
+                    // An operator paid off, cancelled, paused or resumed: publish, then look again at what is due.
                     Self::publish(ctx).await?;
                     continue;
                 }
             }
-            let started = ctx.state_mut(|state| {
-                let advance = state.advance.as_mut()?;
-                let payment = advance.start(number).ok()?.clone();
-                let reason = format!("Advance {} payment {}", advance.terms.advance_id, payment.number);
-                Some(Self::money_move(
-                    advance,
-                    payment_key(payment.payment_id),
-                    payment.amount,
-                    Direction::Debit,
-                    reason,
-                ))
-            });
-            let Some(debit) = started else { continue };
-            Self::publish(ctx).await?;
-
-            let of = ctx.state(|state| state.advance.as_ref().map_or(0, |advance| advance.payments.len()));
-            let summary = format!("Collect payment {number} of {of}: {}", debit.amount);
-            let outcome = ctx.execute_activity(AdvanceActivities::collect, debit, activity_options(summary)).await;
-            let defaulted = ctx.state_mut(|state| {
-                let advance = state.advance.as_mut()?;
-                let applied = match outcome {
-                    Ok(MoneyOutcome::Done { transaction_id }) => advance.paid(number, transaction_id),
-                    Ok(MoneyOutcome::Refused { reason }) => advance.failed(number, &reason),
-                    Err(error) => advance.failed(number, &format!("the ledger refused the debit: {error}")),
-                };
-                debug_assert!(applied.is_ok());
-                (advance.status == AdvanceStatus::Defaulted).then(|| Alert {
-                    advance_id: Some(advance.terms.advance_id),
-                    kind: AlertKind::Defaulted,
-                    message: format!(
-                        "advance {} of account {} defaulted with {} outstanding: {}",
-                        advance.terms.advance_id,
-                        advance.terms.account_id,
-                        advance.terms.amount - advance.paid_amount(),
-                        advance.status_reason.as_deref().unwrap_or_default()
-                    ),
-                })
-            });
-            Self::publish(ctx).await?;
-            if let Some(alert) = defaulted {
-                let summary = format!("Alert: {}", alert.kind);
-                ctx.execute_activity(AdvanceActivities::raise_alert, alert, activity_options(summary)).await?;
-            }
+            Self::collect(ctx, number).await?;
         }
+        Self::publish(ctx).await
+    }
+
+    /// Collects payment `number`, now due, and records what the ledger did.
+    async fn collect(ctx: &WorkflowContext<Self>, number: u32) -> WorkflowResult<()> {
+        let started = ctx.state_mut(|state| {
+            let advance = state.advance.as_mut()?;
+            let payment = advance.start(number).ok()?.clone();
+            let reason = format!("Advance {} payment {}", advance.terms.advance_id, payment.number);
+            Some(Self::money_move(advance, payment_key(payment.payment_id), payment.amount, Direction::Debit, reason))
+        });
+        let Some(debit) = started else { return Ok(()) };
         Self::publish(ctx).await?;
+
+        let of = ctx.state(|state| state.advance.as_ref().map_or(0, |advance| advance.payments.len()));
+        let summary = format!("Collect payment {number} of {of}: {}", debit.amount);
+        let outcome = ctx.execute_activity(AdvanceActivities::collect, debit, activity_options(summary)).await;
+        let defaulted = ctx.state_mut(|state| {
+            let advance = state.advance.as_mut()?;
+            let applied = match outcome {
+                Ok(MoneyOutcome::Done { transaction_id }) => advance.paid(number, transaction_id),
+                Ok(MoneyOutcome::Refused { reason }) => advance.failed(number, &reason),
+                Err(error) => advance.failed(number, &format!("the ledger refused the debit: {error}")),
+            };
+            debug_assert!(applied.is_ok());
+            (advance.status == AdvanceStatus::Defaulted).then(|| Alert {
+                advance_id: Some(advance.terms.advance_id),
+                kind: AlertKind::Defaulted,
+                message: format!(
+                    "advance {} of account {} defaulted with {} outstanding: {}",
+                    advance.terms.advance_id,
+                    advance.terms.account_id,
+                    advance.terms.amount - advance.paid_amount(),
+                    advance.status_reason.as_deref().unwrap_or_default()
+                ),
+            })
+        });
+        Self::publish(ctx).await?;
+        if let Some(alert) = defaulted {
+            let summary = format!("Alert: {}", alert.kind);
+            ctx.execute_activity(AdvanceActivities::raise_alert, alert, activity_options(summary)).await?;
+        }
+        Ok(())
+    }
+
+    /// Mirrors the state, then continues as a new run that starts from it: the new run's history holds only
+    /// its own events, so an advance of any length stays far from Temporal's history limits.
+    async fn continue_as_new(ctx: &WorkflowContext<Self>) -> WorkflowResult<()> {
+        Self::publish(ctx).await?;
+        let Some(advance) = Self::snapshot(ctx) else { return Ok(()) };
+        let input = AdvanceInput { terms: advance.terms.clone(), carried: Some(Box::new(advance)) };
+        match ctx.continue_as_new(input, ContinueAsNewOptions::default()) {
+            Err(handed_over) => Err(handed_over),
+            Ok(never) => match never {},
+        }
+    }
+
+    fn money_move(
+        advance: &Advance,
+        key: String,
+        amount: rust_decimal::Decimal,
+        direction: Direction,
+        reason: String,
+    ) -> MoneyMove {
+        MoneyMove { idempotency_key: key, account_id: advance.terms.account_id, amount, direction, reason }
+    }
+}
+
+#[workflow_methods]
+impl AdvanceWorkflow {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: AdvanceInput) -> WorkflowResult<Advance> {
+        let AdvanceInput { terms, carried } = input;
+        let initial = Advance::new(terms.clone());
+        match carried {
+            // Continued as new: the previous run mirrored this state just before it handed over.
+            Some(carried) => {
+                let advance = *carried;
+                ctx.set_current_details(advance.describe());
+                ctx.state_mut(|state| {
+                    state.mirrored = Some(advance.clone());
+                    state.advance = Some(advance);
+                });
+            }
+            None => Self::grant(ctx, terms).await?,
+        }
+        Self::collect_until_closed(ctx).await?;
         Ok(Self::snapshot(ctx).unwrap_or(initial))
     }
 
@@ -204,6 +304,9 @@ impl AdvanceWorkflow {
     #[update_validator(pay_off)]
     fn validate_pay_off(&self, _ctx: &WorkflowContextView, _note: &String) -> Result<(), Rejection> {
         require_active(self)?;
+        if self.advance.as_ref().is_some_and(|advance| advance.paused.is_some()) {
+            return Err("the advance is paused; resume it first".into());
+        }
         match self.advance.as_ref().and_then(Advance::next_due) {
             Some(_) => Ok(()),
             None => Err("nothing is scheduled to pay off".into()),
@@ -216,6 +319,42 @@ impl AdvanceWorkflow {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
         let advance = self.advance.as_mut()?;
         advance.pay_off(at).ok()?;
+        Some(advance.clone())
+    }
+
+    #[update_validator(pause)]
+    fn validate_pause(&self, _ctx: &WorkflowContextView, _reason: &String) -> Result<(), Rejection> {
+        require_active(self)?;
+        match self.advance.as_ref().and_then(|advance| advance.paused.as_ref()) {
+            Some(_) => Err("the advance is already paused".into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops collection until resumed; a withdrawal already under way finishes and is recorded.
+    #[update]
+    pub fn pause(&mut self, ctx: &mut SyncWorkflowContext<Self>, reason: String) -> Option<Advance> {
+        let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
+        let advance = self.advance.as_mut()?;
+        advance.pause(at, &reason).ok()?;
+        Some(advance.clone())
+    }
+
+    #[update_validator(resume)]
+    fn validate_resume(&self, _ctx: &WorkflowContextView, _note: &String) -> Result<(), Rejection> {
+        require_active(self)?;
+        match self.advance.as_ref().and_then(|advance| advance.paused.as_ref()) {
+            Some(_) => Ok(()),
+            None => Err("the advance is not paused".into()),
+        }
+    }
+
+    /// Continues collection; every payment still scheduled moves later by the time the advance was paused.
+    #[update]
+    pub fn resume(&mut self, ctx: &mut SyncWorkflowContext<Self>, _note: String) -> Option<Advance> {
+        let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
+        let advance = self.advance.as_mut()?;
+        advance.resume(at).ok()?;
         Some(advance.clone())
     }
 }

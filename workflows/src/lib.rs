@@ -14,7 +14,7 @@ pub mod model;
 pub mod reconcile_workflow;
 pub mod temporal;
 
-pub use advance_workflow::AdvanceWorkflow;
+pub use advance_workflow::{AdvanceInput, AdvanceWorkflow};
 pub use reconcile_workflow::ReconcileWorkflow;
 
 /// The task queue the worker polls and the API starts workflows on.

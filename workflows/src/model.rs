@@ -231,6 +231,67 @@ pub struct Advance {
     pub failed_extra_in_row: u32,
     /// Grows with every change, so a mirror never overwrites a newer state with an older one.
     pub revision: u64,
+    /// Set while an operator has paused collection (absent in states recorded before pausing existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+}
+
+/// An operator's pause: nothing new is collected until it is resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub since: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// What changed in an advance since an earlier state of it: every field but the terms, and only the payments
+/// that changed or are new. The workflow mirrors this instead of the whole advance, so that its history grows
+/// with what happened, not with the length of the schedule times the number of changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdvanceChange {
+    pub advance_id: Uuid,
+    /// The revision of the state before this change; applying it to any other state is refused.
+    pub from_revision: u64,
+    pub revision: u64,
+    pub status: AdvanceStatus,
+    pub granted_at: Option<DateTime<Utc>>,
+    pub grant_transaction_id: Option<Uuid>,
+    pub status_reason: Option<String>,
+    pub failed_extra_in_row: u32,
+    pub paused: Option<Pause>,
+    pub payments: Vec<Payment>,
+}
+
+/// What the workflow sends to be mirrored: its whole state the first time, then what changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mirror")]
+pub enum Mirror {
+    Whole { advance: Advance },
+    Change { change: AdvanceChange },
+}
+
+impl Mirror {
+    pub fn advance_id(&self) -> Uuid {
+        match self {
+            Self::Whole { advance } => advance.terms.advance_id,
+            Self::Change { change } => change.advance_id,
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        match self {
+            Self::Whole { advance } => advance.revision,
+            Self::Change { change } => change.revision,
+        }
+    }
+}
+
+/// How an [`AdvanceChange`] does not fit the state it is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("the change is for advance {change}, not {advance}")]
+    OtherAdvance { advance: Uuid, change: Uuid },
+    #[error("the change follows revision {from}, but the state is at revision {at}")]
+    OtherRevision { from: u64, at: u64 },
 }
 
 /// An operator command or event that does not apply to the advance as it is.
@@ -242,6 +303,10 @@ pub enum ScheduleError {
     Payment(u32),
     #[error("nothing is left to pay")]
     NothingOutstanding,
+    #[error("the advance is paused; resume it first")]
+    Paused,
+    #[error("the advance is not paused")]
+    NotPaused,
 }
 
 fn add(at: DateTime<Utc>, interval: Duration, times: u32) -> DateTime<Utc> {
@@ -275,6 +340,7 @@ impl Advance {
             payments,
             failed_extra_in_row: 0,
             revision: 0,
+            paused: None,
         }
     }
 
@@ -318,12 +384,13 @@ impl Advance {
         }
         self.status = status;
         self.status_reason = Some(reason.to_owned());
+        self.paused = None;
         self.changed();
     }
 
     /// The next payment to collect and when it is due: the lowest-numbered scheduled payment.
     pub fn next_due(&self) -> Option<(u32, DateTime<Utc>)> {
-        if self.status != AdvanceStatus::Active {
+        if self.status != AdvanceStatus::Active || self.paused.is_some() {
             return None;
         }
         self.payments
@@ -336,6 +403,9 @@ impl Advance {
     /// A payment's withdrawal begins.
     pub fn start(&mut self, number: u32) -> Result<&Payment, ScheduleError> {
         self.require_active()?;
+        if self.paused.is_some() {
+            return Err(ScheduleError::Paused);
+        }
         let payment = self.payment_mut(number).filter(|p| p.status == PaymentStatus::Scheduled);
         let payment = payment.ok_or(ScheduleError::Payment(number))?;
         payment.status = PaymentStatus::Processing;
@@ -352,6 +422,7 @@ impl Advance {
         self.failed_extra_in_row = 0;
         if self.status == AdvanceStatus::Active && self.outstanding_amount().is_zero() {
             self.status = AdvanceStatus::Completed;
+            self.paused = None;
         }
         self.changed();
         Ok(())
@@ -420,6 +491,9 @@ impl Advance {
     /// of them, due at `now`. Returns that payment's number.
     pub fn pay_off(&mut self, now: DateTime<Utc>) -> Result<u32, ScheduleError> {
         self.require_active()?;
+        if self.paused.is_some() {
+            return Err(ScheduleError::Paused);
+        }
         let mut scheduled: Vec<u32> =
             self.payments.iter().filter(|p| p.status == PaymentStatus::Scheduled).map(|p| p.number).collect();
         scheduled.sort_unstable();
@@ -445,6 +519,9 @@ impl Advance {
         let paid = self.payments.iter().filter(|p| p.status == PaymentStatus::Paid).count();
         let mut text =
             format!("{}: {paid} payments paid ({} of {})", self.status.as_str(), self.paid_amount(), self.terms.amount);
+        if let Some(pause) = &self.paused {
+            text.push_str(&format!("; paused since {}: {}", pause.since.format("%Y-%m-%d %H:%M:%S UTC"), pause.reason));
+        }
         if let Some(payment) = self.payments.iter().find(|p| p.status == PaymentStatus::Processing) {
             text.push_str(&format!("; collecting payment {}: {}", payment.number, payment.amount));
         } else if let Some((number, due)) = self.next_due() {
@@ -454,6 +531,80 @@ impl Advance {
             text.push_str(&format!("; {reason}"));
         }
         text
+    }
+
+    /// An operator pauses collection at `at`: nothing new is collected (a withdrawal under way finishes) until
+    /// [`Advance::resume`]. The amounts do not change, so the formula holds throughout.
+    pub fn pause(&mut self, at: DateTime<Utc>, reason: &str) -> Result<(), ScheduleError> {
+        self.require_active()?;
+        if self.paused.is_some() {
+            return Err(ScheduleError::Paused);
+        }
+        self.paused = Some(Pause { since: at, reason: reason.to_owned() });
+        self.changed();
+        Ok(())
+    }
+
+    /// An operator resumes collection at `at`: every payment still scheduled moves later by the time the advance
+    /// was paused, so the client keeps the same spacing between payments it had before the pause. Returns that time.
+    pub fn resume(&mut self, at: DateTime<Utc>) -> Result<chrono::Duration, ScheduleError> {
+        self.require_active()?;
+        let pause = self.paused.take().ok_or(ScheduleError::NotPaused)?;
+        let paused_for = (at - pause.since).max(chrono::Duration::zero());
+        for payment in &mut self.payments {
+            if payment.status == PaymentStatus::Scheduled {
+                payment.due_at = payment.due_at.map(|due| due.checked_add_signed(paused_for).unwrap_or(due));
+            }
+        }
+        self.changed();
+        Ok(paused_for)
+    }
+
+    /// What changed since `before` (an earlier state of this advance): see [`AdvanceChange`].
+    pub fn changes_since(&self, before: &Advance) -> AdvanceChange {
+        let payments = self
+            .payments
+            .iter()
+            .filter(|payment| before.payments.iter().find(|old| old.number == payment.number) != Some(*payment))
+            .cloned()
+            .collect();
+        AdvanceChange {
+            advance_id: self.terms.advance_id,
+            from_revision: before.revision,
+            revision: self.revision,
+            status: self.status,
+            granted_at: self.granted_at,
+            grant_transaction_id: self.grant_transaction_id,
+            status_reason: self.status_reason.clone(),
+            failed_extra_in_row: self.failed_extra_in_row,
+            paused: self.paused.clone(),
+            payments,
+        }
+    }
+
+    /// Applies a change made by [`Advance::changes_since`] from this very state.
+    pub fn apply(&mut self, change: AdvanceChange) -> Result<(), ChangeError> {
+        if change.advance_id != self.terms.advance_id {
+            return Err(ChangeError::OtherAdvance { advance: self.terms.advance_id, change: change.advance_id });
+        }
+        if change.from_revision != self.revision {
+            return Err(ChangeError::OtherRevision { from: change.from_revision, at: self.revision });
+        }
+        self.revision = change.revision;
+        self.status = change.status;
+        self.granted_at = change.granted_at;
+        self.grant_transaction_id = change.grant_transaction_id;
+        self.status_reason = change.status_reason;
+        self.failed_extra_in_row = change.failed_extra_in_row;
+        self.paused = change.paused;
+        for payment in change.payments {
+            match self.payment_mut(payment.number) {
+                Some(slot) => *slot = payment,
+                None => self.payments.push(payment),
+            }
+        }
+        self.payments.sort_by_key(|payment| payment.number);
+        Ok(())
     }
 
     /// An operator stops future collection. A withdrawal already under way finishes and is recorded.
@@ -700,6 +851,59 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_across_a_due_time_moves_every_unpaid_payment_by_the_time_paused() {
+        let mut advance = granted("120");
+        collect(&mut advance, true);
+        // Payment 2 is due at 2 s; pause at 1.5 s, resume at 4 s: paused for 2.5 s, across that due time.
+        let paused_at = at(1) + chrono::Duration::milliseconds(500);
+        assert_eq!(advance.pause(paused_at, "client on holiday"), Ok(()));
+        assert_eq!(advance.next_due(), None, "nothing falls due while paused");
+        assert_eq!(advance.start(2), Err(ScheduleError::Paused));
+        assert_eq!(advance.pay_off(at(3)), Err(ScheduleError::Paused));
+        assert_eq!(advance.pause(at(3), "again"), Err(ScheduleError::Paused));
+        assert!(advance.formula_holds());
+        assert!(advance.describe().contains("paused since"), "{}", advance.describe());
+        assert_eq!(advance.resume(at(4)), Ok(chrono::Duration::milliseconds(2500)));
+        assert_eq!(advance.resume(at(5)), Err(ScheduleError::NotPaused));
+        let due = |number: u32| advance.payments[number as usize - 1].due_at;
+        assert_eq!(due(1), Some(at(1)), "a paid payment keeps its due time");
+        assert_eq!(due(2), Some(at(4) + chrono::Duration::milliseconds(500)));
+        assert_eq!(due(12), Some(at(14) + chrono::Duration::milliseconds(500)));
+        assert_eq!(advance.next_due().map(|(number, _)| number), Some(2));
+        assert!(advance.formula_holds());
+    }
+
+    #[test]
+    fn a_payment_under_way_when_paused_finishes_and_a_close_ends_the_pause() {
+        let mut advance = granted("120");
+        assert!(advance.start(1).is_ok());
+        assert_eq!(advance.pause(at(1), "fraud check"), Ok(()));
+        assert_eq!(advance.failed(1, "Insufficient funds"), Ok(()));
+        assert_eq!(advance.payments[1].amount, dec("20"), "a failure still rolls over while paused");
+        assert!(advance.formula_holds());
+        assert_eq!(advance.cancel("fraud"), Ok(()));
+        assert_eq!((advance.status, advance.paused.as_ref()), (AdvanceStatus::Cancelled, None));
+        assert_eq!(Advance::new(terms("120")).pause(at(0), "x"), Err(ScheduleError::NotActive("granting")));
+    }
+
+    #[test]
+    fn a_change_applies_only_to_the_state_it_was_made_from() {
+        let before = granted("120");
+        let mut after = before.clone();
+        assert!(after.start(1).is_ok());
+        let change = after.changes_since(&before);
+        assert_eq!(change.payments.len(), 1, "only payment 1 changed: {change:?}");
+        let mut stale = Advance::new(terms("120"));
+        assert_eq!(stale.apply(change.clone()), Err(ChangeError::OtherRevision { from: 1, at: 0 }));
+        let mut other = before.clone();
+        other.terms.advance_id = Uuid::from_u128(99);
+        assert!(matches!(other.apply(change.clone()), Err(ChangeError::OtherAdvance { .. })));
+        let mut mirror = before;
+        assert_eq!(mirror.apply(change), Ok(()));
+        assert_eq!(mirror, after);
+    }
+
+    #[test]
     fn statuses_parse_back_from_their_names() {
         use PaymentStatus::*;
         for status in [Scheduled, Processing, Paid, Failed, Superseded, Cancelled] {
@@ -738,17 +942,30 @@ mod tests {
             cents in 12u64..100_000_000,
             outcomes in proptest::collection::vec(any::<bool>(), 0..40),
             pay_off_at in proptest::option::of(0usize..40),
+            paused in proptest::option::of((0usize..40, 1usize..5)),
         ) {
             let mut advance = granted("0");
             advance.terms.amount = Decimal::new(cents as i64, 2);
             advance = Advance::new(advance.terms);
+            // The mirror only ever sees changes, as the store does.
+            let mut mirror = advance.clone();
             advance.granted(at(0), Uuid::from_u128(1));
             let mut dues = Vec::new();
             for (step, pay) in outcomes.into_iter().enumerate() {
                 if pay_off_at == Some(step) {
                     let _ = advance.pay_off(at(step as i64));
                 }
-                let Some((number, due)) = advance.next_due() else { break };
+                match paused {
+                    Some((from, _)) if from == step => { let _ = advance.pause(at(step as i64), "p"); }
+                    Some((from, length)) if from + length == step => { let _ = advance.resume(at(step as i64)); }
+                    _ => {}
+                }
+                if advance.status.is_open() {
+                    prop_assert!(advance.formula_holds(), "{:?}", advance);
+                }
+                prop_assert_eq!(mirror.apply(advance.changes_since(&mirror)), Ok(()));
+                prop_assert_eq!(&mirror, &advance);
+                let Some((number, due)) = advance.next_due() else { continue };
                 dues.push(due);
                 prop_assert!(advance.start(number).is_ok());
                 let result = if pay { advance.paid(number, Uuid::from_u128(number as u128)) } else { advance.failed(number, "no") };

@@ -4,7 +4,7 @@
 //! closed advances and while a workflow does not answer. Both use this one crate.
 
 use advances_workflows::activities::{Alert, AlertKind};
-use advances_workflows::model::{Advance, AdvanceStatus, AdvanceTerms, PaymentStatus};
+use advances_workflows::model::{Advance, AdvanceStatus, AdvanceTerms, Mirror, Payment, PaymentStatus};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
@@ -98,7 +98,7 @@ impl Store {
                 .await?;
             return Ok(Registered::Exists(Box::new(existing.terms)));
         }
-        write_payments(&mut tx, advance).await?;
+        write_payments(&mut tx, advance.terms.advance_id, &advance.payments).await?;
         tx.commit().await?;
         Ok(Registered::Created)
     }
@@ -130,7 +130,36 @@ impl Store {
         if updated == 0 {
             return Ok(false);
         }
-        write_payments(&mut tx, advance).await?;
+        write_payments(&mut tx, advance.terms.advance_id, &advance.payments).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Mirrors what a workflow sends: its whole state, or a change applied to the stored state (under a row
+    /// lock, so two writers of one advance never interleave). A change older than the stored revision is a
+    /// late retry and is ignored; one that does not follow the stored revision is an error (and the activity
+    /// retries), never a guess. Returns whether anything was written.
+    pub async fn mirror(&self, mirror: &Mirror) -> anyhow::Result<bool> {
+        let change = match mirror {
+            Mirror::Whole { advance } => return Ok(self.record(advance).await?),
+            Mirror::Change { change } => change,
+        };
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<(Json<Advance>,)> = sqlx::query_as("SELECT state FROM advances WHERE id = $1 FOR UPDATE")
+            .bind(change.advance_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((Json(mut advance),)) = stored else {
+            anyhow::bail!("advance {} has no mirror to apply revision {} to", change.advance_id, change.revision);
+        };
+        if advance.revision >= change.revision {
+            return Ok(false);
+        }
+        advance.apply(change.clone())?;
+        let on_conflict = "ON CONFLICT (id) DO UPDATE
+                SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now()";
+        write_advance(&mut tx, &advance, on_conflict).await?;
+        write_payments(&mut tx, change.advance_id, &change.payments).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -234,26 +263,38 @@ async fn write_advance(tx: &mut sqlx::PgConnection, advance: &Advance, on_confli
     Ok(result.rows_affected())
 }
 
-async fn write_payments(tx: &mut sqlx::PgConnection, advance: &Advance) -> sqlx::Result<()> {
-    for payment in &advance.payments {
-        sqlx::query(
-            "INSERT INTO payments (id, advance_id, number, amount, due_at, status, transaction_id, failure_reason, moved_to)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, due_at = EXCLUDED.due_at,
-                status = EXCLUDED.status, transaction_id = EXCLUDED.transaction_id,
-                failure_reason = EXCLUDED.failure_reason, moved_to = EXCLUDED.moved_to",
-        )
-        .bind(payment.payment_id)
-        .bind(advance.terms.advance_id)
-        .bind(payment.number as i32)
-        .bind(payment.amount)
-        .bind(payment.due_at)
-        .bind(payment.status.as_str())
-        .bind(payment.transaction_id)
-        .bind(&payment.failure_reason)
-        .bind(payment.moved_to.map(|number| number as i32))
-        .execute(&mut *tx)
-        .await?;
+/// Writes `payments` of one advance in one statement (new ones inserted, known ones updated).
+async fn write_payments(tx: &mut sqlx::PgConnection, advance_id: Uuid, payments: &[Payment]) -> sqlx::Result<()> {
+    if payments.is_empty() {
+        return Ok(());
     }
+    let ids: Vec<Uuid> = payments.iter().map(|p| p.payment_id).collect();
+    let numbers: Vec<i32> = payments.iter().map(|p| p.number as i32).collect();
+    let amounts: Vec<Decimal> = payments.iter().map(|p| p.amount).collect();
+    let due: Vec<Option<DateTime<Utc>>> = payments.iter().map(|p| p.due_at).collect();
+    let statuses: Vec<&str> = payments.iter().map(|p| p.status.as_str()).collect();
+    let transactions: Vec<Option<Uuid>> = payments.iter().map(|p| p.transaction_id).collect();
+    let reasons: Vec<Option<String>> = payments.iter().map(|p| p.failure_reason.clone()).collect();
+    let moved: Vec<Option<i32>> = payments.iter().map(|p| p.moved_to.map(|number| number as i32)).collect();
+    sqlx::query(
+        "INSERT INTO payments (id, advance_id, number, amount, due_at, status, transaction_id, failure_reason, moved_to)
+         SELECT id, $2, number, amount, due_at, status, transaction_id, failure_reason, moved_to
+         FROM unnest($1::uuid[], $3::int[], $4::numeric[], $5::timestamptz[], $6::text[], $7::uuid[], $8::text[],
+                     $9::int[]) AS p (id, number, amount, due_at, status, transaction_id, failure_reason, moved_to)
+         ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, due_at = EXCLUDED.due_at,
+            status = EXCLUDED.status, transaction_id = EXCLUDED.transaction_id,
+            failure_reason = EXCLUDED.failure_reason, moved_to = EXCLUDED.moved_to",
+    )
+    .bind(ids)
+    .bind(advance_id)
+    .bind(numbers)
+    .bind(amounts)
+    .bind(due)
+    .bind(statuses)
+    .bind(transactions)
+    .bind(reasons)
+    .bind(moved)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

@@ -210,7 +210,8 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
     assert!(theirs.headers.get("idempotent-replayed").is_none());
     assert_ne!(theirs.str("advance_id"), advance_id, "not a replay of another client's advance");
     assert_eq!(stack.grants(account).await?, 2);
-    for path in [format!("/api/v1/advances/{advance_id}/cancel"), format!("/api/v1/advances/{advance_id}/pay_off")] {
+    for command in ["cancel", "pay_off", "pause", "resume"] {
+        let path = format!("/api/v1/advances/{advance_id}/{command}");
         let refused = Reply::read(shop.post(api(&path)).json(&json!({})).send().await?).await?;
         assert_eq!((refused.status, refused.error_code()), (403, "forbidden"), "{path}");
         assert!(refused.text.contains("advances:operate"), "{}", refused.text);
@@ -229,6 +230,8 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
         "/api/v1/advances/{advance_id}",
         "/api/v1/advances/{advance_id}/cancel",
         "/api/v1/advances/{advance_id}/pay_off",
+        "/api/v1/advances/{advance_id}/pause",
+        "/api/v1/advances/{advance_id}/resume",
         "/api/v1/alerts",
         "/health",
         "/metrics",
@@ -272,6 +275,25 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
         stack.post(&stack.api_url, &path(&uuid::Uuid::new_v4().to_string(), "cancel"), &json!({}), None).await?;
     assert_eq!(unknown.status, 404);
     assert_eq!(stack.debits(account).await?.len(), 1, "the pay-off is one debit");
+
+    // Pause and resume the third: while paused nothing else goes, and resuming moves the schedule later.
+    let before = stack.get(&stack.api_url, &format!("/api/v1/advances/{}", ids[2])).await?;
+    let paused = stack.post(&stack.api_url, &path(&ids[2], "pause"), &json!({"reason": "fraud check"}), None).await?;
+    assert_eq!(paused.status, 200, "{}", paused.text);
+    assert_eq!((paused.str("pause_reason"), status(&paused.json)), ("fraud check", AdvanceStatus::Active));
+    assert!(paused.json["paused_since"].is_string(), "{}", paused.text);
+    for (command, code) in [("pause", "advance_not_active"), ("pay_off", "advance_not_active")] {
+        let refused = stack.post(&stack.api_url, &path(&ids[2], command), &json!({}), None).await?;
+        assert_eq!((refused.status, refused.error_code()), (409, code), "{command} while paused: {}", refused.text);
+        assert!(refused.text.contains("paused"), "{}", refused.text);
+    }
+    let resumed = stack.post(&stack.api_url, &path(&ids[2], "resume"), &json!({}), None).await?;
+    assert_eq!(resumed.status, 200, "{}", resumed.text);
+    assert!(resumed.json.get("paused_since").is_none(), "{}", resumed.text);
+    let due = |view: &serde_json::Value| view["payments"][0]["due_at"].as_str().unwrap_or_default().to_owned();
+    assert!(due(&resumed.json) > due(&before.json), "{} after {}", due(&resumed.json), due(&before.json));
+    let again = stack.post(&stack.api_url, &path(&ids[2], "resume"), &json!({}), None).await?;
+    assert_eq!((again.status, again.error_code()), (409, "advance_not_active"));
 
     // Tamper with the third advance's mirror: its payments no longer add up to the advance.
     sqlx::query("UPDATE payments SET amount = amount - 5 WHERE advance_id = $1::uuid AND number = 7")

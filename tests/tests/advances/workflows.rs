@@ -4,15 +4,17 @@
 use advances_store::Store;
 use advances_workflows::activities::{AlertKind, ReconcileReport};
 use advances_workflows::model::{payment_key, Advance, AdvanceStatus, AdvanceTerms, PaymentStatus};
-use advances_workflows::{workflow_id, AdvanceWorkflow, ReconcileWorkflow, TASK_QUEUE};
+use advances_workflows::{workflow_id, AdvanceInput, AdvanceWorkflow, ReconcileWorkflow, TASK_QUEUE};
 use anyhow::Context;
 use ledger_contract::{Direction, TransactionStatus};
 use rust_decimal::Decimal;
 use system_tests::{dec, poll_until, Stack};
+use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{
-    Client, WorkflowFetchHistoryOptions, WorkflowGetResultOptions, WorkflowHandle, WorkflowHistory,
-    WorkflowQueryOptions, WorkflowStartOptions, WorkflowTerminateOptions,
+    Client, WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
+    WorkflowHandle, WorkflowHistory, WorkflowQueryOptions, WorkflowStartOptions, WorkflowTerminateOptions,
 };
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 use uuid::Uuid;
 
@@ -41,7 +43,11 @@ struct LedgerRow {
 
 impl Harness {
     async fn new() -> anyhow::Result<Self> {
-        let stack = Stack::start(&[]).await?;
+        Self::with_temporal(&[]).await
+    }
+
+    async fn with_temporal(dynamic_config: &[&str]) -> anyhow::Result<Self> {
+        let stack = Stack::start_with(&[], dynamic_config).await?;
         let temporal = temporal_client(&stack).await?;
         let store = Store::new(stack.advances.clone());
         Ok(Self { stack, temporal, store })
@@ -59,9 +65,43 @@ impl Harness {
     }
 
     async fn start(&self, terms: &AdvanceTerms) -> anyhow::Result<Handle> {
-        let options = WorkflowStartOptions::new(TASK_QUEUE, workflow_id(terms.advance_id)).build();
-        self.temporal.start_workflow(AdvanceWorkflow::run, terms.clone(), options).await?;
+        self.start_run(terms).await?;
         Ok(self.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(terms.advance_id)))
+    }
+
+    /// Starts the advance's workflow and returns its first run's id.
+    async fn start_run(&self, terms: &AdvanceTerms) -> anyhow::Result<String> {
+        let options = WorkflowStartOptions::new(TASK_QUEUE, workflow_id(terms.advance_id)).build();
+        let started =
+            self.temporal.start_workflow(AdvanceWorkflow::run, AdvanceInput::from(terms.clone()), options).await?;
+        Ok(started.run_id().unwrap_or_default().to_owned())
+    }
+
+    /// Every run of an advance's chain, first to last, each replayed against the current code: its run id and
+    /// the size of its history as Temporal counts it.
+    async fn runs(&self, advance_id: Uuid, first_run: &str) -> anyhow::Result<Vec<(String, i64)>> {
+        let mut runs = Vec::new();
+        let mut next = Some(first_run.to_owned());
+        while let Some(run_id) = next.take() {
+            let info = WorkflowExecutionInfo::builder()
+                .namespace("default")
+                .workflow_id(workflow_id(advance_id))
+                .run_id(run_id.clone())
+                .build();
+            let handle: Handle = WorkflowHandle::new(self.temporal.clone(), info);
+            let described = handle.describe(WorkflowDescribeOptions::default()).await?;
+            let size = described.raw().workflow_execution_info.as_ref().map_or(0, |info| info.history_size_bytes);
+            replay(handle.fetch_history(WorkflowFetchHistoryOptions::default())).await?;
+            let events = handle.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await?;
+            next = events.last().and_then(|event| match &event.attributes {
+                Some(Attributes::WorkflowExecutionContinuedAsNewEventAttributes(handed_over)) => {
+                    Some(handed_over.new_execution_run_id.clone())
+                }
+                _ => None,
+            });
+            runs.push((run_id, size));
+        }
+        Ok(runs)
     }
 
     async fn reconcile(&self, run: u32) -> anyhow::Result<ReconcileReport> {
@@ -132,7 +172,7 @@ async fn an_advance_grants_then_collects_every_payment_and_completes() -> anyhow
     let terms = h.terms(account, "100", 4, 200, 3);
     let handle = h.start(&terms).await?;
     let advance = result(&handle).await?;
-    check_replay(&handle, "advance-completed.json").await?;
+    check_replay(&handle, "v2-advance-completed.json").await?;
     assert_eq!(advance.status, AdvanceStatus::Completed);
     assert_eq!((advance.paid_amount(), advance.outstanding_amount()), (dec("100"), Decimal::ZERO));
     assert!(advance.payments.iter().all(|p| p.status == PaymentStatus::Paid && p.transaction_id.is_some()));
@@ -200,7 +240,7 @@ async fn a_refused_payment_rolls_into_the_next_and_the_last_into_an_extra_one() 
     assert!(seen.formula_holds());
     h.bank(account, "40", Direction::Credit).await?; // money arrives before the extra payment is due
     let advance = result(&handle).await?;
-    check_replay(&handle, "advance-rolled-over.json").await?;
+    check_replay(&handle, "v2-advance-rolled-over.json").await?;
     assert_eq!(advance.status, AdvanceStatus::Completed);
     let rows = h.ledger_rows(account).await?;
     let debits: Vec<_> =
@@ -258,7 +298,7 @@ async fn operators_pay_off_or_cancel_a_running_advance() -> anyhow::Result<()> {
     assert_eq!(after.payments[0].amount, dec("120"));
     assert!(after.payments[1..].iter().all(|p| p.status == PaymentStatus::Superseded));
     let paid_off = result(&handle).await?;
-    check_replay(&handle, "advance-paid-off.json").await?;
+    check_replay(&handle, "v2-advance-paid-off.json").await?;
 
     let handle = h.start(&other).await?;
     wait_for(&handle, |a| a.status == AdvanceStatus::Active).await?;
@@ -272,6 +312,125 @@ async fn operators_pay_off_or_cancel_a_running_advance() -> anyhow::Result<()> {
         h.ledger_rows(account).await?.into_iter().filter(|r| r.direction == Direction::Debit).collect();
     assert_eq!(debits.len(), 1, "the pay-off is one withdrawal, the cancelled advance none: {debits:?}");
     assert_eq!(h.stack.balance(account).await?, dec("60"));
+    h.stop().await
+}
+
+/// Sends an operator's command (`pause`, `resume` or `pay_off`) as the workflow update of that name.
+async fn operate(handle: &Handle, name: &str) -> Result<Option<Advance>, WorkflowUpdateError> {
+    let options = Default::default();
+    match name {
+        "pause" => handle.execute_update(AdvanceWorkflow::pause, "fraud check".into(), options).await,
+        "resume" => handle.execute_update(AdvanceWorkflow::resume, String::new(), options).await,
+        _ => handle.execute_update(AdvanceWorkflow::pay_off, String::new(), options).await,
+    }
+}
+
+/// Temporal warns at 10 MB of history (and terminates at 50 MB): no run of an advance may come near it.
+const HISTORY_WARNING_BYTES: i64 = 10 * 1024 * 1024;
+
+/// The longest advance the terms allow, on a short interval: before, every mirror carried the whole schedule
+/// and Temporal terminated such an advance at payment 235 with 52 MB of history, silently.
+#[tokio::test]
+async fn the_longest_advance_continues_as_new_collects_every_payment_once_and_its_history_stays_small(
+) -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let account = h.account().await?;
+    let payments = advances_workflows::model::MAX_PAYMENTS;
+    let terms = h.terms(account, "5200", payments, 5, 3);
+    let first_run = h.start_run(&terms).await?;
+    let handle = h.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(terms.advance_id));
+    // Watch the running run's history as it grows: over 10 MB at any time fails at once.
+    let advance = poll_until(std::time::Duration::from_secs(600), || async {
+        let described = handle.describe(WorkflowDescribeOptions::default()).await?;
+        let size = described.raw().workflow_execution_info.as_ref().map_or(0, |info| info.history_size_bytes);
+        anyhow::ensure!(size < HISTORY_WARNING_BYTES, "a run's history reached {size} bytes");
+        let stored = h.store.get(terms.advance_id).await?;
+        Ok(stored.filter(|advance| !advance.status.is_open()))
+    })
+    .await?;
+    assert_eq!(advance.status, AdvanceStatus::Completed, "{}", advance.describe());
+    assert_eq!(result(&handle).await?, advance, "the last run's result is the mirror");
+    assert_eq!(advance.payments.len(), payments as usize);
+    assert!(advance.payments.iter().all(|p| p.status == PaymentStatus::Paid));
+
+    let rows = h.ledger_rows(account).await?;
+    let keys: std::collections::HashSet<_> = rows.iter().filter_map(|row| row.idempotency_key.clone()).collect();
+    assert_eq!((rows.len(), keys.len()), (payments as usize + 1, payments as usize + 1), "each key moved once");
+    assert!(rows.iter().all(|row| row.status == TransactionStatus::Success));
+    assert_eq!(h.stack.balance(account).await?, Decimal::ZERO);
+    let mirrored = h.store.payments(terms.advance_id).await?;
+    assert_eq!(mirrored.iter().filter(|p| p.status == PaymentStatus::Paid).count(), payments as usize);
+
+    let runs = h.runs(terms.advance_id, &first_run).await?;
+    assert!(runs.len() >= 2, "the advance continued as new: {runs:?}");
+    let largest = runs.iter().map(|(_, size)| *size).max().unwrap_or_default();
+    assert!(largest > 0 && largest < HISTORY_WARNING_BYTES, "every run stays under 10 MB: {runs:?}");
+    println!("{payments} payments in {} runs, the largest history {largest} bytes: {runs:?}", runs.len());
+    h.stop().await
+}
+
+/// With Temporal suggesting continue-as-new every hundred events, a short advance hands over several times
+/// (and is recorded as a fixture): each run starts from the state the last one mirrored.
+#[tokio::test]
+async fn each_run_continues_from_the_state_the_last_one_handed_over() -> anyhow::Result<()> {
+    let h = Harness::with_temporal(&["limit.historyCount.suggestContinueAsNew=100"]).await?;
+    let account = h.account().await?;
+    let terms = h.terms(account, "60", 6, 50, 3);
+    let first_run = h.start_run(&terms).await?;
+    let handle = h.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(terms.advance_id));
+    let advance = result(&handle).await?;
+    assert_eq!((advance.status, advance.paid_amount()), (AdvanceStatus::Completed, dec("60")));
+    let runs = h.runs(terms.advance_id, &first_run).await?;
+    assert!(runs.len() >= 2, "{runs:?}");
+    check_replay(&handle, "v2-advance-continued.json").await?;
+    let debits = h.ledger_rows(account).await?.into_iter().filter(|r| r.direction == Direction::Debit).count();
+    assert_eq!(debits, 6, "each payment once across the runs");
+    h.stop().await
+}
+
+/// Pausing stops collection across a due time; resuming moves every unpaid payment by the time paused, and
+/// the validators refuse what does not apply.
+#[tokio::test]
+async fn a_paused_advance_collects_nothing_until_resumed_and_then_keeps_its_spacing() -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let account = h.account().await?;
+    let terms = h.terms(account, "30", 3, 1500, 3);
+    let handle = h.start(&terms).await?;
+    let granted = wait_for(&handle, |a| a.status == AdvanceStatus::Active).await?;
+    let update = |name: &'static str| operate(&handle, name);
+    let rejected = |result: Result<Option<Advance>, WorkflowUpdateError>| match result {
+        Err(WorkflowUpdateError::Failed(failure)) => failure.message.clone(),
+        other => format!("not rejected: {other:?}"),
+    };
+    assert!(rejected(update("resume").await).contains("not paused"));
+    let paused = update("pause").await?.ok_or_else(|| anyhow::anyhow!("pause answered nothing"))?;
+    let since = paused.paused.as_ref().map(|pause| pause.since).ok_or_else(|| anyhow::anyhow!("not paused"))?;
+    assert!(rejected(update("pause").await).contains("already paused"));
+    assert!(rejected(update("pay_off").await).contains("paused"));
+
+    // Wait (a known time, not a guess) until payment 1 is overdue: nothing is collected while paused.
+    let first_due = granted.payments[0].due_at.unwrap_or_default();
+    let overdue = (first_due - chrono::Utc::now()).to_std().unwrap_or_default() + std::time::Duration::from_millis(500);
+    tokio::time::sleep(overdue).await;
+    let still = state(&handle).await?.ok_or_else(|| anyhow::anyhow!("no state"))?;
+    assert_eq!(still.payments[0].status, PaymentStatus::Scheduled, "{}", still.describe());
+    assert!(h.ledger_rows(account).await?.iter().all(|row| row.direction == Direction::Credit));
+    assert!(still.formula_holds());
+
+    let resumed = update("resume").await?.ok_or_else(|| anyhow::anyhow!("resume answered nothing"))?;
+    assert!(resumed.paused.is_none());
+    let shift = resumed.payments[0].due_at.unwrap_or_default() - first_due;
+    assert!(shift > chrono::Utc::now() - since - chrono::Duration::seconds(5) && shift > chrono::Duration::zero());
+    for (before, after) in granted.payments.iter().zip(&resumed.payments) {
+        assert_eq!(after.due_at.unwrap_or_default() - before.due_at.unwrap_or_default(), shift, "one shift for all");
+    }
+    let advance = result(&handle).await?;
+    check_replay(&handle, "v2-advance-paused.json").await?;
+    assert_eq!(advance.status, AdvanceStatus::Completed);
+    let debits = h.ledger_rows(account).await?.into_iter().filter(|r| r.direction == Direction::Debit).count();
+    assert_eq!(debits, 3, "each payment once");
+    let summaries = summaries(&handle).await?;
+    assert!(summaries.iter().any(|s| s.contains("Payment 1 due")), "{summaries:?}");
     h.stop().await
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use advances_workflows::model::AdvanceTerms;
 use advances_workflows::temporal::{connect, TemporalSettings};
-use advances_workflows::{workflow_id, AdvanceWorkflow, ReconcileWorkflow};
+use advances_workflows::{workflow_id, AdvanceInput, AdvanceWorkflow, ReconcileWorkflow};
 use rust_decimal::Decimal;
 use serde_json::json;
 use system_tests::Stack;
@@ -22,7 +22,7 @@ use super::{env_or, peak_rss_kib, Run};
 #[allow(dead_code)]
 mod noop {
     use advances_workflows::activities::{Alert, MoneyMove, MoneyOutcome, ReconcileReport};
-    use advances_workflows::model::Advance;
+    use advances_workflows::model::{Advance, Mirror};
     use temporalio_macros::activities;
     use temporalio_sdk::activities::{ActivityContext, ActivityError};
     use uuid::Uuid;
@@ -44,6 +44,11 @@ mod noop {
 
         #[activity(definition = advances_workflows::activities::definitions::RecordAdvance)]
         async fn record_advance(_ctx: ActivityContext, _advance: Advance) -> Result<(), ActivityError> {
+            Ok(())
+        }
+
+        #[activity(definition = advances_workflows::activities::definitions::MirrorAdvance)]
+        async fn mirror_advance(_ctx: ActivityContext, _mirror: Mirror) -> Result<(), ActivityError> {
             Ok(())
         }
 
@@ -73,7 +78,7 @@ fn terms(account_id: Uuid, interval_ms: u64) -> AdvanceTerms {
 
 async fn start_raw(client: &Client, task_queue: &str, terms: &AdvanceTerms) -> anyhow::Result<()> {
     let options = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id(terms.advance_id)).build();
-    client.start_workflow(AdvanceWorkflow::run, terms.clone(), options).await?;
+    client.start_workflow(AdvanceWorkflow::run, AdvanceInput::from(terms.clone()), options).await?;
     Ok(())
 }
 
@@ -246,7 +251,7 @@ pub async fn advance_benchmarks(report: &mut String) -> anyhow::Result<()> {
         report,
         "\nPayments collected: {count} advances of 12 payments, 1 s apart, all started at once (raw starts), each on \
          its own account; the time runs from the first start until the last advance has completed. Per payment the \
-         workflow runs three activities (mirror as processing, the ledger debit, mirror as paid).\n"
+         workflow runs three activities (mirror the change to processing, the ledger debit, mirror the change to paid).\n"
     )?;
     writeln!(report, "| worker | payments | time | payments per second | vs no-op activities |")?;
     writeln!(report, "|---|---:|---:|---:|---:|")?;
