@@ -11,11 +11,12 @@ pub mod worker;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use advances_store::{OpenAdvance, PaymentRow, Store};
-use advances_workflows::activities::{Alert, AlertKind, MoneyMove, MoneyOutcome, ReconcileReport};
+use advances_store::{AdvanceToCheck, OpenAdvance, PaymentRow, Store};
+use advances_workflows::activities::{
+    Alert, AlertKind, IdRange, MoneyMove, MoneyOutcome, RangeProgress, ReconcileReport,
+};
 use advances_workflows::model::{grant_key, payment_key, Advance, AdvanceStatus, Mirror, PaymentStatus};
 use advances_workflows::temporal::advance_not_running;
-use advances_workflows::workflow_id;
 use futures::StreamExt;
 use ledger_contract::{LedgerClient, Transaction, TransactionStatus, MAX_KEYS_PER_LOOKUP};
 use prometheus::{IntCounterVec, Opts, Registry};
@@ -106,112 +107,192 @@ impl Activities {
         }
     }
 
-    /// Logs, counts and stores an alert.
+    /// Logs, counts and stores an alert (for an activity: a database error is retryable).
     pub async fn alert(&self, alert: &Alert) -> Result<(), ActivityError> {
+        self.raise(alert).await.map_err(retryable)
+    }
+
+    /// Logs, counts and stores an alert, once per distinct alert.
+    async fn raise(&self, alert: &Alert) -> sqlx::Result<()> {
         let advance_id = alert.advance_id.map(|id| id.to_string()).unwrap_or_default();
-        if self.store.insert_alert(alert).await.map_err(retryable)? {
+        if self.store.insert_alert(alert).await? {
             tracing::error!(advance_id, kind = %alert.kind, "ALERT: {}", alert.message);
             self.metrics.alerts.with_label_values(&[alert.kind.as_str()]).inc();
         }
         Ok(())
     }
 
-    /// Checks every open advance: its payments must sum to its amount (paid + scheduled + processing), its
-    /// grant and every paid payment must match exactly one successful ledger transaction with its key, and no
-    /// failed payment may have one. The ledger is asked for up to a thousand keys at a time (`by_keys`).
+    /// Checks every open advance in one call: their workflows, then the whole id range (what runs started
+    /// before ranges were checked in parallel still call).
     pub async fn check_all(&self, temporal: &Client) -> anyhow::Result<ReconcileReport> {
-        let mut report = ReconcileReport::default();
-        let mut batch: Vec<KeyCheck> = Vec::new();
-        let open_advances = self.store.open_advances().await?;
-        self.check_workflows(temporal, &open_advances, &mut report).await?;
-        for open in open_advances {
-            report.advances_checked += 1;
-            let payments = self.store.payments(open.advance_id).await?;
-            let owed: Decimal = payments.iter().filter(|p| p.status.is_owed()).map(|p| p.amount).sum();
-            if owed != open.amount {
-                report.mismatches.push(Alert {
+        let mut report = self.check_running_workflows(temporal, None).await?;
+        let whole = IdRange { first: Uuid::nil(), last: Uuid::max() };
+        report.merge(
+            self.check_range(whole, RangeProgress { next: Some(whole.first), ..Default::default() }, None).await?,
+        );
+        Ok(report)
+    }
+
+    /// Checks the open advances of `range`, from `progress.next` on, page by page: each advance's payments
+    /// must sum to its amount (paid + scheduled + processing), and its grant and every paid payment must match
+    /// exactly one successful ledger transaction with its key, and no failed payment may have one. The ledger
+    /// is asked up to a thousand keys at a time, several lookups at once, while the next page is read.
+    /// Mismatches are raised as alerts as they are found; after every page the progress is heartbeaten through
+    /// `ctx`, so a retry resumes at the next page.
+    pub async fn check_range(
+        &self,
+        range: IdRange,
+        mut progress: RangeProgress,
+        ctx: Option<&ActivityContext>,
+    ) -> anyhow::Result<ReconcileReport> {
+        let Some(first) = progress.next else { return Ok(progress.report) };
+        let mut page = self.store.open_page(first, range.last, PAGE_ADVANCES).await?;
+        while let Some(last) = page.last().map(|advance| advance.open.advance_id) {
+            let next = last.as_u128().checked_add(1).map(Uuid::from_u128).filter(|next| *next <= range.last);
+            let following = async {
+                match next {
+                    Some(next) => self.store.open_page(next, range.last, PAGE_ADVANCES).await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            let (following, checked) = tokio::join!(following, self.check_page(&page));
+            let (checked, alerts) = checked?;
+            for alert in alerts {
+                self.raise(&alert).await?;
+                progress.report.found(alert);
+            }
+            progress.report.merge(checked);
+            progress.next = next;
+            if let Some(ctx) = ctx {
+                ctx.record_heartbeat(progress.clone()).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+            }
+            page = following?;
+        }
+        Ok(progress.report)
+    }
+
+    /// One page's checks: the formula of each advance, and its keys against the ledger. Returns the counts
+    /// and the mismatches.
+    async fn check_page(&self, page: &[AdvanceToCheck]) -> anyhow::Result<(ReconcileReport, Vec<Alert>)> {
+        let mut counts = ReconcileReport::default();
+        let mut alerts = Vec::new();
+        let mut checks: Vec<KeyCheck> = Vec::new();
+        for advance in page {
+            let open = &advance.open;
+            counts.advances_checked += 1;
+            if advance.owed != open.amount {
+                alerts.push(Alert {
                     advance_id: Some(open.advance_id),
                     kind: AlertKind::FormulaMismatch,
                     message: format!(
-                        "advance {}: paid + scheduled + processing = {owed}, but the advance is {}",
-                        open.advance_id, open.amount
+                        "advance {}: paid + scheduled + processing = {}, but the advance is {}",
+                        open.advance_id, advance.owed, open.amount
                     ),
                 });
             }
-            let checks = KeyCheck::of(&open, &payments);
+            let keys = KeyCheck::of(open, &advance.settled);
             // Every check but the grant's is one payment's.
-            report.payments_checked +=
-                checks.iter().filter(|check| !matches!(check.expected, Expected::Grant { .. })).count() as u64;
-            if batch.len() + checks.len() > MAX_KEYS_PER_LOOKUP {
-                self.settle(&mut batch, &mut report).await?;
-            }
-            batch.extend(checks);
+            counts.payments_checked +=
+                keys.iter().filter(|check| !matches!(check.expected, Expected::Grant { .. })).count() as u64;
+            checks.extend(keys);
         }
-        self.settle(&mut batch, &mut report).await?;
-        Ok(report)
+        let lookups: Vec<Vec<KeyCheck>> = checks.chunks(MAX_KEYS_PER_LOOKUP).map(<[KeyCheck]>::to_vec).collect();
+        let mut settled =
+            futures::stream::iter(lookups).map(|batch| self.settle(batch)).buffer_unordered(LOOKUPS_IN_FLIGHT);
+        while let Some(found) = settled.next().await {
+            alerts.extend(found?);
+        }
+        Ok((counts, alerts))
     }
 
     /// Every advance the database says is open must have a running workflow: one that was terminated, timed out,
     /// failed, or is missing would never collect again while everything else still looks fine. The running
-    /// workflows come from one visibility listing; an advance missing from it is confirmed with `describe`
-    /// (visibility lags) before it is an alert. An advance registered in the last minute may still be starting.
-    async fn check_workflows(
+    /// workflows come from one visibility listing (their ids held as 16-byte uuids); an advance missing from it
+    /// is confirmed with `describe` (visibility lags) before it is an alert. An advance registered in the last
+    /// minute may still be starting. Heartbeats through `ctx` while it lists and pages.
+    pub async fn check_running_workflows(
         &self,
         temporal: &Client,
-        open: &[OpenAdvance],
-        report: &mut ReconcileReport,
-    ) -> anyhow::Result<()> {
+        ctx: Option<&ActivityContext>,
+    ) -> anyhow::Result<ReconcileReport> {
+        let heartbeat = || async {
+            if let Some(ctx) = ctx {
+                ctx.record_heartbeat(()).await.map_err(|error| anyhow::anyhow!("{error}"))?;
+            }
+            anyhow::Ok(())
+        };
         let query = "WorkflowType = 'AdvanceWorkflow' AND ExecutionStatus = 'Running'";
         let mut listing = temporal.list_workflows(query, WorkflowListOptions::default());
         let mut running = HashSet::new();
         while let Some(execution) = listing.next().await {
-            running.insert(execution?.id().to_owned());
-        }
-        let starting = chrono::Utc::now() - chrono::Duration::minutes(1);
-        for advance in open {
-            let id = workflow_id(advance.advance_id);
-            if running.contains(&id) || (advance.status == AdvanceStatus::Granting && advance.created_at > starting) {
-                continue;
+            if let Some(advance_id) = advances_workflows::advance_of_workflow(execution?.id()) {
+                running.insert(advance_id);
             }
-            let Some(temporal_says) = advance_not_running(temporal, advance.advance_id).await? else {
-                // Visibility had not caught up with a running workflow.
-                continue;
-            };
-            report.mismatches.push(Alert {
-                advance_id: Some(advance.advance_id),
-                kind: AlertKind::WorkflowNotRunning,
-                message: format!(
-                    "advance {} is {} in the database, but its workflow is not running: Temporal says {temporal_says}",
-                    advance.advance_id,
-                    advance.status.as_str()
-                ),
-            });
+            if running.len() % 10_000 == 0 {
+                heartbeat().await?;
+            }
         }
-        Ok(())
+        let mut report = ReconcileReport::default();
+        let starting = chrono::Utc::now() - chrono::Duration::minutes(1);
+        let mut next = Some(Uuid::nil());
+        while let Some(first) = next {
+            let page = self.store.open_advances(first, PAGE_ADVANCES).await?;
+            next = page.last().and_then(|advance| advance.advance_id.as_u128().checked_add(1)).map(Uuid::from_u128);
+            for advance in page {
+                if running.contains(&advance.advance_id)
+                    || (advance.status == AdvanceStatus::Granting && advance.created_at > starting)
+                {
+                    continue;
+                }
+                let Some(temporal_says) = advance_not_running(temporal, advance.advance_id).await? else {
+                    // Visibility had not caught up with a running workflow.
+                    continue;
+                };
+                let alert = Alert {
+                    advance_id: Some(advance.advance_id),
+                    kind: AlertKind::WorkflowNotRunning,
+                    message: format!(
+                        "advance {} is {} in the database, but its workflow is not running: Temporal says {temporal_says}",
+                        advance.advance_id,
+                        advance.status.as_str()
+                    ),
+                };
+                self.raise(&alert).await?;
+                report.found(alert);
+            }
+            heartbeat().await?;
+        }
+        Ok(report)
     }
 
-    /// Asks the ledger for every key of `batch` at once and records what does not match.
-    async fn settle(&self, batch: &mut Vec<KeyCheck>, report: &mut ReconcileReport) -> anyhow::Result<()> {
+    /// Asks the ledger for every key of `batch` at once and returns what does not match.
+    async fn settle(&self, batch: Vec<KeyCheck>) -> anyhow::Result<Vec<Alert>> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keys: Vec<String> = batch.iter().map(|check| check.key.clone()).collect();
         let found = self.ledger.transactions_by_keys(&keys).await?;
         let by_key: HashMap<&str, &[Transaction]> =
             found.iter().map(|entry| (entry.idempotency_key.as_str(), entry.transactions.as_slice())).collect();
-        for check in batch.drain(..) {
-            let rows = by_key.get(check.key.as_str()).copied().unwrap_or_default();
-            if let Some(problem) = check.problem(rows) {
-                report.mismatches.push(Alert {
+        Ok(batch
+            .into_iter()
+            .filter_map(|check| {
+                let rows = by_key.get(check.key.as_str()).copied().unwrap_or_default();
+                let problem = check.problem(rows)?;
+                Some(Alert {
                     advance_id: Some(check.advance_id),
                     kind: AlertKind::LedgerMismatch,
                     message: format!("advance {} {}: {problem}", check.advance_id, check.what()),
-                });
-            }
-        }
-        Ok(())
+                })
+            })
+            .collect())
     }
 }
+
+/// Open advances per page of reconciliation (two queries to the advances database, a few lookups to the ledger).
+pub const PAGE_ADVANCES: i64 = 1000;
+/// Ledger lookups (of up to a thousand keys each) one range keeps in flight.
+pub const LOOKUPS_IN_FLIGHT: usize = 4;
 
 /// What reconciliation expects the ledger to hold under one key.
 #[derive(Debug, Clone, PartialEq)]
@@ -338,17 +419,46 @@ impl Activities {
     #[activity(definition = advances_workflows::activities::definitions::Reconcile)]
     pub async fn reconcile(self: Arc<Self>, ctx: ActivityContext) -> Result<ReconcileReport, ActivityError> {
         let report = self.check_all(&ctx.client()).await.map_err(retryable)?;
-        for alert in &report.mismatches {
-            self.alert(alert).await?;
-        }
-        tracing::info!(
-            advances = report.advances_checked,
-            payments = report.payments_checked,
-            mismatches = report.mismatches.len(),
-            "reconciliation done"
-        );
+        log_report("reconciliation done", &report);
         Ok(report)
     }
+
+    #[activity(definition = advances_workflows::activities::definitions::ReconcileRange)]
+    pub async fn reconcile_range(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        range: IdRange,
+    ) -> Result<ReconcileReport, ActivityError> {
+        // A retry resumes after the last page its previous attempt heartbeated.
+        let resumed: Option<RangeProgress> = ctx.heartbeat_details().deserialize().map_err(retryable)?;
+        if let Some(progress) = &resumed {
+            tracing::info!(range = range.describe(), next = ?progress.next, "reconciliation resumes");
+        }
+        let progress = resumed.unwrap_or(RangeProgress { next: Some(range.first), ..Default::default() });
+        let report =
+            self.check_range(range, progress, Some(&ctx)).await.map_err(|error| retryable(format!("{error:#}")))?;
+        log_report(&format!("reconciliation of {} done", range.describe()), &report);
+        Ok(report)
+    }
+
+    #[activity(definition = advances_workflows::activities::definitions::CheckWorkflows)]
+    pub async fn check_workflows(self: Arc<Self>, ctx: ActivityContext) -> Result<ReconcileReport, ActivityError> {
+        let report = self
+            .check_running_workflows(&ctx.client(), Some(&ctx))
+            .await
+            .map_err(|error| retryable(format!("{error:#}")))?;
+        log_report("workflow check done", &report);
+        Ok(report)
+    }
+}
+
+fn log_report(what: &str, report: &ReconcileReport) {
+    tracing::info!(
+        advances = report.advances_checked,
+        payments = report.payments_checked,
+        mismatches = report.mismatch_count,
+        "{what}"
+    );
 }
 
 #[cfg(test)]

@@ -62,6 +62,31 @@ pub struct OpenAdvance {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// An open advance with what reconciliation checks of it: the sum the seed's formula adds up, and its
+/// settled (paid and failed) payments, whose keys the ledger must agree with.
+#[derive(Debug, Clone)]
+pub struct AdvanceToCheck {
+    pub open: OpenAdvance,
+    /// paid + scheduled + processing.
+    pub owed: Decimal,
+    /// Paid and failed payments, by number.
+    pub settled: Vec<PaymentRow>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OpenWithOwed {
+    #[sqlx(flatten)]
+    open: OpenAdvance,
+    owed: Decimal,
+}
+
+#[derive(sqlx::FromRow)]
+struct SettledPayment {
+    advance_id: Uuid,
+    #[sqlx(flatten)]
+    payment: PaymentRow,
+}
+
 /// What a registration of a new advance found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registered {
@@ -193,16 +218,60 @@ impl Store {
         Ok(rows.into_iter().map(|(Json(advance),)| advance).collect())
     }
 
-    /// The open advances (granting or active), oldest first.
-    pub async fn open_advances(&self) -> sqlx::Result<Vec<OpenAdvance>> {
-        let open: Vec<&str> = AdvanceStatus::OPEN.iter().map(|status| status.as_str()).collect();
+    /// Up to `limit` open advances (granting or active) with ids from `first` on, by id.
+    pub async fn open_advances(&self, first: Uuid, limit: i64) -> sqlx::Result<Vec<OpenAdvance>> {
+        // The literal statuses let the planner use the partial index of open advances.
         sqlx::query_as(
-            "SELECT id, account_id, amount, status, created_at FROM advances WHERE status = ANY($1)
-             ORDER BY created_at, id",
+            "SELECT id, account_id, amount, status, created_at FROM advances
+             WHERE status IN ('granting', 'active') AND id >= $1 ORDER BY id LIMIT $2",
         )
-        .bind(open)
+        .bind(first)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
+    }
+
+    /// Up to `limit` open advances with ids in `[first, last]`, by id, with what reconciliation checks of each:
+    /// two indexed queries per page, however many payments the advances have.
+    pub async fn open_page(&self, first: Uuid, last: Uuid, limit: i64) -> sqlx::Result<Vec<AdvanceToCheck>> {
+        let owed: Vec<&str> = [PaymentStatus::Scheduled, PaymentStatus::Processing, PaymentStatus::Paid]
+            .iter()
+            .map(|status| status.as_str())
+            .collect();
+        let advances: Vec<OpenWithOwed> = sqlx::query_as(
+            "SELECT a.id, a.account_id, a.amount, a.status, a.created_at,
+                    (SELECT coalesce(sum(p.amount), 0) FROM payments p
+                      WHERE p.advance_id = a.id AND p.status = ANY($4)) AS owed
+             FROM advances a
+             WHERE a.status IN ('granting', 'active') AND a.id >= $1 AND a.id <= $2
+             ORDER BY a.id LIMIT $3",
+        )
+        .bind(first)
+        .bind(last)
+        .bind(limit)
+        .bind(owed)
+        .fetch_all(&self.pool)
+        .await?;
+        let ids: Vec<Uuid> = advances.iter().map(|row| row.open.advance_id).collect();
+        let settled: Vec<SettledPayment> = sqlx::query_as(
+            "SELECT advance_id, id, number, amount, status, transaction_id FROM payments
+             WHERE advance_id = ANY($1) AND status IN ('paid', 'failed') ORDER BY advance_id, number",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_advance: std::collections::HashMap<Uuid, Vec<PaymentRow>> = std::collections::HashMap::new();
+        for row in settled {
+            by_advance.entry(row.advance_id).or_default().push(row.payment);
+        }
+        Ok(advances
+            .into_iter()
+            .map(|row| AdvanceToCheck {
+                settled: by_advance.remove(&row.open.advance_id).unwrap_or_default(),
+                owed: row.owed,
+                open: row.open,
+            })
+            .collect())
     }
 
     /// The payment rows of one advance, by number.

@@ -8,6 +8,7 @@
 //! server and real PostgreSQL, with payment intervals of a second or less; every wait polls with a deadline.
 
 mod end_to_end;
+mod reconcile;
 mod transport;
 mod workflows;
 

@@ -6,9 +6,11 @@
 //!
 //! Options (environment): `BENCH_SECONDS` per transfer scenario (default 10), `BENCH_ACCOUNTS` (default
 //! 100000), `BENCH_REPORT_ROWS` (default 5000000), `BENCH_ADVANCES` (default 500), `BENCH_SKIP_TRANSFERS=1`,
-//! `BENCH_SKIP_REPORT=1`, `BENCH_SKIP_ADVANCES=1`.
+//! `BENCH_SKIP_REPORT=1`, `BENCH_SKIP_ADVANCES=1`, `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
+//! `10000,100000,1000000`).
 
 mod advances;
+mod reconcile;
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -418,6 +420,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::var("BENCH_SKIP_ADVANCES").is_err() {
         advances::advance_benchmarks(&mut report).await?;
+    }
+    if std::env::var("BENCH_SKIP_RECONCILE").is_err() {
+        reconcile::reconcile_benchmarks(&mut report).await?;
     }
     println!("{report}");
     let out = binary_path("accounts-service")?.with_file_name("bench-report.md");
