@@ -25,9 +25,10 @@ use service_kit::layers::{self, HttpPolicy};
 use service_kit::metrics::HttpMetrics;
 use service_kit::openapi::{BearerAuth, CommonResponses};
 use service_kit::{health, ApiError, ApiResult, ErrorBody};
-use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError};
+use temporalio_client::errors::{WorkflowStartError, WorkflowUpdateError, WorkflowUpdateWithStartError};
 use temporalio_client::{
-    Client, RpcOptions, WorkflowExecuteUpdateOptions, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowStartOptions,
+    Client, RpcOptions, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
+    WorkflowQueryOptions, WorkflowUpdateWithStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributes;
 use tokio::net::TcpListener;
@@ -88,24 +89,57 @@ impl ApiState {
         }
     }
 
-    /// Starts the advance's workflow; one that already runs (or ran) with this id is left alone.
-    async fn start(&self, terms: &AdvanceTerms) -> ApiResult<()> {
+    /// Starts the advance's workflow and waits for its grant in one call (update-with-start: the start and the
+    /// `await_grant` update together), for at most `GRANT_WAIT`. A workflow already running with this id is
+    /// joined, not started again; one that has closed is left alone. Returns the advance once its grant is
+    /// decided, or `None` when the answer must come from the database (it has closed, or the grant takes longer).
+    async fn start(&self, terms: &AdvanceTerms) -> ApiResult<Option<Advance>> {
         let attributes = SearchAttributes::new([
             search::ACCOUNT_ID.value_set(terms.account_id.to_string()),
             search::STATUS.value_set(AdvanceStatus::Granting.as_str().to_owned()),
         ]);
-        let options =
-            WorkflowStartOptions::new(self.settings.temporal.task_queue.clone(), workflow_id(terms.advance_id))
-                .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
-                .search_attributes(attributes)
-                .static_summary(format!("Advance of {} to account {}", terms.amount, terms.account_id))
-                .build();
-        match self.temporal.start_workflow(AdvanceWorkflow::run, AdvanceInput::from(terms.clone()), options).await {
-            Ok(_) | Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(()),
-            Err(error) => {
-                tracing::warn!(advance_id = %terms.advance_id, %error, "starting the advance workflow failed");
+        let options = WorkflowUpdateWithStartOptions::new(
+            self.settings.temporal.task_queue.clone(),
+            workflow_id(terms.advance_id),
+            WorkflowIdConflictPolicy::UseExisting,
+        )
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .search_attributes(attributes)
+        .static_summary(format!("Advance of {} to account {}", terms.amount, terms.account_id))
+        .build();
+        let call = self.temporal.execute_update_with_start_workflow(
+            AdvanceWorkflow::run,
+            AdvanceInput::from(terms.clone()),
+            AdvanceWorkflow::await_grant,
+            (),
+            options,
+        );
+        let advance_id = terms.advance_id;
+        match tokio::time::timeout(self.settings.grant_wait, call).await {
+            Ok(Ok(advance)) => Ok(advance),
+            // It ran and has closed: the database's copy answers.
+            Ok(Err(WorkflowUpdateWithStartError::Start(WorkflowStartError::AlreadyStarted { .. }))) => Ok(None),
+            // It started; only the wait for the grant failed.
+            Ok(Err(WorkflowUpdateWithStartError::Update(error))) => {
+                tracing::debug!(%advance_id, %error, "waiting for the grant failed; answering from the database");
+                Ok(None)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%advance_id, %error, "starting the advance workflow failed");
                 Err(ApiError::UpstreamUnavailable("Temporal".into()))
             }
+            // The grant takes longer than GRANT_WAIT, or Temporal does not answer: which is it?
+            Err(_) => match temporal::advance_not_running(&self.temporal, advance_id).await {
+                Ok(Some(temporal_says)) if temporal_says == temporal::NO_SUCH_WORKFLOW => {
+                    tracing::warn!(%advance_id, "Temporal did not start the advance workflow in time");
+                    Err(ApiError::UpstreamUnavailable("Temporal".into()))
+                }
+                Ok(_) => Ok(None),
+                Err(error) => {
+                    tracing::warn!(%advance_id, error = format!("{error:#}"), "Temporal does not answer");
+                    Err(ApiError::UpstreamUnavailable("Temporal".into()))
+                }
+            },
         }
     }
 
@@ -204,26 +238,22 @@ pub async fn create_advance(
         }
         Registered::Exists(_) => return Err(ApiError::IdempotencyKeyReused),
     };
-    if let Err(error) = state.start(&terms).await {
-        if created {
-            state.store.forget_unstarted(terms.advance_id).await?;
+    let decided = match state.start(&terms).await {
+        Ok(decided) => decided,
+        Err(error) => {
+            if created {
+                state.store.forget_unstarted(terms.advance_id).await?;
+            }
+            return Err(error);
         }
-        return Err(error);
-    }
-    // Give the grant a moment, so the answer usually carries the due times.
-    let deadline = tokio::time::Instant::now() + state.settings.grant_wait;
-    let mut advance = Advance::new(terms.clone());
-    loop {
-        if let Some(live) = state.live(terms.advance_id).await {
-            advance = live;
-        } else if let Some(stored) = state.store.get(terms.advance_id).await? {
-            advance = stored;
-        }
-        if advance.status != AdvanceStatus::Granting || tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    let advance = match decided {
+        Some(advance) => advance,
+        None => match state.live(terms.advance_id).await {
+            Some(live) => live,
+            None => state.store.get(terms.advance_id).await?.unwrap_or_else(|| Advance::new(terms.clone())),
+        },
+    };
     Ok(advance_response(StatusCode::CREATED, &advance, !created))
 }
 

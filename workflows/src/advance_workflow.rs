@@ -20,7 +20,8 @@ use crate::search;
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
 
 /// One advance's life. Its state is the [`Advance`] schedule; the query [`AdvanceWorkflow::state`] returns it,
-/// the updates `cancel`, `pay_off`, `pause` and `resume` are the operator's commands.
+/// the updates `cancel`, `pay_off`, `pause` and `resume` are the operator's commands; `await_grant` answers
+/// when the grant is decided.
 #[workflow]
 #[derive(Default)]
 pub struct AdvanceWorkflow {
@@ -280,6 +281,16 @@ impl AdvanceWorkflow {
         }
         Self::collect_until_closed(ctx).await?;
         Ok(Self::snapshot(ctx).unwrap_or(initial))
+    }
+
+    /// Answers once the grant is decided (made or refused), with the advance as it then stands: the API starts
+    /// the workflow with this update (update-with-start) instead of polling for the grant.
+    #[update]
+    pub async fn await_grant(ctx: &mut WorkflowContext<Self>) -> Option<Advance> {
+        let decided =
+            |state: &Self| state.advance.as_ref().is_some_and(|advance| advance.status != AdvanceStatus::Granting);
+        ctx.wait_condition(decided).await.ok()?;
+        Self::snapshot(ctx)
     }
 
     /// The live state of the advance (absent only before the workflow's first step).

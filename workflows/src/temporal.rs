@@ -179,6 +179,9 @@ pub async fn ensure_reconcile_schedule(
     }
 }
 
+/// What [`advance_not_running`] says of a workflow Temporal does not know.
+pub const NO_SUCH_WORKFLOW: &str = "no such workflow";
+
 /// What Temporal says of an advance's workflow when it is not running: `None` while it runs; else its state
 /// (`terminated`, `timed out`, `failed`, `completed`...) or `no such workflow`. Both reconciliation and the API
 /// ask it, because a query still answers from a closed workflow's last state.
@@ -186,7 +189,7 @@ pub async fn advance_not_running(client: &Client, advance_id: uuid::Uuid) -> any
     let handle = client.get_workflow_handle::<crate::AdvanceWorkflow>(crate::workflow_id(advance_id));
     let status = match handle.describe(WorkflowDescribeOptions::default()).await {
         Ok(description) => description.status(),
-        Err(WorkflowInteractionError::NotFound(_)) => return Ok(Some("no such workflow".to_owned())),
+        Err(WorkflowInteractionError::NotFound(_)) => return Ok(Some(NO_SUCH_WORKFLOW.to_owned())),
         Err(error) => return Err(error).context("describing the advance's workflow"),
     };
     Ok(match status {

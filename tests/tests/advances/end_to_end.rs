@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use advances_workflows::activities::AlertKind;
 use advances_workflows::model::{AdvanceStatus, PaymentStatus};
+use advances_workflows::AdvanceWorkflow;
 use ledger_contract::{scopes, Direction, TransactionStatus};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use system_tests::process::{add_client, client_with_token};
 use system_tests::{dec, decimal_of, poll_until, Reply, Stack};
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 use super::{temporal_client, LONG};
 
@@ -55,6 +57,23 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
     let debit_keys: HashSet<String> = debits.iter().map(|d| d.idempotency_key.clone()).collect();
     assert_eq!(debit_keys, keys, "one debit per payment, by its key");
     assert_eq!(stack.balance(account).await?, dec("50"), "the balance is back where it started");
+
+    // The POST started the workflow together with the update that answered it when the grant was made
+    // (update-with-start: one call, no polling).
+    let temporal = temporal_client(&stack).await?;
+    let handle = temporal.get_workflow_handle::<AdvanceWorkflow>(format!("advance-{advance_id}"));
+    let events = handle.fetch_history(Default::default()).into_events().await?;
+    let updates: Vec<String> = events
+        .iter()
+        .filter_map(|event| match &event.attributes {
+            Some(Attributes::WorkflowExecutionUpdateAcceptedEventAttributes(accepted)) => {
+                Some(accepted.accepted_request.as_ref()?.input.as_ref()?.name.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(updates, ["await_grant"], "one update, accepted with the start");
+    super::workflows::check_replay(&handle, "v2-advance-started-with-update.json").await?;
 
     // Lists read the database's mirror, which the workflow's last activity writes just after the live state
     // (what GET answers) says completed: poll for it.
@@ -114,7 +133,7 @@ async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra
 
 #[tokio::test]
 async fn a_worker_killed_mid_advance_and_restarted_collects_exactly_twelve_debits() -> anyhow::Result<()> {
-    let mut stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "400ms")]).await?;
+    let mut stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "400ms"), ("GRANT_WAIT", "1s")]).await?;
     let account = stack.account("0").await?;
     let created =
         stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 60}), None).await?;
@@ -129,7 +148,15 @@ async fn a_worker_killed_mid_advance_and_restarted_collects_exactly_twelve_debit
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let while_down = stack.get(&stack.api_url, &format!("/api/v1/advances/{advance_id}")).await?;
     assert_eq!(while_down.status, 200, "{}", while_down.text);
+    // An advance asked for while no worker runs is started, and answered `granting` after GRANT_WAIT.
+    let other_account = stack.account("0").await?;
+    let body = json!({"account_id": other_account, "amount": 12});
+    let waiting = stack.post(&stack.api_url, "/api/v1/advances", &body, None).await?;
+    assert_eq!((waiting.status, status(&waiting.json)), (201, AdvanceStatus::Granting), "{}", waiting.text);
     stack.start_worker().await?;
+    let other = waiting.str("advance_id").to_owned();
+    stack.wait_for_advance(&other, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
+    assert_eq!(stack.grants(other_account).await?, 1);
     let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "exactly 12 debits, none twice: {debits:?}");

@@ -155,7 +155,7 @@ async fn replay(history: WorkflowHistory) -> anyhow::Result<()> {
 
 /// Replays the workflow's recorded history against the current code; with `RECORD_HISTORIES=1`, also saves it
 /// under tests/fixtures so later code is checked against it.
-async fn check_replay(handle: &Handle, fixture: &str) -> anyhow::Result<()> {
+pub(super) async fn check_replay(handle: &Handle, fixture: &str) -> anyhow::Result<()> {
     replay(handle.fetch_history(WorkflowFetchHistoryOptions::default())).await?;
     if std::env::var("RECORD_HISTORIES").is_ok_and(|value| value == "1") {
         let json = handle.fetch_history(WorkflowFetchHistoryOptions::default()).to_json().await?;

@@ -395,12 +395,21 @@ async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
 
 /// The peak resident set size of a process so far, from /proc (Linux).
 fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// A process's resident memory now (VmRSS), in KiB.
+fn current_rss_kib(pid: u32) -> anyhow::Result<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc status")
+        .with_context(|| format!("no {field} in /proc status"))
 }
 
 #[tokio::main]
