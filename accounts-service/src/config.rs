@@ -35,6 +35,11 @@ pub struct Settings {
     pub report_snapshot_ttl: Duration,
     /// How long a concurrent duplicate waits for the first request with its key before a 409.
     pub idempotency_wait: Duration,
+    /// Committer tasks applying transfers and bank transactions in batches (`BATCH_COMMITTERS`; 0 applies each
+    /// request in a database transaction of its own, as before group commit).
+    pub batch_committers: usize,
+    /// The most requests in one batch (`BATCH_MAX`).
+    pub batch_max: usize,
 }
 
 /// The shortest time keys are kept: clients may retry for a week.
@@ -60,6 +65,8 @@ impl FromEnv for Settings {
             idempotency_key_ttl: env.duration("IDEMPOTENCY_KEY_TTL", "8d")?,
             report_snapshot_ttl: env.duration("REPORT_SNAPSHOT_TTL", "1h")?,
             idempotency_wait: env.duration("IDEMPOTENCY_WAIT", "10s")?,
+            batch_committers: env.number("BATCH_COMMITTERS", "4")?,
+            batch_max: env.number("BATCH_MAX", "128")?,
         };
         if !(1..=1000).contains(&settings.db_pool_size) {
             bail!("DB_POOL_SIZE must be between 1 and 1000");
@@ -69,6 +76,12 @@ impl FromEnv for Settings {
         }
         if !(1..=1000).contains(&settings.report_concurrency_per_client) {
             bail!("REPORT_CONCURRENCY_PER_CLIENT must be between 1 and 1000");
+        }
+        if settings.batch_committers >= settings.db_pool_size as usize {
+            bail!("BATCH_COMMITTERS must be below DB_POOL_SIZE: account creation and lookups need connections too");
+        }
+        if !(1..=10_000).contains(&settings.batch_max) {
+            bail!("BATCH_MAX must be between 1 and 10000");
         }
         if settings.idempotency_key_ttl < MIN_KEY_TTL {
             bail!("IDEMPOTENCY_KEY_TTL must be at least 7d: clients may retry for a week");
@@ -117,6 +130,9 @@ mod tests {
         assert!(Settings::from_lookup(with("DB_POOL_SIZE", "0")).is_err());
         assert!(Settings::from_lookup(with("DB_POOL_SIZE", "1001")).is_err());
         assert!(Settings::from_lookup(with("IDEMPOTENCY_WAIT", "0s")).is_err());
+        assert!(Settings::from_lookup(with("BATCH_COMMITTERS", "16")).is_err(), "as many as the pool's connections");
+        assert!(Settings::from_lookup(with("BATCH_MAX", "0")).is_err());
+        assert!(Settings::from_lookup(with("BATCH_COMMITTERS", "0")).is_ok(), "0 turns batching off");
         assert!(Settings::from_lookup(with("LISTEN_ADDR", "here")).is_err());
         assert!(Settings::from_lookup(with("AUTH", "no")).is_err());
         assert!(Settings::from_lookup(|_| None).is_err(), "DATABASE_URL is required");

@@ -21,6 +21,8 @@ use service_kit::auth::{scoped, Authenticator};
 use service_kit::layers::{self, HttpPolicy};
 use service_kit::limits::ClientLimiter;
 use sqlx::PgPool;
+
+use crate::db::batch::{BatchMetrics, BatchSettings, Committer};
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub snapshots: ClientLimiter,
     /// Downloads per client.
     pub downloads: ClientLimiter,
+    /// The group-commit queue for transfers and bank transactions (`None` with `BATCH_COMMITTERS=0`).
+    pub committer: Option<Committer>,
 }
 
 impl AppState {
@@ -49,15 +53,28 @@ impl AppState {
         HttpPolicy { request_timeout: self.settings.request_timeout, metrics: self.metrics.http.clone() }
     }
 
-    /// Bundles the connected pools with the settings, the clients' authenticator, the per-client limits and a
-    /// fresh metrics registry.
+    /// Bundles the connected pools with the settings, the clients' authenticator, the per-client limits, a
+    /// fresh metrics registry and the committers (started on the current runtime).
     pub fn new(pool: PgPool, report_pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
         let auth = Authenticator::new(settings.auth, scopes::TOKEN_PREFIX, pool.clone(), settings.auth_cache_ttl);
         let per_client = settings.report_concurrency_per_client;
+        let metrics = Arc::new(metrics::Metrics::new()?);
+        let committer = (settings.batch_committers > 0).then(|| {
+            let batch = BatchSettings {
+                committers: settings.batch_committers,
+                max_batch: settings.batch_max,
+                queue: settings.batch_max * settings.batch_committers * 4,
+                key_wait: settings.idempotency_wait,
+            };
+            let batch_metrics =
+                BatchMetrics { sizes: metrics.batch_size.clone(), waiting: metrics.batch_waiting.clone() };
+            Committer::start(pool.clone(), batch, batch_metrics)
+        });
         Ok(Self {
             pool,
             report_pool,
-            metrics: Arc::new(metrics::Metrics::new()?),
+            committer,
+            metrics,
             auth,
             snapshots: ClientLimiter::new("report snapshots", per_client, 1),
             downloads: ClientLimiter::new("downloads", per_client, 5),

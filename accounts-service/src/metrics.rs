@@ -1,6 +1,6 @@
 //! The ledger's metrics, one registry per application instance (so tests can run many side by side).
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use service_kit::metrics::HttpMetrics;
 
 /// The service's metrics: the kit's HTTP ones plus the ledger's own.
@@ -10,6 +10,10 @@ pub struct Metrics {
     pub ledger_transactions: IntCounterVec,
     pub db_pool_size: IntGauge,
     pub db_pool_idle: IntGauge,
+    /// Requests per committed batch.
+    pub batch_size: Histogram,
+    /// Requests waiting for a committer.
+    pub batch_waiting: IntGauge,
 }
 
 impl Metrics {
@@ -28,7 +32,15 @@ impl Metrics {
         let db_pool_idle = IntGauge::new("db_pool_idle_connections", "Idle database connections")?;
         registry.register(Box::new(ledger_transactions.clone()))?;
         registry.register(Box::new(db_pool_size.clone()))?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new("ledger_batch_size", "Transfers and bank transactions per database transaction")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]),
+        )?;
         registry.register(Box::new(db_pool_idle.clone()))?;
-        Ok(Self { registry, http, ledger_transactions, db_pool_size, db_pool_idle })
+        let batch_waiting =
+            IntGauge::new("ledger_batch_waiting", "Transfers and bank transactions waiting for a committer")?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(batch_waiting.clone()))?;
+        Ok(Self { registry, http, ledger_transactions, db_pool_size, db_pool_idle, batch_size, batch_waiting })
     }
 }

@@ -43,6 +43,16 @@ pub async fn claim(
     wait: Duration,
 ) -> DbResult<Claim> {
     sqlx::query(&format!("SET LOCAL lock_timeout = {}", wait.as_millis())).execute(&mut *conn).await?;
+    // The key's advisory lock first, as a batch takes it (without waiting): whoever holds it works on the key.
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))")
+        .bind(client)
+        .bind(key.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(|error| match super::sqlstate(&error).as_deref() {
+            Some("55P03") => DbError::KeyInFlight,
+            _ => error.into(),
+        })?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body)
          VALUES ($1, $2, $3, 0, '')

@@ -98,7 +98,7 @@ pub enum Command {
 
 impl Command {
     /// What the request asks for, normalized, so that `12.3` and `"12.30"` are the same request.
-    fn fingerprint(&self) -> Vec<u8> {
+    pub(crate) fn fingerprint(&self) -> Vec<u8> {
         match self {
             Self::CreateAccount => idempotency::fingerprint(&["create_account"]),
             Self::Transfer(t) => idempotency::fingerprint(&[
@@ -207,7 +207,7 @@ async fn execute_once(
     Ok(Reply { response, outcome: Some(outcome) })
 }
 
-fn to_json<T: Serialize>(value: &T) -> DbResult<String> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> DbResult<String> {
     serde_json::to_string(value)
         .map_err(|error| DbError::Inconsistent(format!("a response did not serialize: {error}")))
 }

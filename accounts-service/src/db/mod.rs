@@ -1,5 +1,6 @@
 //! PostgreSQL access: the pool, migrations, and the SQL of each concern.
 
+pub mod batch;
 pub mod idempotency;
 pub mod ledger;
 pub mod reports;
@@ -24,6 +25,9 @@ pub enum DbError {
     KeyReused,
     #[error("unknown or expired report snapshot")]
     SnapshotNotFound,
+    /// The commit of a batch failed: it may or may not have happened (retry with the same key to know).
+    #[error("the database did not confirm the commit: {0}")]
+    CommitUnknown(String),
     /// Something the schema's constraints should have made impossible.
     #[error("inconsistent data: {0}")]
     Inconsistent(String),

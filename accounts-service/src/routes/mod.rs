@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use service_kit::auth::Caller;
 use service_kit::{ApiError, ApiResult, IdempotencyKey};
 
+use crate::db::batch::Queued;
 use crate::db::idempotency::StoredResponse;
 use crate::db::ledger::{self, Command, Outcome, Requester};
 use crate::db::DbError;
@@ -26,6 +27,10 @@ impl From<DbError> for ApiError {
             DbError::KeyInFlight => ApiError::IdempotencyInFlight,
             DbError::KeyReused => ApiError::IdempotencyKeyReused,
             DbError::Inconsistent(_) => ApiError::Internal(error.into()),
+            DbError::CommitUnknown(_) => {
+                tracing::warn!(%error, "answering 503: retry with the same Idempotency-Key to learn the outcome");
+                ApiError::UpstreamUnavailable("the database".into())
+            }
             DbError::Sqlx(error) => error.into(),
         }
     }
@@ -40,7 +45,16 @@ pub(crate) async fn run_command(
 ) -> ApiResult<Response> {
     let wait = state.settings.idempotency_wait;
     let requester = Requester { client: &caller.name, key: key.as_ref() };
-    let reply = ledger::execute(&state.pool, &command, requester, wait, StatusCode::CREATED.as_u16()).await?;
+    let status = StatusCode::CREATED.as_u16();
+    let queued = match (&state.committer, &command) {
+        (Some(committer), Command::Transfer(t)) => Some((committer, Queued::Transfer(t.clone()))),
+        (Some(committer), Command::Bank(b)) => Some((committer, Queued::Bank(b.clone()))),
+        _ => None,
+    };
+    let reply = match queued {
+        Some((committer, queued)) => committer.submit(queued, requester, status).await?,
+        None => ledger::execute(&state.pool, &command, requester, wait, status).await?,
+    };
     let kind = match command {
         Command::CreateAccount => "account",
         Command::Transfer(_) => "transfer",
