@@ -5,15 +5,18 @@
 //! limit, with no fixed wait: one client alone gets a batch of one, as fast as before; many clients share each
 //! commit. In one database transaction the committer:
 //!
-//! 1. takes a non-blocking advisory lock per idempotency key (the single-request path takes the same lock,
-//!    waiting), so a key in flight elsewhere never blocks the batch: that request runs on its own afterwards;
-//! 2. claims the keys in one statement; a key already used answers its stored response (or `KeyReused`);
+//! 1. takes a non-blocking advisory lock per idempotency key (named `client || ' ' || key`; the single-request
+//!    path takes the same lock, waiting), so a key in flight elsewhere never blocks the batch: that request runs
+//!    on its own afterwards; and claims the keys it locked, in the same statement. A key already used answers
+//!    its stored response (or `KeyReused`). The batch's lock waits are bounded by `IDEMPOTENCY_WAIT`; past it,
+//!    the batch runs request by request;
 //! 3. locks every account of the batch in id order in one statement (the order every writer uses, so batches,
 //!    single requests and other instances never deadlock);
 //! 4. applies the requests in arrival order in memory, each against the running balances, so an insufficient
 //!    balance is recorded as `fail` exactly as before; a missing account is that request's 404 and its key is
 //!    released;
-//! 5. writes the balances, the transaction rows and the keys' responses in one statement each, and commits.
+//! 5. writes the balances and the transaction rows in one statement, the keys' responses in another, and
+//!    commits: six round trips for a batch with keys, four without, however many requests it holds.
 //!
 //! A retryable error (serialization, deadlock) runs the batch again; any other error before the commit runs
 //! each request of the batch on its own, so one bad request never fails its batch-mates. An error of the commit
@@ -245,40 +248,20 @@ struct NewRow {
     client: String,
 }
 
-/// The lock name of a client's key: client names and keys hold no spaces, so no two pairs share one.
-fn key_lock_name(client: &str, key: &IdempotencyKey) -> String {
-    format!("{client} {}", key.as_str())
-}
-
 async fn apply(pool: &PgPool, work: &[Job], key_wait: Duration) -> Result<Vec<Decided>, BatchError> {
     let mut decided: Vec<Option<Decided>> = work.iter().map(|_| None).collect();
     let mut tx = pool.begin().await?;
 
     // 1. The keys: held elsewhere → alone; used before → replay or KeyReused; new → claimed.
     let keyed: Vec<usize> = (0..work.len()).filter(|&i| work[i].key.is_some()).collect();
-    let names: Vec<String> =
-        keyed.iter().filter_map(|&i| Some(key_lock_name(&work[i].client, work[i].key.as_ref()?))).collect();
-    let locked: Vec<(bool,)> = sqlx::query_as(
-        "SELECT pg_try_advisory_xact_lock(hashtextextended(name, 0)) FROM unnest($1::text[]) WITH ORDINALITY AS k (name, i)
-         ORDER BY i",
-    )
-    .bind(&names)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut claim: Vec<usize> = Vec::new();
-    for (&i, (locked,)) in keyed.iter().zip(locked) {
-        if locked {
-            claim.push(i);
-        } else {
-            decided[i] = Some(Decided::Alone);
+    let mut used: Vec<usize> = Vec::new();
+    for (i, claim) in keyed.iter().copied().zip(claim_keys(&mut tx, work, &keyed, key_wait).await?) {
+        match claim {
+            Claim::Elsewhere => decided[i] = Some(Decided::Alone),
+            Claim::Used => used.push(i),
+            Claim::Fresh => {}
         }
     }
-    // A key row written by someone who did not take its advisory lock (a version before group commit, during a
-    // rolling deploy) would block the claim: bound that wait; past it, the batch runs request by request.
-    sqlx::query(&format!("SET LOCAL lock_timeout = {}", key_wait.as_millis())).execute(&mut *tx).await?;
-    let fresh = claim_keys(&mut tx, work, &claim).await?;
-    sqlx::query("SET LOCAL lock_timeout = 0").execute(&mut *tx).await?;
-    let used: Vec<usize> = claim.iter().copied().filter(|i| !fresh.contains(i)).collect();
     for (i, answer) in stored_answers(&mut tx, work, &used).await? {
         decided[i] = Some(Decided::Reply(answer));
     }
@@ -312,9 +295,8 @@ async fn apply(pool: &PgPool, work: &[Job], key_wait: Duration) -> Result<Vec<De
         }
     }
 
-    // 4. Write balances, rows and responses, one statement each, and release the keys of 404s.
-    write_balances(&mut tx, &balances, &changed).await?;
-    let recorded = insert_rows(&mut tx, &rows).await?;
+    // 4. Write balances and rows in one statement, the keys' responses in another, and release the keys of 404s.
+    let recorded = write_rows(&mut tx, &rows, &balances, &changed).await?;
     let mut responses: Vec<(usize, StoredResponse)> = Vec::new();
     for (i, row) in &rows {
         let transaction = recorded
@@ -405,32 +387,59 @@ fn new_row(job: &Job, failure: Option<&'static str>) -> NewRow {
     }
 }
 
-/// Claims the keys of `claim` in one statement; returns the indexes whose key was new.
-async fn claim_keys(conn: &mut PgConnection, work: &[Job], claim: &[usize]) -> sqlx::Result<HashSet<usize>> {
-    if claim.is_empty() {
-        return Ok(HashSet::new());
+/// What claiming one key in a batch found.
+enum Claim {
+    /// Its advisory lock is held by another transaction: the key is in flight elsewhere.
+    Elsewhere,
+    /// The key was used before (its row is committed).
+    Used,
+    /// The key is new and now this batch's.
+    Fresh,
+}
+
+/// Takes the keys' advisory locks without waiting and claims those it got, in one statement, with the batch's
+/// lock timeout set first (`key_wait`): a key row written without its advisory lock (by a version before group
+/// commit, during a rolling deploy) makes the claim wait at most that long, and then the batch runs request by
+/// request.
+async fn claim_keys(
+    conn: &mut PgConnection,
+    work: &[Job],
+    keyed: &[usize],
+    key_wait: Duration,
+) -> sqlx::Result<Vec<Claim>> {
+    if keyed.is_empty() {
+        return Ok(Vec::new());
     }
-    let clients: Vec<&str> = claim.iter().map(|&i| &*work[i].client).collect();
-    let keys: Vec<&str> = claim.iter().filter_map(|&i| Some(work[i].key.as_ref()?.as_str())).collect();
-    let hashes: Vec<Vec<u8>> = claim.iter().map(|&i| work[i].command.command().fingerprint()).collect();
-    let fresh: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body)
-         SELECT client, key, hash, 0, '' FROM unnest($1::text[], $2::text[], $3::bytea[]) AS k (client, key, hash)
-         ON CONFLICT (client, key) DO NOTHING
-         RETURNING client, key",
+    let clients: Vec<&str> = keyed.iter().map(|&i| &*work[i].client).collect();
+    let keys: Vec<&str> = keyed.iter().filter_map(|&i| Some(work[i].key.as_ref()?.as_str())).collect();
+    let hashes: Vec<Vec<u8>> = keyed.iter().map(|&i| work[i].command.command().fingerprint()).collect();
+    let claims: Vec<(bool, bool)> = sqlx::query_as(
+        "WITH settings AS (SELECT set_config('lock_timeout', $4, true)),
+              requests AS (
+                 SELECT k.i, k.client, k.key, k.hash,
+                        pg_try_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) AS locked
+                 FROM settings, unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS k (client, key, hash, i)),
+              claimed AS (
+                 INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body)
+                 SELECT client, key, hash, 0, '' FROM requests WHERE locked
+                 ON CONFLICT (client, key) DO NOTHING
+                 RETURNING client, key)
+         SELECT r.locked, c.key IS NOT NULL
+         FROM requests r LEFT JOIN claimed c ON c.client = r.client AND c.key = r.key
+         ORDER BY r.i",
     )
     .bind(&clients)
     .bind(&keys)
     .bind(&hashes)
+    .bind(key_wait.as_millis().to_string())
     .fetch_all(&mut *conn)
     .await?;
-    let fresh: HashSet<(String, String)> = fresh.into_iter().collect();
-    Ok(claim
-        .iter()
-        .copied()
-        .filter(|&i| {
-            let key = work[i].key.as_ref().map(|key| key.as_str().to_owned()).unwrap_or_default();
-            fresh.contains(&(work[i].client.to_string(), key))
+    Ok(claims
+        .into_iter()
+        .map(|(locked, fresh)| match (locked, fresh) {
+            (false, _) => Claim::Elsewhere,
+            (true, false) => Claim::Used,
+            (true, true) => Claim::Fresh,
         })
         .collect())
 }
@@ -479,32 +488,19 @@ async fn stored_answers(
         .collect())
 }
 
-async fn write_balances(
+/// Writes the changed balances and inserts the rows, in one statement; returns the rows as recorded.
+async fn write_rows(
     conn: &mut PgConnection,
+    rows: &[(usize, NewRow)],
     balances: &HashMap<Uuid, Decimal>,
     changed: &HashSet<Uuid>,
-) -> sqlx::Result<()> {
-    if changed.is_empty() {
-        return Ok(());
-    }
-    let mut ids: Vec<Uuid> = changed.iter().copied().collect();
-    ids.sort_unstable();
-    let values: Vec<Decimal> = ids.iter().map(|id| balances.get(id).copied().unwrap_or_default()).collect();
-    sqlx::query(
-        "UPDATE accounts a SET balance = v.balance, updated_at = clock_timestamp()
-         FROM unnest($1::uuid[], $2::numeric[]) AS v (id, balance) WHERE a.id = v.id",
-    )
-    .bind(&ids)
-    .bind(&values)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn insert_rows(conn: &mut PgConnection, rows: &[(usize, NewRow)]) -> sqlx::Result<HashMap<Uuid, Transaction>> {
+) -> sqlx::Result<HashMap<Uuid, Transaction>> {
     if rows.is_empty() {
         return Ok(HashMap::new());
     }
+    let mut changed: Vec<Uuid> = changed.iter().copied().collect();
+    changed.sort_unstable();
+    let values: Vec<Decimal> = changed.iter().map(|id| balances.get(id).copied().unwrap_or_default()).collect();
     let column = |f: fn(&NewRow) -> Option<String>| -> Vec<Option<String>> { rows.iter().map(|(_, r)| f(r)).collect() };
     let ids: Vec<Uuid> = rows.iter().map(|(_, r)| r.id).collect();
     let kinds = column(|r| Some(r.kind.as_str().to_owned()));
@@ -518,7 +514,10 @@ async fn insert_rows(conn: &mut PgConnection, rows: &[(usize, NewRow)]) -> sqlx:
     let keys = column(|r| r.key.clone());
     let clients = column(|r| Some(r.client.clone()));
     let sql = format!(
-        "INSERT INTO transactions AS t
+        "WITH moved AS (
+             UPDATE accounts a SET balance = v.balance, updated_at = clock_timestamp()
+             FROM unnest($12::uuid[], $13::numeric[]) AS v (id, balance) WHERE a.id = v.id)
+         INSERT INTO transactions AS t
              (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
               idempotency_key, recorded_by)
          SELECT id, clock_timestamp(), kind, src, dst, amount, direction, status, reason, description, key, client
@@ -540,6 +539,8 @@ async fn insert_rows(conn: &mut PgConnection, rows: &[(usize, NewRow)]) -> sqlx:
         .bind(&descriptions)
         .bind(&keys)
         .bind(&clients)
+        .bind(&changed)
+        .bind(&values)
         .fetch_all(&mut *conn)
         .await?;
     Ok(recorded

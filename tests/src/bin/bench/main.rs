@@ -68,14 +68,29 @@ impl Run {
 
 /// The accounts-service binary as the benchmark runs it: a pool of [`POOL_SIZE`], quiet logs, long limits.
 async fn start_ledger() -> anyhow::Result<TestLedger> {
+    start_ledger_with(&[]).await
+}
+
+/// [`start_ledger`] with more settings.
+async fn start_ledger_with(more: &[(&str, &str)]) -> anyhow::Result<TestLedger> {
     let pool_size = POOL_SIZE.to_string();
-    TestLedger::start_with(&[
+    let mut settings = vec![
         ("DB_POOL_SIZE", pool_size.as_str()),
         ("RUST_LOG", "warn"),
         ("REQUEST_TIMEOUT", "120s"),
         ("DB_STATEMENT_TIMEOUT", "120s"),
-    ])
-    .await
+    ];
+    settings.extend_from_slice(more);
+    TestLedger::start_with(&settings).await
+}
+
+/// The service's `ledger_batch_size` histogram: (batches, requests) so far.
+async fn batches(ledger: &TestLedger) -> anyhow::Result<(f64, f64)> {
+    let text = ledger.get("/metrics").await?.text;
+    let value = |name: &str| {
+        text.lines().find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or_default()
+    };
+    Ok((value("ledger_batch_size_count"), value("ledger_batch_size_sum")))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -201,13 +216,13 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
          a pool of {POOL_SIZE} connections to the same database. Raw SQL runs the service's statements (lock both \
          rows in id order, two updates, one insert) without HTTP, JSON or idempotency.\n"
     )?;
-    writeln!(report, "| path | clients | transfers | TPS | p50 ms | p99 ms | TPS vs raw SQL |")?;
-    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|")?;
-    for clients in [1usize, 16, 64] {
+    writeln!(report, "| path | clients | transfers | TPS | p50 ms | p99 ms | TPS vs raw SQL | requests per commit |")?;
+    writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    for clients in [1usize, 16, 64, 256] {
         let mut scenarios =
             vec![(Via::Sql, false), (Via::Http { keyed: false }, false), (Via::Http { keyed: true }, false)];
         if clients > 1 {
-            scenarios.extend([(Via::Sql, true), (Via::Http { keyed: false }, true)]);
+            scenarios.extend([(Via::Sql, true), (Via::Http { keyed: false }, true), (Via::Http { keyed: true }, true)]);
         }
         let mut runs = Vec::new();
         for (via, hot) in scenarios {
@@ -216,6 +231,7 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
                 if via == Via::Sql { "SQL" } else { "HTTP" },
                 if hot { ", hot" } else { "" }
             );
+            let before = batches(&ledger).await?;
             let run = run_transfers(
                 via,
                 clients,
@@ -226,15 +242,32 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
                 (ledger.base_url.clone(), ledger.client.clone()),
             )
             .await?;
-            runs.push((via, hot, run));
+            let after = batches(&ledger).await?;
+            let per_commit = (after.1 - before.1) / (after.0 - before.0).max(1.0);
+            runs.push((via, hot, run, per_commit));
         }
-        for (_, hot, run) in &runs {
+        for (via, hot, run, per_commit) in &runs {
             // Each row against raw SQL in the same pattern (uniform or hot).
             let baseline =
-                runs.iter().find(|(via, h, _)| *via == Via::Sql && h == hot).map_or(1.0, |(_, _, r)| r.tps());
-            writeln!(report, "{}", run.row(baseline))?;
+                runs.iter().find(|(via, h, _, _)| *via == Via::Sql && h == hot).map_or(1.0, |(_, _, r, _)| r.tps());
+            let per_commit = if *via == Via::Sql { "1".to_owned() } else { format!("{per_commit:.1}") };
+            writeln!(report, "{} {per_commit} |", run.row(baseline))?;
         }
     }
+    // One client, on two fresh services of the same size in the same run: batched, and with one database
+    // transaction per request (BATCH_COMMITTERS=0, as before group commit). Alternated, twice each.
+    let lone_p50 = lone_client(seconds).await?;
+    writeln!(
+        report,
+        "\nOne client with `Idempotency-Key`, each on a fresh service with 10 000 accounts, runs alternated (two \
+         each): p50 batched {:.2} / {:.2} ms, one transaction per request (`BATCH_COMMITTERS=0`) {:.2} / {:.2} ms; \
+         ratio of the medians {:.2}.",
+        lone_p50[0][0],
+        lone_p50[0][1],
+        lone_p50[1][0],
+        lone_p50[1][1],
+        (lone_p50[0][0] + lone_p50[0][1]) / (lone_p50[1][0] + lone_p50[1][1])
+    )?;
     writeln!(
         report,
         "\nHot account: every transfer is paid by the same account, so they all queue on its row lock; the ratio is \
@@ -247,6 +280,33 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
     writeln!(report, "\nChecked after the run: the sum of all balances is unchanged ({total_after}).\n")?;
     pool.close().await;
     ledger.stop().await
+}
+
+/// p50s (ms) of one keyed client: `[batched runs, unbatched runs]`, two runs each, alternated.
+async fn lone_client(seconds: u64) -> anyhow::Result<[Vec<f64>; 2]> {
+    let ledgers = [start_ledger().await?, start_ledger_with(&[("BATCH_COMMITTERS", "0")]).await?];
+    let mut accounts = Vec::new();
+    for ledger in &ledgers {
+        let pool = PgPoolOptions::new().max_connections(2).connect(&ledger.database.url).await?;
+        accounts.push(Arc::new(create_accounts(&pool, 10_000).await?));
+        pool.close().await;
+    }
+    let mut p50 = [Vec::new(), Vec::new()];
+    for _ in 0..2 {
+        for (which, ledger) in ledgers.iter().enumerate() {
+            eprintln!("bench: 1 client, {}", if which == 0 { "batched" } else { "one transaction per request" });
+            let pool = PgPoolOptions::new().max_connections(1).connect(&ledger.database.url).await?;
+            let target = (ledger.base_url.clone(), ledger.client.clone());
+            let run =
+                run_transfers(Via::Http { keyed: true }, 1, seconds, Arc::clone(&accounts[which]), false, pool, target)
+                    .await?;
+            p50[which].push(run.percentile_ms(0.5));
+        }
+    }
+    for ledger in ledgers {
+        ledger.stop().await?;
+    }
+    Ok(p50)
 }
 
 async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
