@@ -111,16 +111,37 @@ impl Verdict {
 pub struct Target {
     /// The ledger's typed client; one attempt gives up after 5 s (the caller retries with the same key).
     pub api: LedgerClient,
+    /// Typed clients of further instances of the service on the same database: client n uses instance
+    /// n mod (1 + their number).
+    pub others: Vec<LedgerClient>,
     /// The ledger's database (for readers, the final check and the broken transfer).
     pub pool: PgPool,
 }
 
 impl Target {
     pub fn of(ledger: &crate::TestLedger) -> anyhow::Result<Self> {
+        Self::of_instances(ledger, &[])
+    }
+
+    /// The ledger and more instances of it, the clients spread over all of them.
+    pub fn of_instances(
+        ledger: &crate::TestLedger,
+        others: &[&crate::ledger::ServiceInstance],
+    ) -> anyhow::Result<Self> {
+        let client = |base_url: &str| LedgerClient::new(base_url, ledger.token.clone(), Duration::from_secs(5));
         Ok(Self {
-            api: LedgerClient::new(&ledger.base_url, ledger.token.clone(), Duration::from_secs(5))?,
+            api: client(&ledger.base_url)?,
+            others: others.iter().map(|instance| client(&instance.base_url)).collect::<Result<_, _>>()?,
             pool: ledger.pool.clone(),
         })
+    }
+
+    /// The instance client `n` talks to.
+    fn api_for(&self, n: usize) -> &LedgerClient {
+        match n % (1 + self.others.len()) {
+            0 => &self.api,
+            other => &self.others[other - 1],
+        }
     }
 }
 
@@ -190,6 +211,7 @@ async fn run_client(
 ) -> anyhow::Result<Vec<Operation>> {
     let mut random = Lcg(workload.seed ^ (client as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut operations = Vec::with_capacity(workload.operations_per_client);
+    let api = target.api_for(client);
     for n in 0..workload.operations_per_client {
         let roll = random.next(100);
         let kind = if roll < 80 {
@@ -220,14 +242,13 @@ async fn run_client(
             ),
             Kind::Transfer => {
                 let request = TransferRequest::new(ids[src], ids[dst], Amount::try_from(amount)?, Direction::Debit);
-                let (recorded, attempts) = call(&key, patience, || target.api.transfer(&request, Some(&key))).await?;
+                let (recorded, attempts) = call(&key, patience, || api.transfer(&request, Some(&key))).await?;
                 (recorded.status == TransactionStatus::Success, attempts)
             }
             Kind::Credit | Kind::Debit => {
                 let direction = if kind == Kind::Credit { Direction::Credit } else { Direction::Debit };
                 let request = BankTransactionRequest::new(ids[dst], Amount::try_from(amount)?, direction, None);
-                let (recorded, attempts) =
-                    call(&key, patience, || target.api.bank_transaction(&request, Some(&key))).await?;
+                let (recorded, attempts) = call(&key, patience, || api.bank_transaction(&request, Some(&key))).await?;
                 (recorded.status == TransactionStatus::Success, attempts)
             }
         };

@@ -34,9 +34,73 @@ pub struct TestLedger {
     /// A direct pool to the service's database, for checks behind the API's back.
     pub pool: PgPool,
     pub database: TestDatabase,
+    /// The first service process; [`TestLedger::add_instance`] starts more on the same database.
+    instance: ServiceInstance,
+}
+
+/// One accounts-service process: restartable on its port, killed with the test.
+pub struct ServiceInstance {
+    pub base_url: String,
     env: Vec<(String, String)>,
     log: PathBuf,
+    client: reqwest::Client,
     process: tokio::sync::Mutex<ChildProcess>,
+}
+
+impl ServiceInstance {
+    /// Starts the binary with `env` on a free port (`LISTEN_ADDR` is set here) and waits for it.
+    async fn spawn(mut env: Vec<(String, String)>, log: PathBuf, client: reqwest::Client) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        env.retain(|(name, _)| name != "LISTEN_ADDR");
+        env.push(("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")));
+        let process = ChildProcess::binary("accounts-service", &env, &log)?;
+        let instance = Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            env,
+            log,
+            client,
+            process: tokio::sync::Mutex::new(process),
+        };
+        instance.wait_healthy().await?;
+        Ok(instance)
+    }
+
+    async fn wait_healthy(&self) -> anyhow::Result<()> {
+        wait_healthy(&self.client, &self.base_url, Duration::from_secs(30)).await.map_err(|error| {
+            anyhow::anyhow!("the accounts-service did not come up: {error}; its log:\n{}", self.log_text())
+        })
+    }
+
+    /// What the process logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub async fn pid(&self) -> u32 {
+        self.process.lock().await.pid()
+    }
+
+    /// SIGKILLs the process, then starts it again on its port after `down` and waits for it.
+    pub async fn restart(&self, down: Duration) -> anyhow::Result<()> {
+        let mut process = self.process.lock().await;
+        process.kill()?;
+        tokio::time::sleep(down).await;
+        *process = ChildProcess::binary("accounts-service", &self.env, &self.log)?;
+        drop(process);
+        self.wait_healthy().await
+    }
+
+    /// SIGTERMs the process and waits for it to exit.
+    pub async fn terminate(&self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        self.process.lock().await.terminate(limit).await
+    }
+
+    /// Stops the process (SIGTERM; one already gone is fine) and removes its log.
+    pub async fn stop(self) {
+        let _ = self.terminate(Duration::from_secs(30)).await;
+        let _ = std::fs::remove_file(&self.log);
+    }
 }
 
 impl TestLedger {
@@ -48,11 +112,7 @@ impl TestLedger {
     /// Starts the service with default settings plus `settings` (environment variables).
     pub async fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         let database = TestDatabase::create().await?;
-        let port = free_port()?;
-        let mut env = vec![
-            ("DATABASE_URL".to_owned(), database.url.clone()),
-            ("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")),
-        ];
+        let mut env = vec![("DATABASE_URL".to_owned(), database.url.clone())];
         env.extend(settings.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
         let auth_off = settings.contains(&("AUTH", "off"));
         let token = match auth_off {
@@ -60,23 +120,22 @@ impl TestLedger {
             false => Some(add_client("accounts-service", &database.url, "test", &scopes::ALL).await?),
         };
         let log = std::env::temp_dir().join(format!("accounts-service-{}.log", database.name));
-        let process = ChildProcess::binary("accounts-service", &env, &log)?;
-        let base_url = format!("http://127.0.0.1:{port}");
         let client = client_with_token(token.as_deref())?;
+        let instance = ServiceInstance::spawn(env, log, client.clone()).await?;
+        let base_url = instance.base_url.clone();
         let api = LedgerClient::new(&base_url, token.clone(), Duration::from_secs(60))?;
         let options: PgConnectOptions = database.url.parse()?;
         let pool =
             PgPoolOptions::new().max_connections(8).connect_with(options.application_name(CHECKER_APPLICATION)).await?;
-        let ledger =
-            Self { base_url, client, api, token, pool, database, env, log, process: tokio::sync::Mutex::new(process) };
-        ledger.wait_healthy().await?;
-        Ok(ledger)
+        Ok(Self { base_url, client, api, token, pool, database, instance })
     }
 
-    async fn wait_healthy(&self) -> anyhow::Result<()> {
-        wait_healthy(&self.client, &self.base_url, Duration::from_secs(30)).await.map_err(|error| {
-            anyhow::anyhow!("the accounts-service did not come up: {error}; its log:\n{}", self.log_text())
-        })
+    /// Starts another service process on the same database and settings, on a port of its own (several
+    /// instances behind one load balancer, as in production).
+    pub async fn add_instance(&self) -> anyhow::Result<ServiceInstance> {
+        let n = uuid::Uuid::new_v4().simple();
+        let log = std::env::temp_dir().join(format!("accounts-service-{}-{n}.log", self.database.name));
+        ServiceInstance::spawn(self.instance.env.clone(), log, self.client.clone()).await
     }
 
     /// The service's address, for connections below HTTP (raw sockets, a TLS proxy in front of it).
@@ -153,27 +212,22 @@ impl TestLedger {
 
     /// The process id of the service.
     pub async fn pid(&self) -> u32 {
-        self.process.lock().await.pid()
+        self.instance.pid().await
     }
 
     /// What the service logged so far.
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.instance.log_text()
     }
 
     /// SIGKILLs the service, then starts it again on its port after `down` and waits for it.
     pub async fn restart(&self, down: Duration) -> anyhow::Result<()> {
-        let mut process = self.process.lock().await;
-        process.kill()?;
-        tokio::time::sleep(down).await;
-        *process = ChildProcess::binary("accounts-service", &self.env, &self.log)?;
-        drop(process);
-        self.wait_healthy().await
+        self.instance.restart(down).await
     }
 
     /// SIGTERMs the service and waits for it to exit.
     pub async fn terminate(&self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
-        self.process.lock().await.terminate(limit).await
+        self.instance.terminate(limit).await
     }
 
     /// Stops a ledger that concurrent tasks shared, once they are all done with it.
@@ -183,10 +237,9 @@ impl TestLedger {
 
     /// Stops the service (SIGTERM; a process already gone is fine), drops its database and its log.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.terminate(Duration::from_secs(30)).await;
+        self.instance.stop().await;
         self.pool.close().await;
         self.database.drop_database().await?;
-        let _ = std::fs::remove_file(&self.log);
         Ok(())
     }
 }

@@ -1,8 +1,9 @@
 //! `make chaos`: the bank test at full size, against a PostgreSQL cluster it may restart.
 //!
-//! At least 100 000 transfers (plus bank credits and debits) over HTTP with Idempotency-Keys, readers of every
-//! balance, and every 5–10 s a SIGKILL and restart of the accounts-service, with `pg_terminate_backend` on its
-//! connections every second time and a PostgreSQL restart every third. Then the checker, and the negative control.
+//! At least 100 000 transfers (plus bank credits and debits) over HTTP with Idempotency-Keys, spread over two
+//! instances of the accounts-service on the same database, readers of every balance, and every 5–10 s a SIGKILL
+//! and restart of one instance (each in turn), with `pg_terminate_backend` on their connections every second
+//! time and a PostgreSQL restart every third. Then the checker, and the negative control.
 //! Prints a Markdown report (also written to `target/chaos-report.md`); exits 1 when the checker finds a problem.
 //!
 //! Environment: `TEST_DATABASE_URL` (the cluster; `make chaos` starts the private one so that it can be
@@ -167,25 +168,32 @@ async fn main() -> anyhow::Result<()> {
         seed,
     };
     let pg_restart = std::env::var("CHAOS_PG_RESTART").ok().filter(|command| !command.is_empty());
+    // Two instances of the service on the same database, the clients spread over both, each killed in turn.
     let ledger = Arc::new(TestLedger::start().await?);
-    let target = Target::of(&ledger)?;
+    let second = Arc::new(ledger.add_instance().await?);
+    let target = Target::of_instances(&ledger, &[&second])?;
     let admin = PgPoolOptions::new().max_connections(1).connect(&server_url()).await?;
     let faults = FaultLog::default();
     let schedule = {
-        let (restarter, faults, database, admin) =
-            (Arc::clone(&ledger), faults.clone(), ledger.database.name.clone(), admin.clone());
+        let (restarter, second, faults, database, admin) =
+            (Arc::clone(&ledger), Arc::clone(&second), faults.clone(), ledger.database.name.clone(), admin.clone());
         let pg_restart = pg_restart.clone();
         move |stop: Arc<AtomicBool>| async move {
             let mut random = Lcg(seed);
             let mut round = 0u64;
-            // Every 5–10 s the service is SIGKILLed and restarted; every second round its connections are also
-            // cut, every third round PostgreSQL restarts, each 1–2 s after the kill.
+            // Every 5–10 s one instance of the service (each in turn) is SIGKILLed and restarted; every second
+            // round all their connections are also cut, every third round PostgreSQL restarts, each 1–2 s after
+            // the kill.
             while pause_unless_stopped(&stop, Duration::from_millis(5000 + random.next(5000))).await {
                 round += 1;
                 let started = std::time::Instant::now();
-                restarter.restart(Duration::from_millis(500)).await?;
+                let which = if round % 2 == 1 { "first" } else { "second" };
+                match which {
+                    "first" => restarter.restart(Duration::from_millis(500)).await?,
+                    _ => second.restart(Duration::from_millis(500)).await?,
+                }
                 faults.note(format!(
-                    "SIGKILL and restart of the accounts-service ({} ms)",
+                    "SIGKILL and restart of the {which} accounts-service ({} ms)",
                     started.elapsed().as_millis()
                 ));
                 if round.is_multiple_of(2)
@@ -209,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
     let history = chaos::run(&target, &workload, schedule).await?;
     let verdict = chaos::check(&target, &workload, &history).await?;
     admin.close().await;
+    Arc::try_unwrap(second).map_err(|_| anyhow::anyhow!("the second instance is still shared"))?.stop().await;
     TestLedger::stop_shared(ledger).await?;
 
     eprintln!("chaos: negative control (transfers without locks, no faults)");
@@ -228,7 +237,11 @@ async fn main() -> anyhow::Result<()> {
 
     let mut report = String::new();
     writeln!(report, "# Bank test run {}\n", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"))?;
-    writeln!(report, "Command: `make chaos` (release build, seed {seed}).\n")?;
+    writeln!(
+        report,
+        "Command: `make chaos` (release build, seed {seed}). Two accounts-service instances on one database, \
+         the clients spread over both, each instance killed in turn.\n"
+    )?;
     writeln!(report, "| | |\n|---|---|")?;
     writeln!(
         report,
