@@ -65,7 +65,7 @@ impl FromEnv for Settings {
             idempotency_key_ttl: env.duration("IDEMPOTENCY_KEY_TTL", "8d")?,
             report_snapshot_ttl: env.duration("REPORT_SNAPSHOT_TTL", "1h")?,
             idempotency_wait: env.duration("IDEMPOTENCY_WAIT", "10s")?,
-            batch_committers: env.number("BATCH_COMMITTERS", "4")?,
+            batch_committers: env.number("BATCH_COMMITTERS", "2")?,
             batch_max: env.number("BATCH_MAX", "128")?,
         };
         if !(1..=1000).contains(&settings.db_pool_size) {
@@ -107,6 +107,7 @@ mod tests {
         assert_eq!(settings.auth, AuthMode::On);
         assert_eq!(settings.idempotency_key_ttl, Duration::from_secs(8 * 24 * 3600));
         assert_eq!((settings.db_pool_size, settings.db_report_pool_size), (16, 4));
+        assert_eq!((settings.batch_committers, settings.batch_max), (2, 128));
         assert_eq!(settings.report_concurrency_per_client, 2);
         assert_eq!(settings.server.header_timeout, Duration::from_secs(10));
         assert_eq!(

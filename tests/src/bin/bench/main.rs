@@ -143,13 +143,14 @@ async fn run_transfers(
     accounts: Arc<Vec<Uuid>>,
     hot: bool,
     pool: PgPool,
-    (base, http): (String, reqwest::Client),
+    (bases, http): (Vec<String>, reqwest::Client),
 ) -> anyhow::Result<Run> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
-            let (accounts, pool, base, http) = (Arc::clone(&accounts), pool.clone(), base.clone(), http.clone());
+            let base = bases[client % bases.len()].clone();
+            let (accounts, pool, http) = (Arc::clone(&accounts), pool.clone(), http.clone());
             tokio::spawn(async move {
                 let mut rng = Lcg(client as u64 * 7919 + 17);
                 let mut latencies = Vec::new();
@@ -239,7 +240,7 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
                 Arc::clone(&accounts),
                 hot,
                 pool.clone(),
-                (ledger.base_url.clone(), ledger.client.clone()),
+                (vec![ledger.base_url.clone()], ledger.client.clone()),
             )
             .await?;
             let after = batches(&ledger).await?;
@@ -296,7 +297,7 @@ async fn lone_client(seconds: u64) -> anyhow::Result<[Vec<f64>; 2]> {
         for (which, ledger) in ledgers.iter().enumerate() {
             eprintln!("bench: 1 client, {}", if which == 0 { "batched" } else { "one transaction per request" });
             let pool = PgPoolOptions::new().max_connections(1).connect(&ledger.database.url).await?;
-            let target = (ledger.base_url.clone(), ledger.client.clone());
+            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
             let run =
                 run_transfers(Via::Http { keyed: true }, 1, seconds, Arc::clone(&accounts[which]), false, pool, target)
                     .await?;
@@ -307,6 +308,124 @@ async fn lone_client(seconds: u64) -> anyhow::Result<[Vec<f64>; 2]> {
         ledger.stop().await?;
     }
     Ok(p50)
+}
+
+/// The `ledger_batch_size` histogram's cumulative buckets: (upper bound, batches so far).
+async fn batch_buckets(ledger: &TestLedger) -> anyhow::Result<Vec<(String, f64)>> {
+    let text = ledger.get("/metrics").await?.text;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("ledger_batch_size_bucket{le=\"")?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            Some((bound.to_owned(), count.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// Group commit's settings and instances: committers swept at 64 clients, the batch sizes of one run, and one
+/// against two service instances on the same database.
+async fn scaling_benchmarks(report: &mut String) -> anyhow::Result<()> {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let account_count = env_or("BENCH_ACCOUNTS", 100_000);
+    writeln!(report, "## Group commit: settings and instances\n")?;
+    writeln!(
+        report,
+        "HTTP transfers without keys, 64 clients, {seconds} s per row, a fresh service with {account_count} accounts per \
+         setting (`DB_POOL_SIZE=16`).\n"
+    )?;
+    writeln!(report, "| `BATCH_COMMITTERS` | pattern | TPS | p50 ms | p99 ms | requests per commit |")?;
+    writeln!(report, "|---:|---|---:|---:|---:|---:|")?;
+    let mut distribution = String::new();
+    for committers in [1u32, 2, 4, 8] {
+        let ledger = start_ledger_with(&[("BATCH_COMMITTERS", committers.to_string().as_str())]).await?;
+        let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+        let accounts = Arc::new(create_accounts(&pool, account_count).await?);
+        for hot in [false, true] {
+            eprintln!("bench: {committers} committers, {}", if hot { "hot" } else { "uniform" });
+            let (before, buckets_before) = (batches(&ledger).await?, batch_buckets(&ledger).await?);
+            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
+            let run = run_transfers(
+                Via::Http { keyed: false },
+                64,
+                seconds,
+                Arc::clone(&accounts),
+                hot,
+                pool.clone(),
+                target,
+            )
+            .await?;
+            let after = batches(&ledger).await?;
+            let per_commit = (after.1 - before.1) / (after.0 - before.0).max(1.0);
+            writeln!(
+                report,
+                "| {committers} | {} | {:.0} | {:.2} | {:.2} | {per_commit:.1} |",
+                if hot { "hot account" } else { "uniform" },
+                run.tps(),
+                run.percentile_ms(0.5),
+                run.percentile_ms(0.99)
+            )?;
+            if committers == 4 && !hot {
+                let buckets_after = batch_buckets(&ledger).await?;
+                let batches = after.0 - before.0;
+                let mut previous = 0.0;
+                let mut cells = Vec::new();
+                for ((bound, after), (_, before)) in buckets_after.iter().zip(&buckets_before) {
+                    let cumulative = after - before;
+                    cells.push(format!("≤ {bound}: {:.0} %", 100.0 * (cumulative - previous) / batches.max(1.0)));
+                    previous = cumulative;
+                }
+                distribution = format!(
+                    "Batch sizes of the 4-committer uniform row ({batches:.0} batches), share of batches per histogram \
+                     bucket: {}.",
+                    cells.join(", ")
+                );
+            }
+        }
+        pool.close().await;
+        ledger.stop().await?;
+    }
+    writeln!(report, "\n{distribution}\n")?;
+
+    writeln!(
+        report,
+        "One and two service instances on the same database (clients spread over both), HTTP without keys, \
+         uniform:\n"
+    )?;
+    writeln!(report, "| instances | clients | TPS | p50 ms | p99 ms |")?;
+    writeln!(report, "|---:|---:|---:|---:|---:|")?;
+    let ledger = start_ledger().await?;
+    let second = ledger.add_instance().await?;
+    let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+    let accounts = Arc::new(create_accounts(&pool, account_count).await?);
+    for clients in [64usize, 256] {
+        for bases in [vec![ledger.base_url.clone()], vec![ledger.base_url.clone(), second.base_url.clone()]] {
+            eprintln!("bench: {} instances, {clients} clients", bases.len());
+            let instances = bases.len();
+            let target = (bases, ledger.client.clone());
+            let run = run_transfers(
+                Via::Http { keyed: false },
+                clients,
+                seconds,
+                Arc::clone(&accounts),
+                false,
+                pool.clone(),
+                target,
+            )
+            .await?;
+            writeln!(
+                report,
+                "| {instances} | {clients} | {:.0} | {:.2} | {:.2} |",
+                run.tps(),
+                run.percentile_ms(0.5),
+                run.percentile_ms(0.99)
+            )?;
+        }
+    }
+    writeln!(report)?;
+    pool.close().await;
+    second.stop().await;
+    ledger.stop().await
 }
 
 async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
@@ -483,6 +602,9 @@ async fn main() -> anyhow::Result<()> {
     )?;
     if std::env::var("BENCH_SKIP_TRANSFERS").is_err() {
         transfer_benchmarks(&mut report).await?;
+    }
+    if std::env::var("BENCH_SKIP_TRANSFERS").is_err() {
+        scaling_benchmarks(&mut report).await?;
     }
     if std::env::var("BENCH_SKIP_REPORT").is_err() {
         report_benchmarks(&mut report).await?;
