@@ -6,7 +6,8 @@
 //!
 //! Options (environment): `BENCH_SECONDS` per transfer scenario (default 10), `BENCH_ACCOUNTS` (default
 //! 100000), `BENCH_REPORT_ROWS` (default 5000000), `BENCH_ADVANCES` (default 500), `BENCH_SKIP_TRANSFERS=1`,
-//! `BENCH_SKIP_REPORT=1`, `BENCH_SKIP_ADVANCES=1`, `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
+//! `BENCH_SKIP_SCALING=1` (group commit's settings and instances), `BENCH_SKIP_REPORT=1`, `BENCH_SKIP_ADVANCES=1`,
+//! `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
 //! `10000,100000,1000000`).
 
 mod advances;
@@ -389,6 +390,56 @@ async fn scaling_benchmarks(report: &mut String) -> anyhow::Result<()> {
 
     writeln!(
         report,
+        "`BATCH_MAX` and `DB_POOL_SIZE` at 256 clients, HTTP without keys, `BATCH_COMMITTERS=2`, a fresh service per \
+         setting:\n"
+    )?;
+    writeln!(report, "| setting | pattern | TPS | p50 ms | p99 ms | requests per commit |")?;
+    writeln!(report, "|---|---|---:|---:|---:|---:|")?;
+    let sweeps: [(&str, &str); 7] = [
+        ("BATCH_MAX", "16"),
+        ("BATCH_MAX", "64"),
+        ("BATCH_MAX", "128"),
+        ("BATCH_MAX", "512"),
+        ("DB_POOL_SIZE", "4"),
+        ("DB_POOL_SIZE", "8"),
+        ("DB_POOL_SIZE", "32"),
+    ];
+    for (name, value) in sweeps {
+        let ledger = start_ledger_with(&[(name, value), ("BATCH_COMMITTERS", "2")]).await?;
+        let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+        let accounts = Arc::new(create_accounts(&pool, account_count).await?);
+        for hot in [false, true] {
+            eprintln!("bench: {name}={value}, {}", if hot { "hot" } else { "uniform" });
+            let before = batches(&ledger).await?;
+            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
+            let run = run_transfers(
+                Via::Http { keyed: false },
+                256,
+                seconds,
+                Arc::clone(&accounts),
+                hot,
+                pool.clone(),
+                target,
+            )
+            .await?;
+            let after = batches(&ledger).await?;
+            writeln!(
+                report,
+                "| `{name}={value}` | {} | {:.0} | {:.2} | {:.2} | {:.1} |",
+                if hot { "hot account" } else { "uniform" },
+                run.tps(),
+                run.percentile_ms(0.5),
+                run.percentile_ms(0.99),
+                (after.1 - before.1) / (after.0 - before.0).max(1.0)
+            )?;
+        }
+        pool.close().await;
+        ledger.stop().await?;
+    }
+    writeln!(report)?;
+
+    writeln!(
+        report,
         "One and two service instances on the same database (clients spread over both), HTTP without keys, \
          uniform:\n"
     )?;
@@ -603,7 +654,7 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var("BENCH_SKIP_TRANSFERS").is_err() {
         transfer_benchmarks(&mut report).await?;
     }
-    if std::env::var("BENCH_SKIP_TRANSFERS").is_err() {
+    if std::env::var("BENCH_SKIP_SCALING").is_err() {
         scaling_benchmarks(&mut report).await?;
     }
     if std::env::var("BENCH_SKIP_REPORT").is_err() {
