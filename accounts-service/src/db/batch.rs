@@ -8,8 +8,8 @@
 //! 1. takes a non-blocking advisory lock per idempotency key (named `client || ' ' || key`; the single-request
 //!    path takes the same lock, waiting), so a key in flight elsewhere never blocks the batch: that request runs
 //!    on its own afterwards; and claims the keys it locked, in the same statement. A key already used answers
-//!    its stored response (or `KeyReused`). The batch's lock waits are bounded by `IDEMPOTENCY_WAIT`; past it,
-//!    the batch runs request by request;
+//!    its stored response (or `KeyReused`). From here a batch with keys waits for any lock at most
+//!    `IDEMPOTENCY_WAIT` (one without keys, the statement timeout); past it, the batch runs request by request;
 //! 3. locks every account of the batch in id order in one statement (the order every writer uses, so batches,
 //!    single requests and other instances never deadlock);
 //! 4. applies the requests in arrival order in memory, each against the running balances, so an insufficient
