@@ -387,6 +387,11 @@ fn new_row(job: &Job, failure: Option<&'static str>) -> NewRow {
     }
 }
 
+/// The clients and keys of the requests at `indexes` (each with a key), as two aligned columns for `unnest`.
+fn key_columns(work: &[Job], indexes: impl Iterator<Item = usize>) -> (Vec<&str>, Vec<&str>) {
+    indexes.filter_map(|i| Some((&*work[i].client, work[i].key.as_ref()?.as_str()))).unzip()
+}
+
 /// What claiming one key in a batch found.
 enum Claim {
     /// Its advisory lock is held by another transaction: the key is in flight elsewhere.
@@ -410,8 +415,7 @@ async fn claim_keys(
     if keyed.is_empty() {
         return Ok(Vec::new());
     }
-    let clients: Vec<&str> = keyed.iter().map(|&i| &*work[i].client).collect();
-    let keys: Vec<&str> = keyed.iter().filter_map(|&i| Some(work[i].key.as_ref()?.as_str())).collect();
+    let (clients, keys) = key_columns(work, keyed.iter().copied());
     let hashes: Vec<Vec<u8>> = keyed.iter().map(|&i| work[i].command.command().fingerprint()).collect();
     let claims: Vec<(bool, bool)> = sqlx::query_as(
         "WITH settings AS (SELECT set_config('lock_timeout', $4, true)),
@@ -453,8 +457,7 @@ async fn stored_answers(
     if used.is_empty() {
         return Ok(Vec::new());
     }
-    let clients: Vec<&str> = used.iter().map(|&i| &*work[i].client).collect();
-    let keys: Vec<&str> = used.iter().filter_map(|&i| Some(work[i].key.as_ref()?.as_str())).collect();
+    let (clients, keys) = key_columns(work, used.iter().copied());
     let stored: Vec<(String, String, Vec<u8>, i16, String)> = sqlx::query_as(
         "SELECT s.client, s.key, s.request_hash, s.status_code, s.response_body
          FROM idempotency_keys s JOIN unnest($1::text[], $2::text[]) AS k (client, key)
@@ -474,14 +477,9 @@ async fn stored_answers(
             let answer = match stored.get(&(job.client.to_string(), key)) {
                 None => Err(DbError::Inconsistent("a key that was taken has no row".into())),
                 Some((hash, _, _)) if *hash != job.command.command().fingerprint() => Err(DbError::KeyReused),
-                Some((_, status, body)) => u16::try_from(*status)
-                    .ok()
-                    .filter(|code| (100..600).contains(code))
-                    .map(|status_code| Reply {
-                        response: StoredResponse { status_code, body: body.clone() },
-                        outcome: None,
-                    })
-                    .ok_or_else(|| DbError::Inconsistent(format!("stored status {status} for a committed key"))),
+                Some((_, status, body)) => {
+                    StoredResponse::committed(*status, body.clone()).map(|response| Reply { response, outcome: None })
+                }
             };
             (i, answer)
         })
@@ -559,8 +557,7 @@ async fn store_responses(
     if keyed.is_empty() {
         return Ok(());
     }
-    let clients: Vec<&str> = keyed.iter().map(|(i, _)| &*work[*i].client).collect();
-    let keys: Vec<&str> = keyed.iter().filter_map(|(i, _)| Some(work[*i].key.as_ref()?.as_str())).collect();
+    let (clients, keys) = key_columns(work, keyed.iter().map(|(i, _)| *i));
     let statuses: Vec<i16> = keyed.iter().map(|(_, response)| response.status_code as i16).collect();
     let bodies: Vec<&str> = keyed.iter().map(|(_, response)| response.body.as_str()).collect();
     sqlx::query(
@@ -583,8 +580,7 @@ async fn release_keys(conn: &mut PgConnection, work: &[Job], released: &[usize])
     if released.is_empty() {
         return Ok(());
     }
-    let clients: Vec<&str> = released.iter().map(|&i| &*work[i].client).collect();
-    let keys: Vec<&str> = released.iter().filter_map(|&i| Some(work[i].key.as_ref()?.as_str())).collect();
+    let (clients, keys) = key_columns(work, released.iter().copied());
     sqlx::query(
         "DELETE FROM idempotency_keys s USING unnest($1::text[], $2::text[]) AS v (client, key)
          WHERE s.client = v.client AND s.key = v.key",

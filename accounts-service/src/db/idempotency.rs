@@ -25,6 +25,17 @@ pub struct StoredResponse {
     pub body: String,
 }
 
+impl StoredResponse {
+    /// The response stored with a committed key; any status but an HTTP one means the row is not what the
+    /// service wrote.
+    pub fn committed(status_code: i16, body: String) -> DbResult<Self> {
+        let status = u16::try_from(status_code).ok().filter(|code| (100..600).contains(code));
+        let status_code =
+            status.ok_or_else(|| DbError::Inconsistent(format!("stored status {status_code} for a committed key")))?;
+        Ok(Self { status_code, body })
+    }
+}
+
 /// What claiming a key found.
 pub enum Claim {
     /// The key is new and now held by this database transaction.
@@ -89,11 +100,7 @@ pub async fn claim(
     if stored.request_hash != request_hash {
         return Err(DbError::KeyReused);
     }
-    let status_code = u16::try_from(stored.status_code)
-        .ok()
-        .filter(|code| (100..600).contains(code))
-        .ok_or_else(|| DbError::Inconsistent(format!("stored status {} for a committed key", stored.status_code)))?;
-    Ok(Claim::Replay(StoredResponse { status_code, body: stored.response_body }))
+    Ok(Claim::Replay(StoredResponse::committed(stored.status_code, stored.response_body)?))
 }
 
 /// Records the response of a claimed key; commits with the work.

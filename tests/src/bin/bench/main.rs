@@ -244,8 +244,7 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
                 (vec![ledger.base_url.clone()], ledger.client.clone()),
             )
             .await?;
-            let after = batches(&ledger).await?;
-            let per_commit = (after.1 - before.1) / (after.0 - before.0).max(1.0);
+            let per_commit = per_commit(before, batches(&ledger).await?);
             runs.push((via, hot, run, per_commit));
         }
         for (via, hot, run, per_commit) in &runs {
@@ -324,6 +323,70 @@ async fn batch_buckets(ledger: &TestLedger) -> anyhow::Result<Vec<(String, f64)>
         .collect())
 }
 
+/// Requests per commit between two readings of [`batches`].
+fn per_commit(before: (f64, f64), after: (f64, f64)) -> f64 {
+    (after.1 - before.1) / (after.0 - before.0).max(1.0)
+}
+
+/// One group-commit setting on a fresh service: HTTP transfers without keys by `clients`, uniform then on a hot
+/// account, a table row each starting with `label`. With `distribution`, the uniform row's batch sizes (the share
+/// of batches per histogram bucket) are written into it.
+async fn sweep_setting(
+    report: &mut String,
+    label: &str,
+    settings: &[(&str, &str)],
+    clients: usize,
+    (seconds, account_count): (u64, u64),
+    mut distribution: Option<&mut String>,
+) -> anyhow::Result<()> {
+    let ledger = start_ledger_with(settings).await?;
+    let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+    let accounts = Arc::new(create_accounts(&pool, account_count).await?);
+    for hot in [false, true] {
+        let pattern = if hot { "hot account" } else { "uniform" };
+        eprintln!("bench: {label}, {pattern}");
+        let (before, buckets_before) = (batches(&ledger).await?, batch_buckets(&ledger).await?);
+        let target = (vec![ledger.base_url.clone()], ledger.client.clone());
+        let run = run_transfers(
+            Via::Http { keyed: false },
+            clients,
+            seconds,
+            Arc::clone(&accounts),
+            hot,
+            pool.clone(),
+            target,
+        )
+        .await?;
+        let after = batches(&ledger).await?;
+        writeln!(
+            report,
+            "| {label} | {pattern} | {:.0} | {:.2} | {:.2} | {:.1} |",
+            run.tps(),
+            run.percentile_ms(0.5),
+            run.percentile_ms(0.99),
+            per_commit(before, after)
+        )?;
+        if let Some(distribution) = distribution.as_deref_mut().filter(|_| !hot) {
+            let buckets_after = batch_buckets(&ledger).await?;
+            let batches = after.0 - before.0;
+            let mut previous = 0.0;
+            let mut cells = Vec::new();
+            for ((bound, after), (_, before)) in buckets_after.iter().zip(&buckets_before) {
+                let cumulative = after - before;
+                cells.push(format!("≤ {bound}: {:.0} %", 100.0 * (cumulative - previous) / batches.max(1.0)));
+                previous = cumulative;
+            }
+            *distribution = format!(
+                "Batch sizes of the {label}-committer uniform row ({batches:.0} batches), share of batches per \
+                 histogram bucket: {}.",
+                cells.join(", ")
+            );
+        }
+    }
+    pool.close().await;
+    ledger.stop().await
+}
+
 /// Group commit's settings and instances: committers swept at 64 clients, the batch sizes of one run, and one
 /// against two service instances on the same database.
 async fn scaling_benchmarks(report: &mut String) -> anyhow::Result<()> {
@@ -339,52 +402,10 @@ async fn scaling_benchmarks(report: &mut String) -> anyhow::Result<()> {
     writeln!(report, "|---:|---|---:|---:|---:|---:|")?;
     let mut distribution = String::new();
     for committers in [1u32, 2, 4, 8] {
-        let ledger = start_ledger_with(&[("BATCH_COMMITTERS", committers.to_string().as_str())]).await?;
-        let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
-        let accounts = Arc::new(create_accounts(&pool, account_count).await?);
-        for hot in [false, true] {
-            eprintln!("bench: {committers} committers, {}", if hot { "hot" } else { "uniform" });
-            let (before, buckets_before) = (batches(&ledger).await?, batch_buckets(&ledger).await?);
-            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
-            let run = run_transfers(
-                Via::Http { keyed: false },
-                64,
-                seconds,
-                Arc::clone(&accounts),
-                hot,
-                pool.clone(),
-                target,
-            )
-            .await?;
-            let after = batches(&ledger).await?;
-            let per_commit = (after.1 - before.1) / (after.0 - before.0).max(1.0);
-            writeln!(
-                report,
-                "| {committers} | {} | {:.0} | {:.2} | {:.2} | {per_commit:.1} |",
-                if hot { "hot account" } else { "uniform" },
-                run.tps(),
-                run.percentile_ms(0.5),
-                run.percentile_ms(0.99)
-            )?;
-            if committers == 4 && !hot {
-                let buckets_after = batch_buckets(&ledger).await?;
-                let batches = after.0 - before.0;
-                let mut previous = 0.0;
-                let mut cells = Vec::new();
-                for ((bound, after), (_, before)) in buckets_after.iter().zip(&buckets_before) {
-                    let cumulative = after - before;
-                    cells.push(format!("≤ {bound}: {:.0} %", 100.0 * (cumulative - previous) / batches.max(1.0)));
-                    previous = cumulative;
-                }
-                distribution = format!(
-                    "Batch sizes of the 4-committer uniform row ({batches:.0} batches), share of batches per histogram \
-                     bucket: {}.",
-                    cells.join(", ")
-                );
-            }
-        }
-        pool.close().await;
-        ledger.stop().await?;
+        let count = committers.to_string();
+        let describe = (committers == 4).then_some(&mut distribution);
+        let settings = [("BATCH_COMMITTERS", count.as_str())];
+        sweep_setting(report, &count, &settings, 64, (seconds, account_count), describe).await?;
     }
     writeln!(report, "\n{distribution}\n")?;
 
@@ -405,36 +426,8 @@ async fn scaling_benchmarks(report: &mut String) -> anyhow::Result<()> {
         ("DB_POOL_SIZE", "32"),
     ];
     for (name, value) in sweeps {
-        let ledger = start_ledger_with(&[(name, value), ("BATCH_COMMITTERS", "2")]).await?;
-        let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
-        let accounts = Arc::new(create_accounts(&pool, account_count).await?);
-        for hot in [false, true] {
-            eprintln!("bench: {name}={value}, {}", if hot { "hot" } else { "uniform" });
-            let before = batches(&ledger).await?;
-            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
-            let run = run_transfers(
-                Via::Http { keyed: false },
-                256,
-                seconds,
-                Arc::clone(&accounts),
-                hot,
-                pool.clone(),
-                target,
-            )
-            .await?;
-            let after = batches(&ledger).await?;
-            writeln!(
-                report,
-                "| `{name}={value}` | {} | {:.0} | {:.2} | {:.2} | {:.1} |",
-                if hot { "hot account" } else { "uniform" },
-                run.tps(),
-                run.percentile_ms(0.5),
-                run.percentile_ms(0.99),
-                (after.1 - before.1) / (after.0 - before.0).max(1.0)
-            )?;
-        }
-        pool.close().await;
-        ledger.stop().await?;
+        let settings = [(name, value), ("BATCH_COMMITTERS", "2")];
+        sweep_setting(report, &format!("`{name}={value}`"), &settings, 256, (seconds, account_count), None).await?;
     }
     writeln!(report)?;
 
