@@ -62,6 +62,12 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
         metrics: metrics.clone(),
     };
     let listener = TcpListener::bind(settings.metrics_addr).await?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let mut worker =
+        new_worker(&runtime, client, &settings.temporal.task_queue, settings.max_cached_workflows, activities)?;
+
+    // Healthy only from here: the worker exists and starts polling at once (on a loaded machine creating it has
+    // taken seconds, and a health check that answered before would let a caller think advances get picked up).
     let ops = Router::new()
         .route("/health", get(serve_health))
         .route("/metrics", get(serve_metrics))
@@ -69,10 +75,6 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
     // The operators' port gets the same limits as the services' (header timeout, connection cap).
     let ops_server =
         tokio::spawn(service_kit::serve::serve(listener, ops, std::future::pending(), settings.ops_server));
-
-    let runtime = Runtime::from_current_tokio(Default::default())?;
-    let mut worker =
-        new_worker(&runtime, client, &settings.temporal.task_queue, settings.max_cached_workflows, activities)?;
     tracing::info!(
         task_queue = %settings.temporal.task_queue,
         max_cached_workflows = settings.max_cached_workflows,
