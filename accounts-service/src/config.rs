@@ -40,6 +40,9 @@ pub struct Settings {
     pub batch_committers: usize,
     /// The most requests in one batch (`BATCH_MAX`).
     pub batch_max: usize,
+    /// How often the report seal moves forward (`REPORT_SEAL_INTERVAL`): a new report counts at most about
+    /// this much recent traffic row by row.
+    pub report_seal_interval: Duration,
 }
 
 /// The shortest time keys are kept: clients may retry for a week.
@@ -67,6 +70,7 @@ impl FromEnv for Settings {
             idempotency_wait: env.duration("IDEMPOTENCY_WAIT", "10s")?,
             batch_committers: env.number("BATCH_COMMITTERS", "2")?,
             batch_max: env.number("BATCH_MAX", "128")?,
+            report_seal_interval: env.duration("REPORT_SEAL_INTERVAL", "1s")?,
         };
         if !(1..=1000).contains(&settings.db_pool_size) {
             bail!("DB_POOL_SIZE must be between 1 and 1000");
@@ -82,6 +86,9 @@ impl FromEnv for Settings {
         }
         if !(1..=10_000).contains(&settings.batch_max) {
             bail!("BATCH_MAX must be between 1 and 10000");
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&settings.report_seal_interval) {
+            bail!("REPORT_SEAL_INTERVAL must be between 10ms and 60s");
         }
         if settings.idempotency_key_ttl < MIN_KEY_TTL {
             bail!("IDEMPOTENCY_KEY_TTL must be at least 7d: clients may retry for a week");

@@ -127,24 +127,67 @@ pub async fn run(
     db::MIGRATOR.run(&pool).await?;
     let report_pool = db::connect_reports(&settings).await?;
     let state = AppState::new(pool.clone(), report_pool.clone(), settings.clone())?;
+    match db::partitions::create_ahead(&pool).await {
+        Ok(created) => tracing::info!(created, "daily partitions of transactions are ready"),
+        Err(error) => tracing::warn!(error = %error, "creating daily partitions failed; will retry"),
+    }
     let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone()));
+    let sealer = tokio::spawn(seal_periodically(pool.clone(), settings.report_seal_interval, state.metrics.clone()));
     tracing::info!(addr = %listener.local_addr()?, "accounts-service listening");
     let served = service_kit::serve::serve(listener, app(state), shutdown, settings.server).await;
     janitor.abort();
+    sealer.abort();
     pool.close().await;
     report_pool.close().await;
     served
 }
 
-/// Forgets idempotency keys and report snapshots past their time to live, every 10 minutes.
+/// Forgets idempotency keys and report snapshots past their time to live, and creates the coming days'
+/// partitions, every 10 minutes.
 async fn purge_periodically(pool: PgPool, settings: Settings) {
     let mut interval = tokio::time::interval(Duration::from_secs(600));
     loop {
         interval.tick().await;
+        match db::partitions::create_ahead(&pool).await {
+            Ok(created) if created > 0 => tracing::info!(created, "created daily partitions of transactions"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "creating daily partitions failed; will retry"),
+        }
         match db::purge_expired(&pool, settings.idempotency_key_ttl, settings.report_snapshot_ttl).await {
             Ok((keys, snapshots)) if keys + snapshots > 0 => tracing::info!(keys, snapshots, "purged expired rows"),
             Ok(_) => {}
             Err(error) => tracing::warn!(error = %error, "purging expired rows failed; will retry"),
+        }
+    }
+}
+
+/// Moves the report seal forward: every `interval` it seals up to the candidate it took one tick before, once
+/// that candidate is ready (an older transaction still running keeps it waiting, and the check costs one
+/// query a tick), then takes the next candidate. The frontier thus trails the clock by one to two intervals.
+async fn seal_periodically(pool: PgPool, interval: Duration, metrics: Arc<metrics::Metrics>) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending: Option<db::seal::Candidate> = None;
+    loop {
+        ticks.tick().await;
+        let step = async {
+            let mut conn = pool.acquire().await?;
+            if let Some(candidate) = &pending {
+                if !db::seal::ready(&mut conn, candidate).await? {
+                    tracing::debug!("an older database transaction is still running; the report seal waits");
+                    return Ok(());
+                }
+                db::seal::seal_to(&mut conn, candidate).await?;
+            }
+            pending = Some(db::seal::candidate(&mut conn).await?);
+            Ok::<_, db::DbError>(())
+        };
+        if let Err(error) = step.await {
+            tracing::warn!(error = %error, "moving the report seal failed; will retry");
+        }
+        if let Ok(state) = db::seal::state(&pool).await {
+            let lag = chrono::Utc::now() - state.frontier;
+            metrics.seal_lag.set(lag.num_milliseconds() as f64 / 1000.0);
         }
     }
 }

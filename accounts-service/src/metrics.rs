@@ -1,6 +1,6 @@
 //! The ledger's metrics, one registry per application instance (so tests can run many side by side).
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry};
 use service_kit::metrics::HttpMetrics;
 
 /// The service's metrics: the kit's HTTP ones plus the ledger's own.
@@ -14,6 +14,8 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// Requests waiting for a committer.
     pub batch_waiting: IntGauge,
+    /// How far the report seal's frontier trails the clock (a new report counts that much traffic row by row).
+    pub seal_lag: Gauge,
 }
 
 impl Metrics {
@@ -41,6 +43,20 @@ impl Metrics {
             IntGauge::new("ledger_batch_waiting", "Transfers and bank transactions waiting for a committer")?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(batch_waiting.clone()))?;
-        Ok(Self { registry, http, ledger_transactions, db_pool_size, db_pool_idle, batch_size, batch_waiting })
+        let seal_lag = Gauge::new(
+            "report_seal_lag_seconds",
+            "How far the report seal trails the clock: a long-running database transaction holds it back",
+        )?;
+        registry.register(Box::new(seal_lag.clone()))?;
+        Ok(Self {
+            registry,
+            http,
+            ledger_transactions,
+            db_pool_size,
+            db_pool_idle,
+            batch_size,
+            batch_waiting,
+            seal_lag,
+        })
     }
 }

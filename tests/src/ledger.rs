@@ -111,7 +111,12 @@ impl TestLedger {
 
     /// Starts the service with default settings plus `settings` (environment variables).
     pub async fn start_with(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let database = TestDatabase::create().await?;
+        Self::start_on(TestDatabase::create().await?, settings).await
+    }
+
+    /// Starts the service on a database the test prepared (an older schema, rows written before the service
+    /// ran), with default settings plus `settings`.
+    pub async fn start_on(database: TestDatabase, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut env = vec![("DATABASE_URL".to_owned(), database.url.clone())];
         env.extend(settings.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
         let auth_off = settings.contains(&("AUTH", "off"));

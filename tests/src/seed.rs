@@ -48,11 +48,17 @@ pub async fn seed_open_advances(
          ) TO STDOUT"
     );
     let mut source = advances.acquire().await?;
-    let mut target = ledger.acquire().await?;
+    // Rows are dated as the service dates them (the report seal relies on it): staged, then inserted by a
+    // transaction that takes its id first and dates them by the clock.
+    let mut target = ledger.begin().await?;
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *target).await?;
+    sqlx::query("CREATE TEMPORARY TABLE seeded (LIKE transactions INCLUDING DEFAULTS) ON COMMIT DROP")
+        .execute(&mut *target)
+        .await?;
     let mut copy_in = target
         .copy_in_raw(
-            "COPY transactions (id, created_at, kind, dst_account_id, amount, direction, status, idempotency_key,
-                                recorded_by) FROM STDIN",
+            "COPY seeded (id, created_at, kind, dst_account_id, amount, direction, status, idempotency_key,
+                          recorded_by) FROM STDIN",
         )
         .await?;
     let mut copy_out = source.copy_out_raw(&rows).await?;
@@ -60,6 +66,15 @@ pub async fn seed_open_advances(
         copy_in.send(chunk).await?;
     }
     copy_in.finish().await?;
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, idempotency_key,
+                                   recorded_by)
+         SELECT id, clock_timestamp(), kind, dst_account_id, amount, direction, status, idempotency_key, recorded_by
+         FROM seeded",
+    )
+    .execute(&mut *target)
+    .await?;
+    target.commit().await?;
     sqlx::query("ANALYZE").execute(advances).await?;
     sqlx::query("ANALYZE transactions").execute(ledger).await?;
     Ok(())

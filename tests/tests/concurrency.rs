@@ -147,6 +147,8 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
     // A late commit: the row is written (its timestamp taken) now, but its transaction commits after page 1.
     let mut late = app.pool.begin().await?;
     let late_id = uuid::Uuid::now_v7();
+    // As the service does: the transaction's id first, then the row dated by the clock.
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *late).await?;
     sqlx::query(
         "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, description,
                                    recorded_by)

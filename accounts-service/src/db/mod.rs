@@ -3,7 +3,9 @@
 pub mod batch;
 pub mod idempotency;
 pub mod ledger;
+pub mod partitions;
 pub mod reports;
+pub mod seal;
 
 use std::str::FromStr;
 use std::time::Duration;

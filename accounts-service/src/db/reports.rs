@@ -1,11 +1,14 @@
 //! The paged transaction report and its download, both reading one fixed snapshot.
 //!
-//! Page 1 (a request without a snapshot token) runs in a REPEATABLE READ transaction. One pass over the
-//! window counts its rows and records every `stride`-th key as a checkpoint; the PostgreSQL snapshot of that
-//! transaction is saved with them. Every later page seeks from its checkpoint through the report index and
-//! keeps only rows whose inserting database transaction is visible in the saved snapshot
-//! (`pg_visible_in_snapshot`), so rows that commit later, whatever their timestamp, never appear, and no page
-//! costs an `OFFSET` from the top.
+//! Page 1 (a request without a snapshot token) runs in a REPEATABLE READ transaction whose PostgreSQL snapshot
+//! is saved with the report. Its cost does not grow with the window: rows dated before the report seal's
+//! frontier are final and numbered (`db::seal`), so the count of the window's sealed rows is two mark lookups,
+//! and only the rows dated after the frontier (the last seconds) are counted live. Page 1 writes one row.
+//!
+//! A later page finds its first row the same way: in the live part by an offset into those few rows, in the
+//! sealed part from the nearest mark (fewer than 100 rows away). Rows of the live part are kept only if their
+//! inserting database transaction is visible in the saved snapshot (`pg_visible_in_snapshot`), so rows that
+//! commit later, whatever their timestamp, never appear; sealed rows had all committed before the snapshot.
 
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -18,10 +21,6 @@ use ledger_contract::Transaction;
 use super::ledger::{TransactionRow, TRANSACTION_COLUMNS as COLUMNS};
 use super::{DbError, DbResult};
 
-/// Checkpoints are never closer than this many rows, so a tiny page `limit` cannot make page 1 write one
-/// checkpoint per row; a page then skips at most `stride - limit` rows from its checkpoint.
-const MIN_STRIDE_ROWS: u32 = 100;
-
 /// A saved report snapshot: what every page and the totals are computed from.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Snapshot {
@@ -31,8 +30,13 @@ pub struct Snapshot {
     pub window_start: DateTime<Utc>,
     pub window_end: DateTime<Utc>,
     pub page_limit: i32,
-    pub stride: i32,
     pub total_rows: i64,
+    /// The seal's frontier when the snapshot was taken.
+    pub frontier: DateTime<Utc>,
+    /// The sealed rows dated up to the window's end (in the marks' numbering).
+    pub sealed_top: i64,
+    /// The window's rows dated after the frontier, visible in the snapshot: the report's first rows.
+    pub open_rows: i64,
 }
 
 impl Snapshot {
@@ -40,18 +44,27 @@ impl Snapshot {
     pub fn total_pages(&self) -> i64 {
         (self.total_rows + i64::from(self.page_limit) - 1) / i64::from(self.page_limit)
     }
+
+    /// Where the row at `offset` (0 = the newest) of the report is: in the live part at that offset, or the
+    /// sealed row with that number.
+    pub fn position(&self, offset: i64) -> Position {
+        if offset < self.open_rows {
+            Position::Live(offset)
+        } else {
+            Position::Sealed(self.sealed_top - 1 - (offset - self.open_rows))
+        }
+    }
 }
 
-/// The stride for a page size: the smallest multiple of `limit` that is at least [`MIN_STRIDE_ROWS`].
-pub fn stride_for(limit: u32) -> u32 {
-    limit * MIN_STRIDE_ROWS.div_ceil(limit)
+/// Where a page starts: see [`Snapshot::position`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Live(i64),
+    Sealed(i64),
 }
 
-/// Where page `page` (1-based) starts: the checkpoint and how many rows after it to skip.
-pub fn page_position(page: u64, limit: u32, stride: u32) -> (i64, i64) {
-    let first_row = (page - 1) * u64::from(limit);
-    ((first_row / u64::from(stride)) as i64, (first_row % u64::from(stride)) as i64)
-}
+const SNAPSHOT_COLUMNS: &str =
+    "id, snapshot::text AS snapshot, window_start, window_end, page_limit, total_rows, frontier, sealed_top, open_rows";
 
 /// Takes a snapshot of the window `[start, end]` and returns it with the rows of `page`.
 pub async fn create_snapshot(
@@ -63,53 +76,40 @@ pub async fn create_snapshot(
 ) -> DbResult<(Snapshot, Vec<Transaction>)> {
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
-    // The first statement fixes the transaction's snapshot; it is also the one saved for later pages.
-    let (snapshot_text,): (String,) = sqlx::query_as("SELECT pg_current_snapshot()::text").fetch_one(&mut *tx).await?;
-    let id = Uuid::now_v7();
-    let stride = stride_for(limit);
-    sqlx::query(
-        "INSERT INTO report_snapshots (id, snapshot, window_start, window_end, page_limit, stride, total_rows)
-         VALUES ($1, $2::pg_snapshot, $3, $4, $5, $6, 0)",
+    // The first statement fixes the transaction's snapshot (the one saved for later pages), and reads the
+    // seal as of that snapshot: every row before its frontier had committed.
+    let (snapshot_text, frontier): (String, DateTime<Utc>) =
+        sqlx::query_as("SELECT pg_current_snapshot()::text, frontier FROM report_seal").fetch_one(&mut *tx).await?;
+    // Sealed rows dated in the window: those before its end's next microsecond, minus those before its start.
+    // Then the rows dated after the frontier, counted live in this snapshot.
+    let (sealed_top, sealed_bottom, open_rows): (i64, i64, i64) = sqlx::query_as(
+        "SELECT report_rows_before(least($2 + interval '1 microsecond', $3)),
+                report_rows_before(least($1, $3)),
+                (SELECT count(*) FROM transactions WHERE created_at >= greatest($1, $3) AND created_at <= $2)",
     )
-    .bind(id)
-    .bind(&snapshot_text)
     .bind(start)
     .bind(end)
-    .bind(limit as i32)
-    .bind(stride as i32)
-    .execute(&mut *tx)
-    .await?;
-    // One pass in report order: number the rows, keep every stride-th key and the last row's number.
-    let (total_rows,): (i64,) = sqlx::query_as(
-        "WITH numbered AS (
-             SELECT created_at, id, row_number() OVER w AS rn, lead(id) OVER w IS NULL AS is_last
-             FROM transactions
-             WHERE created_at >= $2 AND created_at <= $3
-             WINDOW w AS (ORDER BY created_at DESC, id DESC)
-         ),
-         marked AS MATERIALIZED (
-             SELECT created_at, id, rn FROM numbered WHERE (rn - 1) % $4 = 0 OR is_last
-         ),
-         saved AS (
-             INSERT INTO report_snapshot_checkpoints (snapshot_id, seq, created_at, id)
-             SELECT $1, ((rn - 1) / $4)::integer, created_at, id FROM marked WHERE (rn - 1) % $4 = 0
-         )
-         SELECT coalesce(max(rn), 0) FROM marked",
-    )
-    .bind(id)
-    .bind(start)
-    .bind(end)
-    .bind(i64::from(stride))
+    .bind(frontier)
     .fetch_one(&mut *tx)
     .await?;
-    let snapshot: Snapshot = sqlx::query_as(
-        "UPDATE report_snapshots SET total_rows = $2 WHERE id = $1
-         RETURNING id, snapshot::text AS snapshot, window_start, window_end, page_limit, stride, total_rows",
-    )
-    .bind(id)
-    .bind(total_rows)
-    .fetch_one(&mut *tx)
-    .await?;
+    let sql = format!(
+        "INSERT INTO report_snapshots
+             (id, snapshot, window_start, window_end, page_limit, total_rows, frontier, sealed_top, open_rows)
+         VALUES ($1, $2::pg_snapshot, $3, $4, $5, $6, $7, $8, $9)
+         RETURNING {SNAPSHOT_COLUMNS}"
+    );
+    let snapshot: Snapshot = sqlx::query_as(&sql)
+        .bind(Uuid::now_v7())
+        .bind(&snapshot_text)
+        .bind(start)
+        .bind(end)
+        .bind(limit as i32)
+        .bind(open_rows + (sealed_top - sealed_bottom).max(0))
+        .bind(frontier)
+        .bind(sealed_top)
+        .bind(open_rows)
+        .fetch_one(&mut *tx)
+        .await?;
     let rows = read_page(&mut tx, &snapshot, page).await?;
     tx.commit().await?;
     Ok((snapshot, rows))
@@ -117,14 +117,11 @@ pub async fn create_snapshot(
 
 /// Loads a saved snapshot by its token.
 pub async fn load_snapshot(pool: &PgPool, id: Uuid) -> DbResult<Snapshot> {
-    sqlx::query_as(
-        "SELECT id, snapshot::text AS snapshot, window_start, window_end, page_limit, stride, total_rows
-         FROM report_snapshots WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await?
-    .ok_or(DbError::SnapshotNotFound)
+    sqlx::query_as(&format!("SELECT {SNAPSHOT_COLUMNS} FROM report_snapshots WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or(DbError::SnapshotNotFound)
 }
 
 /// Reads page `page` of a saved snapshot.
@@ -134,34 +131,68 @@ pub async fn page(pool: &PgPool, snapshot: &Snapshot, page: u64) -> DbResult<Vec
 }
 
 async fn read_page(conn: &mut PgConnection, snapshot: &Snapshot, page: u64) -> DbResult<Vec<Transaction>> {
-    let limit = snapshot.page_limit as u32;
-    if page > snapshot.total_pages() as u64 {
+    let limit = i64::from(snapshot.page_limit);
+    let offset = (page as i64 - 1).saturating_mul(limit);
+    if page > snapshot.total_pages() as u64 || offset >= snapshot.total_rows {
         return Ok(Vec::new());
     }
-    let (seq, skip) = page_position(page, limit, snapshot.stride as u32);
-    let sql = format!(
-        "SELECT {COLUMNS}
-         FROM report_snapshot_checkpoints c
-         CROSS JOIN LATERAL (
-             SELECT {COLUMNS} FROM transactions t
-             WHERE (t.created_at, t.id) <= (c.created_at, c.id)
-               AND t.created_at >= $3
-               AND pg_visible_in_snapshot(t.created_xid, $4::pg_snapshot)
-             ORDER BY t.created_at DESC, t.id DESC
-             OFFSET $5 LIMIT $6
-         ) t
-         WHERE c.snapshot_id = $1 AND c.seq = $2
-         ORDER BY t.created_at DESC, t.id DESC"
-    );
-    let rows = sqlx::query_as::<_, TransactionRow>(&sql)
-        .bind(snapshot.id)
-        .bind(seq as i32)
-        .bind(snapshot.window_start)
-        .bind(&snapshot.snapshot)
-        .bind(skip)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = match snapshot.position(offset) {
+        // The live rows come first; a page that starts among them may run on into sealed rows, which are all
+        // visible.
+        Position::Live(skip) => {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM transactions t
+                 WHERE t.created_at >= $1 AND t.created_at <= $2
+                   AND pg_visible_in_snapshot(t.created_xid, $3::pg_snapshot)
+                 ORDER BY t.created_at DESC, t.id DESC
+                 OFFSET $4 LIMIT $5"
+            );
+            sqlx::query_as::<_, TransactionRow>(&sql)
+                .bind(snapshot.window_start)
+                .bind(snapshot.window_end)
+                .bind(&snapshot.snapshot)
+                .bind(skip)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+        // From the nearest mark at or above the first row's number (marks made after the snapshot are ignored);
+        // without one, from the top of the sealed rows in the window.
+        Position::Sealed(first) => {
+            let mark: Option<(DateTime<Utc>, Uuid, i64)> = sqlx::query_as(
+                "SELECT created_at, id, num FROM report_marks WHERE num >= $1 AND num < $2 ORDER BY num LIMIT 1",
+            )
+            .bind(first)
+            .bind(snapshot.sealed_top)
+            .fetch_optional(&mut *conn)
+            .await?;
+            // Seeking down from a key (a mark) or from a time (the window's sealed top); the offset is under
+            // a mark's spacing either way.
+            let (from, skip) = match mark {
+                Some((created_at, id, num)) => (Some((created_at, id)), num - first),
+                None => (None, snapshot.sealed_top - 1 - first),
+            };
+            let top = match from {
+                Some(_) => "t.created_at <= $2 AND (t.created_at, t.id) <= ($2, $3)",
+                None => "t.created_at < least($2 + interval '1 microsecond', $4)",
+            };
+            let sql = format!(
+                "SELECT {COLUMNS} FROM transactions t
+                 WHERE t.created_at >= $1 AND {top}
+                 ORDER BY t.created_at DESC, t.id DESC
+                 OFFSET $5 LIMIT $6"
+            );
+            sqlx::query_as::<_, TransactionRow>(&sql)
+                .bind(snapshot.window_start)
+                .bind(from.map_or(snapshot.window_end, |(created_at, _)| created_at))
+                .bind(from.map(|(_, id)| id))
+                .bind(snapshot.frontier)
+                .bind(skip)
+                .bind(limit)
+                .fetch_all(&mut *conn)
+                .await?
+        }
+    };
     Ok(rows.into_iter().map(Transaction::from).collect())
 }
 
@@ -242,32 +273,28 @@ pub async fn export(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
-    #[test]
-    fn the_stride_is_the_page_size_for_pages_of_a_hundred_or_more() {
-        assert_eq!(stride_for(100), 100);
-        assert_eq!(stride_for(1000), 1000);
-        assert_eq!(stride_for(1), 100);
-        assert_eq!(stride_for(7), 105);
-    }
-
-    #[test]
-    fn page_twenty_thousand_starts_at_its_own_checkpoint() {
-        assert_eq!(page_position(1, 100, 100), (0, 0));
-        assert_eq!(page_position(20_000, 100, 100), (19_999, 0));
-        assert_eq!(page_position(3, 7, 105), (0, 14));
-        assert_eq!(page_position(16, 7, 105), (1, 0));
-    }
-
-    proptest! {
-        #[test]
-        fn a_page_starts_at_row_checkpoint_times_stride_plus_skip(page in 1u64..1_000_000, limit in 1u32..=1000) {
-            let stride = stride_for(limit);
-            prop_assert_eq!(stride % limit, 0);
-            let (seq, skip) = page_position(page, limit, stride);
-            prop_assert_eq!(seq as u64 * u64::from(stride) + skip as u64, (page - 1) * u64::from(limit));
-            prop_assert!((skip as u64) + u64::from(limit) <= u64::from(stride));
+    fn snapshot(open_rows: i64, sealed_top: i64, total_rows: i64) -> Snapshot {
+        Snapshot {
+            id: Uuid::nil(),
+            snapshot: String::new(),
+            window_start: Utc::now(),
+            window_end: Utc::now(),
+            page_limit: 10,
+            total_rows,
+            frontier: Utc::now(),
+            sealed_top,
+            open_rows,
         }
+    }
+
+    #[test]
+    fn the_live_rows_come_first_then_the_sealed_ones_newest_first() {
+        let s = snapshot(3, 1000, 53);
+        assert_eq!(s.position(0), Position::Live(0));
+        assert_eq!(s.position(2), Position::Live(2));
+        assert_eq!(s.position(3), Position::Sealed(999));
+        assert_eq!(s.position(52), Position::Sealed(950));
+        assert_eq!(s.total_pages(), 6);
     }
 }

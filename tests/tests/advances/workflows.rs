@@ -474,6 +474,9 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     .bind(second.amount)
     .execute(h.store.pool())
     .await?;
+    // Written as the service writes: the transaction's id first, then the row dated by the clock.
+    let mut debit = h.stack.ledger.pool.begin().await?;
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *debit).await?;
     sqlx::query(
         "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, idempotency_key,
                                    recorded_by)
@@ -483,8 +486,9 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     .bind(account)
     .bind(second.amount)
     .bind(payment_key(second.id))
-    .execute(&h.stack.ledger.pool)
+    .execute(&mut *debit)
     .await?;
+    debit.commit().await?;
     // And a workflow terminated behind everyone's back: the database still says active.
     let options = WorkflowTerminateOptions::builder().reason("an operator's mistake").build();
     h.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(terminated.advance_id)).terminate(options).await?;
