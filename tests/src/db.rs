@@ -57,3 +57,23 @@ impl TestDatabase {
         Ok(())
     }
 }
+
+/// The accounts migrations, as the service embeds them.
+pub const ACCOUNTS_MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/accounts");
+
+/// Applies the accounts migrations up to and including version `last`: the schema an older release left.
+pub async fn migrate_accounts_up_to(pool: &sqlx::PgPool, last: i64) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("accounts-migrations-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(ACCOUNTS_MIGRATIONS)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let version: i64 = name.split('_').next().and_then(|v| v.parse().ok()).unwrap_or(i64::MAX);
+        if version <= last {
+            std::fs::copy(&path, dir.join(&name))?;
+        }
+    }
+    let migrated = async { sqlx::migrate::Migrator::new(dir.as_path()).await?.run(pool).await }.await;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(migrated?)
+}

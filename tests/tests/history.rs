@@ -7,29 +7,9 @@ use std::time::{Duration, Instant};
 use accounts_service::db::seal::{self, Sealing};
 use ledger_contract::{Direction, ReportPage, ReportQuery};
 use sqlx::PgPool;
-use system_tests::db::TestDatabase;
+use system_tests::db::{migrate_accounts_up_to, TestDatabase};
 use system_tests::{poll_until, TestLedger};
 use uuid::Uuid;
-
-const MIGRATIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/accounts");
-
-/// Applies the accounts migrations up to and including `last` (the schema of an older release).
-async fn migrate_up_to(pool: &PgPool, last: i64) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("accounts-migrations-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    for entry in std::fs::read_dir(MIGRATIONS)? {
-        let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
-        let version: i64 = name.split('_').next().and_then(|v| v.parse().ok()).unwrap_or(i64::MAX);
-        if version <= last {
-            std::fs::copy(&path, dir.join(&name))?;
-        }
-    }
-    let migrator = sqlx::migrate::Migrator::new(dir.as_path()).await?;
-    migrator.run(pool).await?;
-    std::fs::remove_dir_all(&dir)?;
-    Ok(())
-}
 
 /// Every row of `transactions`, all columns, in one digest; and the count.
 async fn fingerprint(pool: &PgPool) -> anyhow::Result<(i64, String)> {
@@ -124,7 +104,7 @@ async fn frontier(pool: &PgPool) -> anyhow::Result<chrono::DateTime<chrono::Utc>
 async fn a_populated_ledger_migrates_to_daily_partitions_with_every_row_unchanged() -> anyhow::Result<()> {
     let database = TestDatabase::create().await?;
     let pool = PgPool::connect(&database.url).await?;
-    migrate_up_to(&pool, 2).await?;
+    migrate_accounts_up_to(&pool, 2).await?;
     let (a, b) = write_history(&pool, 20, 1_500).await?;
     // Rows from before clients existed name no client (0002 keeps them, NOT VALID).
     sqlx::raw_sql(

@@ -1,20 +1,22 @@
 //! `make bench`: transfers per second over HTTP next to the same transfers as raw SQL on the same database in
-//! the same run, and report page latency at depth over a generated 5-million-row window.
+//! the same run, and the report's page 1 and deep pages over windows of 100 000 to 20 million rows.
 //!
 //! Prints a Markdown report (also written to `target/bench-report.md`). Figures from one run on a shared
 //! machine are noisy: compare the ratios within a run, not absolute numbers across runs.
 //!
 //! Options (environment): `BENCH_SECONDS` per transfer scenario (default 10), `BENCH_ACCOUNTS` (default
-//! 100000), `BENCH_REPORT_ROWS` (default 5000000), `BENCH_ADVANCES` (default 500), `BENCH_SKIP_TRANSFERS=1`,
+//! 100000), `BENCH_REPORT_SIZES` (rows in the report's window, default
+//! `100000,1000000,5000000,20000000`), `BENCH_ADVANCES` (default 500), `BENCH_SKIP_TRANSFERS=1`,
 //! `BENCH_SKIP_SCALING=1` (group commit's settings and instances), `BENCH_SKIP_REPORT=1`, `BENCH_SKIP_ADVANCES=1`,
 //! `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
 //! `10000,100000,1000000`).
 
 mod advances;
 mod reconcile;
+mod report;
 
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -472,150 +474,6 @@ async fn scaling_benchmarks(report: &mut String) -> anyhow::Result<()> {
     ledger.stop().await
 }
 
-async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
-    let rows = env_or("BENCH_REPORT_ROWS", 5_000_000);
-    let ledger = start_ledger().await?;
-    let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
-    let accounts = create_accounts(&pool, 2).await?;
-    eprintln!("bench: generating {rows} transactions");
-    let generated = Instant::now();
-    // Spread over the last 4 days, newest at "now", as the report's default window sees them. Ids rise with
-    // time (as the service's v7 ids do), and the foreign-key triggers are skipped for this bulk load only
-    // (both accounts exist), which makes generating 5M rows minutes faster.
-    let mut conn = pool.acquire().await?;
-    sqlx::query("SET session_replication_role = replica").execute(&mut *conn).await?;
-    sqlx::query(
-        "INSERT INTO transactions
-             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, recorded_by)
-         SELECT lpad(to_hex($1 - g), 32, '0')::uuid, now() - (g * interval '4 days' / $1), 'transfer', $2, $3,
-                1 + (g % 500) / 100.0, 'debit', 'success', 'bench'
-         FROM generate_series(1, $1) AS g",
-    )
-    .bind(rows as i64)
-    .bind(accounts[0])
-    .bind(accounts[1])
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("SET session_replication_role = DEFAULT").execute(&mut *conn).await?;
-    drop(conn);
-    sqlx::query("VACUUM ANALYZE transactions").execute(&pool).await?;
-    let generation_s = generated.elapsed().as_secs_f64();
-
-    let http = ledger.client.clone();
-    let get = |path: String| {
-        let http = http.clone();
-        let url = format!("{}{path}", ledger.base_url);
-        async move {
-            let t0 = Instant::now();
-            let response = http.get(url).send().await?;
-            anyhow::ensure!(response.status() == 200, "{} answered {}", response.url(), response.status());
-            let body: serde_json::Value = response.json().await?;
-            anyhow::Ok((t0.elapsed().as_secs_f64() * 1000.0, body))
-        }
-    };
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
-
-    let (first_ms, first) = get("/api/v1/transactions?limit=100".into()).await?;
-    let token = first["snapshot"].as_str().context("no snapshot")?.to_owned();
-    let total_pages = first["total_pages"].as_i64().unwrap_or_default();
-    anyhow::ensure!(first["total_amount"].as_i64() == Some(rows as i64), "window holds {}", first["total_amount"]);
-    let deep = 20_000.min(total_pages);
-
-    let mut page_one = Vec::new();
-    let mut page_deep = Vec::new();
-    for _ in 0..21 {
-        page_one.push(get(format!("/api/v1/transactions?limit=100&page=1&snapshot={token}")).await?.0);
-        page_deep.push(get(format!("/api/v1/transactions?limit=100&page={deep}&snapshot={token}")).await?.0);
-    }
-    let mut sequential = Vec::new();
-    for page in (deep - 200).max(1)..deep {
-        sequential.push(get(format!("/api/v1/transactions?limit=100&page={page}&snapshot={token}")).await?.0);
-    }
-    let mut rng = Lcg(42);
-    let mut random = Vec::new();
-    for _ in 0..200 {
-        let page = 1 + rng.next(total_pages as u64);
-        random.push(get(format!("/api/v1/transactions?limit=100&page={page}&snapshot={token}")).await?.0);
-    }
-    // The baseline a keyset design avoids: OFFSET to the same depth, straight in SQL.
-    let mut offset = Vec::new();
-    for _ in 0..5 {
-        let t0 = Instant::now();
-        sqlx::query("SELECT id FROM transactions ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 100")
-            .bind((deep - 1) * 100)
-            .fetch_all(&pool)
-            .await?;
-        offset.push(t0.elapsed().as_secs_f64() * 1000.0);
-    }
-    // The export's rows/s against COPY of the same rows, and the service's peak memory around it.
-    let peak_before_kib = peak_rss_kib(ledger.pid().await)?;
-    let t0 = Instant::now();
-    let csv =
-        http.get(format!("{}/api/v1/transactions/export?format=csv&snapshot={token}", ledger.base_url)).send().await?;
-    let mut stream = csv.bytes_stream();
-    let mut lines = 0usize;
-    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
-        lines += chunk?.iter().filter(|b| **b == b'\n').count();
-    }
-    let export_s = t0.elapsed().as_secs_f64();
-    let peak_after_kib = peak_rss_kib(ledger.pid().await)?;
-    let t0 = Instant::now();
-    let copy = Command::new("psql")
-        .arg(&ledger.database.url)
-        .arg("-qAtc")
-        .arg("COPY (SELECT * FROM transactions ORDER BY created_at DESC, id DESC) TO STDOUT WITH CSV")
-        .stdout(Stdio::piped())
-        .output()?;
-    let copy_s = t0.elapsed().as_secs_f64();
-    let copy_lines = copy.stdout.iter().filter(|b| **b == b'\n').count();
-
-    let p1 = median(page_one.clone());
-    writeln!(report, "## Report pages at depth\n")?;
-    writeln!(
-        report,
-        "{rows} transactions in the last 4 days (generated in {generation_s:.0} s), `limit=100`, so {total_pages} pages. \
-         Latency over HTTP, median of the requests shown.\n"
-    )?;
-    writeln!(report, "| request | requests | median ms | vs page 1 (snapshot) |")?;
-    writeln!(report, "|---|---:|---:|---:|")?;
-    writeln!(report, "| page 1 without a token (takes the snapshot: counts {rows} rows, saves checkpoints) | 1 | {first_ms:.1} | {:.1} |", first_ms / p1)?;
-    for (label, values) in [
-        ("page 1 with the token".to_owned(), page_one),
-        (format!("page {deep} with the token"), page_deep),
-        (format!("sequential pages {}..{}", (deep - 200).max(1), deep - 1), sequential),
-        ("random pages".to_owned(), random),
-    ] {
-        let count = values.len();
-        let m = median(values);
-        writeln!(report, "| {label} | {count} | {m:.2} | {:.2} |", m / p1)?;
-    }
-    let o = median(offset);
-    writeln!(
-        report,
-        "| baseline: raw SQL `OFFSET {}` (no snapshot filter) | 5 | {o:.1} | {:.1} |",
-        (deep - 1) * 100,
-        o / p1
-    )?;
-    writeln!(report, "\n## Export\n")?;
-    writeln!(report, "| path | rows | seconds | rows/s | vs COPY |")?;
-    writeln!(report, "|---|---:|---:|---:|---:|")?;
-    let export_rows = lines.saturating_sub(1);
-    writeln!(report, "| `GET /api/v1/transactions/export?format=csv` (HTTP, snapshot) | {export_rows} | {export_s:.1} | {:.0} | {:.2} |", export_rows as f64 / export_s, (export_rows as f64 / export_s) / (copy_lines as f64 / copy_s))?;
-    writeln!(report, "| `psql -c \"COPY (… ORDER BY created_at DESC, id DESC) TO STDOUT CSV\"` | {copy_lines} | {copy_s:.1} | {:.0} | 1.00 |", copy_lines as f64 / copy_s)?;
-    writeln!(
-        report,
-        "\nPeak resident memory of the accounts-service process (VmHWM): {:.1} MiB before the export, {:.1} MiB after \
-         streaming all {export_rows} rows.",
-        peak_before_kib as f64 / 1024.0,
-        peak_after_kib as f64 / 1024.0
-    )?;
-    pool.close().await;
-    ledger.stop().await
-}
-
 /// The peak resident set size of a process so far, from /proc (Linux).
 fn peak_rss_kib(pid: u32) -> anyhow::Result<u64> {
     proc_status_kib(pid, "VmHWM:")
@@ -651,7 +509,7 @@ async fn main() -> anyhow::Result<()> {
         scaling_benchmarks(&mut report).await?;
     }
     if std::env::var("BENCH_SKIP_REPORT").is_err() {
-        report_benchmarks(&mut report).await?;
+        report::report_benchmarks(&mut report).await?;
     }
     if std::env::var("BENCH_SKIP_ADVANCES").is_err() {
         advances::advance_benchmarks(&mut report).await?;
