@@ -274,18 +274,25 @@ impl Activities {
         let found = self.ledger.transactions_by_keys(&keys).await?;
         let by_key: HashMap<&str, &[Transaction]> =
             found.iter().map(|entry| (entry.idempotency_key.as_str(), entry.transactions.as_slice())).collect();
-        Ok(batch
-            .into_iter()
-            .filter_map(|check| {
-                let rows = by_key.get(check.key.as_str()).copied().unwrap_or_default();
-                let problem = check.problem(rows)?;
-                Some(Alert {
+        let (mut alerts, mut agreed, mut grants) = (Vec::new(), Vec::new(), Vec::new());
+        for check in batch {
+            let rows = by_key.get(check.key.as_str()).copied().unwrap_or_default();
+            match check.problem(rows) {
+                Some(problem) => alerts.push(Alert {
                     advance_id: Some(check.advance_id),
                     kind: AlertKind::LedgerMismatch,
                     message: format!("advance {} {}: {problem}", check.advance_id, check.what()),
-                })
-            })
-            .collect())
+                }),
+                // The ledger agrees: remembered, so the check never needs these rows again (they go to cold
+                // storage after HOT_RETENTION_DAYS). A mismatch is looked at again on every run.
+                None => match check.payment {
+                    Some(payment) => agreed.push(payment),
+                    None => grants.push(check.advance_id),
+                },
+            }
+        }
+        self.store.mark_checked(&agreed, &grants).await?;
+        Ok(alerts)
     }
 }
 
@@ -312,20 +319,24 @@ struct KeyCheck {
     account_id: Uuid,
     key: String,
     expected: Expected,
+    /// The payment as read (none for the grant): remembered as checked only if it is still so.
+    payment: Option<PaymentRow>,
 }
 
 impl KeyCheck {
-    /// The keys of an open advance: its grant (once granted), its paid and its failed payments.
+    /// The keys of an open advance not checked yet: its grant (once granted), its paid and its failed payments
+    /// (the store reads only the unchecked ones).
     fn of(open: &OpenAdvance, payments: &[PaymentRow]) -> Vec<Self> {
-        let check = |key: String, expected: Expected| Self {
+        let check = |key: String, expected: Expected, payment: Option<&PaymentRow>| Self {
             advance_id: open.advance_id,
             account_id: open.account_id,
             key,
             expected,
+            payment: payment.cloned(),
         };
         let mut checks = Vec::new();
-        if open.status != AdvanceStatus::Granting {
-            checks.push(check(grant_key(open.advance_id), Expected::Grant { amount: open.amount }));
+        if open.status != AdvanceStatus::Granting && !open.grant_checked {
+            checks.push(check(grant_key(open.advance_id), Expected::Grant { amount: open.amount }, None));
         }
         for payment in payments {
             let expected = match payment.status {
@@ -337,7 +348,7 @@ impl KeyCheck {
                 PaymentStatus::Failed => Expected::Failed { number: payment.number },
                 _ => continue,
             };
-            checks.push(check(payment_key(payment.id), expected));
+            checks.push(check(payment_key(payment.id), expected, Some(payment)));
         }
         checks
     }
@@ -487,7 +498,13 @@ mod tests {
     }
 
     fn check(expected: Expected) -> KeyCheck {
-        KeyCheck { advance_id: Uuid::from_u128(1), account_id: ACCOUNT, key: "payment-x".into(), expected }
+        KeyCheck {
+            advance_id: Uuid::from_u128(1),
+            account_id: ACCOUNT,
+            key: "payment-x".into(),
+            expected,
+            payment: None,
+        }
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct OpenAdvance {
     pub status: AdvanceStatus,
     /// When the row was written (just before its workflow was started).
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Whether reconciliation has already found the grant in the ledger (it is not looked up again).
+    #[sqlx(default)]
+    pub grant_checked: bool,
 }
 
 /// An open advance with what reconciliation checks of it: the sum the seed's formula adds up, and its
@@ -239,7 +242,7 @@ impl Store {
             .map(|status| status.as_str())
             .collect();
         let advances: Vec<OpenWithOwed> = sqlx::query_as(
-            "SELECT a.id, a.account_id, a.amount, a.status, a.created_at,
+            "SELECT a.id, a.account_id, a.amount, a.status, a.created_at, a.grant_checked_at IS NOT NULL AS grant_checked,
                     (SELECT coalesce(sum(p.amount), 0) FROM payments p
                       WHERE p.advance_id = a.id AND p.status = ANY($4)) AS owed
              FROM advances a
@@ -255,7 +258,8 @@ impl Store {
         let ids: Vec<Uuid> = advances.iter().map(|row| row.open.advance_id).collect();
         let settled: Vec<SettledPayment> = sqlx::query_as(
             "SELECT advance_id, id, number, amount, status, transaction_id FROM payments
-             WHERE advance_id = ANY($1) AND status IN ('paid', 'failed') ORDER BY advance_id, number",
+             WHERE advance_id = ANY($1) AND status IN ('paid', 'failed') AND ledger_checked_at IS NULL
+             ORDER BY advance_id, number",
         )
         .bind(&ids)
         .fetch_all(&self.pool)
@@ -272,6 +276,36 @@ impl Store {
                 open: row.open,
             })
             .collect())
+    }
+
+    /// Remembers that the ledger agreed with these payments (as they were read: a payment changed since is
+    /// left to check again) and with these advances' grants.
+    pub async fn mark_checked(&self, payments: &[PaymentRow], grants: &[Uuid]) -> sqlx::Result<()> {
+        if !payments.is_empty() {
+            let ids: Vec<Uuid> = payments.iter().map(|p| p.id).collect();
+            let amounts: Vec<Decimal> = payments.iter().map(|p| p.amount).collect();
+            let statuses: Vec<&str> = payments.iter().map(|p| p.status.as_str()).collect();
+            let transactions: Vec<Option<Uuid>> = payments.iter().map(|p| p.transaction_id).collect();
+            sqlx::query(
+                "UPDATE payments p SET ledger_checked_at = now()
+                 FROM unnest($1::uuid[], $2::numeric[], $3::text[], $4::uuid[]) AS c (id, amount, status, transaction_id)
+                 WHERE p.id = c.id AND p.amount = c.amount AND p.status = c.status
+                   AND p.transaction_id IS NOT DISTINCT FROM c.transaction_id",
+            )
+            .bind(&ids)
+            .bind(&amounts)
+            .bind(&statuses)
+            .bind(&transactions)
+            .execute(&self.pool)
+            .await?;
+        }
+        if !grants.is_empty() {
+            sqlx::query("UPDATE advances SET grant_checked_at = now() WHERE id = ANY($1) AND grant_checked_at IS NULL")
+                .bind(grants)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The payment rows of one advance, by number.

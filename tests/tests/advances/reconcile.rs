@@ -1,5 +1,6 @@
 //! Reconciliation's paging, called directly on seeded databases (no Temporal): a retried range resumes from
-//! its last heartbeat, and every page is checked once.
+//! its last heartbeat, every page is checked once, and a payment the ledger agreed with is never looked up
+//! again (so its ledger row may go to cold storage).
 
 use advances_activities::{Activities, ActivityMetrics, PAGE_ADVANCES};
 use advances_store::Store;
@@ -75,7 +76,8 @@ async fn a_retried_range_resumes_after_its_last_heartbeat_and_checks_each_page_o
         ReconcileReport { advances_checked: page as u64, payments_checked: 6 * page as u64, ..Default::default() };
     let resumed = seeded.check(RangeProgress { next: Some(seeded.ids[page]), report: heartbeaten }).await?;
     assert_eq!(resumed.advances_checked, seeded.ids.len() as u64, "each advance counted once: {resumed:?}");
-    assert_eq!(resumed.payments_checked, 6 * seeded.ids.len() as u64);
+    // The whole run before found every paid payment in the ledger and remembered it: none is looked up again.
+    assert_eq!(resumed.payments_checked, 6 * page as u64);
     let found: Vec<_> = resumed.mismatches.iter().map(|m| (m.kind, m.advance_id)).collect();
     assert_eq!(found, [(AlertKind::FormulaMismatch, Some(after))], "only the pages after the cursor: {resumed:?}");
     let finished = seeded.check(RangeProgress { next: None, report: resumed.clone() }).await?;
@@ -85,5 +87,32 @@ async fn a_retried_range_resumes_after_its_last_heartbeat_and_checks_each_page_o
     let again = seeded.check(RangeProgress { next: Some(Uuid::nil()), ..Default::default() }).await?;
     assert_eq!(again.mismatch_count, 2, "{again:?}");
     assert_eq!(seeded.activities.store.alerts(10).await?.len(), 2);
+    seeded.stop().await
+}
+
+/// The ledger's rows go to cold storage after HOT_RETENTION_DAYS. Reconciliation checks a settled payment and a
+/// grant once and remembers it: with every ledger row gone, a second run raises nothing and looks nothing up. A
+/// payment changed after its check is looked up again, and then the missing row is a mismatch.
+#[tokio::test]
+async fn a_payment_the_ledger_agreed_with_is_not_looked_up_again_after_its_row_went_cold() -> anyhow::Result<()> {
+    let seeded = Seeded::new().await?;
+    let whole = seeded.check(RangeProgress { next: Some(Uuid::nil()), ..Default::default() }).await?;
+    assert_eq!((whole.payments_checked, whole.mismatch_count), (6 * seeded.ids.len() as u64, 0));
+
+    // As if every day had been archived and dropped.
+    sqlx::query("TRUNCATE transactions").execute(&seeded.ledger.pool).await?;
+    let later = seeded.check(RangeProgress { next: Some(Uuid::nil()), ..Default::default() }).await?;
+    assert_eq!((later.payments_checked, later.mismatch_count), (0, 0), "{later:?}");
+
+    // A paid payment's transaction is changed behind the workflow's back: it is checked again.
+    let changed = seeded.ids[17];
+    sqlx::query("UPDATE payments SET transaction_id = gen_random_uuid() WHERE advance_id = $1 AND number = 2")
+        .bind(changed)
+        .execute(seeded.activities.store.pool())
+        .await?;
+    let after = seeded.check(RangeProgress { next: Some(Uuid::nil()), ..Default::default() }).await?;
+    assert_eq!(after.payments_checked, 1, "{after:?}");
+    let found: Vec<_> = after.mismatches.iter().map(|m| (m.kind, m.advance_id)).collect();
+    assert_eq!(found, [(AlertKind::LedgerMismatch, Some(changed))], "{after:?}");
     seeded.stop().await
 }
