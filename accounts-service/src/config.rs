@@ -14,6 +14,9 @@ use crate::routes::reports::REPORT_WINDOW_DAYS;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// A hot standby of `database_url` that reports and downloads read from (`REPORT_DATABASE_URL`); unset, they
+    /// read the primary through their own pool.
+    pub report_database_url: Option<String>,
     pub listen_addr: SocketAddr,
     pub db_pool_size: u32,
     /// Connections of the reports' and downloads' own pool, so they can never take the transfers' connections.
@@ -75,6 +78,7 @@ impl FromEnv for Settings {
         let export_stall_timeout = env.duration("EXPORT_STALL_TIMEOUT", "30s")?;
         let settings = Self {
             database_url: env.required("DATABASE_URL", "the accounts database")?,
+            report_database_url: env.get("REPORT_DATABASE_URL"),
             listen_addr: env.addr("LISTEN_ADDR", "127.0.0.1:8081")?,
             db_pool_size: env.number("DB_POOL_SIZE", "16")?,
             db_report_pool_size: env.number("DB_REPORT_POOL_SIZE", "4")?,

@@ -35,8 +35,10 @@ pub use config::Settings;
 pub struct AppState {
     /// Moves money: accounts, transfers, bank transactions, keys.
     pub pool: PgPool,
-    /// Reports and downloads only.
+    /// Reports and downloads only (on the hot standby with `REPORT_DATABASE_URL`).
     pub report_pool: PgPool,
+    /// With reports on a standby: the primary's connections that save and load report snapshots.
+    pub snapshot_writer: Option<PgPool>,
     pub settings: Arc<Settings>,
     pub metrics: Arc<metrics::Metrics>,
     pub auth: Authenticator,
@@ -56,7 +58,12 @@ impl AppState {
 
     /// Bundles the connected pools with the settings, the clients' authenticator, the per-client limits, a
     /// fresh metrics registry and the committers (started on the current runtime).
-    pub fn new(pool: PgPool, report_pool: PgPool, settings: Settings) -> anyhow::Result<Self> {
+    pub fn new(
+        pool: PgPool,
+        report_pool: PgPool,
+        snapshot_writer: Option<PgPool>,
+        settings: Settings,
+    ) -> anyhow::Result<Self> {
         let auth = Authenticator::new(settings.auth, scopes::TOKEN_PREFIX, pool.clone(), settings.auth_cache_ttl);
         let per_client = settings.report_concurrency_per_client;
         let metrics = Arc::new(metrics::Metrics::new()?);
@@ -74,6 +81,7 @@ impl AppState {
         Ok(Self {
             pool,
             report_pool,
+            snapshot_writer,
             committer,
             metrics,
             auth,
@@ -127,7 +135,8 @@ pub async fn run(
     let pool = db::connect(&settings).await?;
     db::MIGRATOR.run(&pool).await?;
     let report_pool = db::connect_reports(&settings).await?;
-    let state = AppState::new(pool.clone(), report_pool.clone(), settings.clone())?;
+    let snapshot_writer = db::connect_snapshot_writer(&settings).await?;
+    let state = AppState::new(pool.clone(), report_pool.clone(), snapshot_writer.clone(), settings.clone())?;
     match db::partitions::create_ahead(&pool).await {
         Ok(created) => tracing::info!(created, "daily partitions of transactions are ready"),
         Err(error) => tracing::warn!(error = %error, "creating daily partitions failed; will retry"),
@@ -141,6 +150,9 @@ pub async fn run(
     sealer.abort();
     pool.close().await;
     report_pool.close().await;
+    if let Some(writer) = snapshot_writer {
+        writer.close().await;
+    }
     served
 }
 

@@ -10,6 +10,7 @@ pub mod db;
 pub mod http;
 pub mod ledger;
 pub mod process;
+pub mod replica;
 pub mod seed;
 pub mod stack;
 pub mod temporal;

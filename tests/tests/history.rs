@@ -8,6 +8,7 @@ use accounts_service::db::seal::{self, Sealing};
 use ledger_contract::{Direction, ReportPage, ReportQuery};
 use sqlx::PgPool;
 use system_tests::db::{migrate_accounts_up_to, TestDatabase};
+use system_tests::replica::Replicated;
 use system_tests::{poll_until, TestLedger};
 use uuid::Uuid;
 
@@ -302,4 +303,100 @@ async fn sealed_counts_equal_plain_counts_at_any_time_and_after_a_day_is_dropped
     assert!(message.contains("before the report seal"), "{message}");
     pool.close().await;
     database.drop_database().await
+}
+
+/// Reports read from a real streaming hot standby (made from a private primary with `pg_basebackup`) while
+/// writers keep committing on the primary. Every page of a token taken on the standby is exactly what the
+/// primary says the standby's snapshot saw, so no page shows a row that page 1 did not count, and nothing
+/// written after page 1 appears.
+#[tokio::test]
+async fn reports_from_a_streaming_replica_keep_every_snapshot_guarantee() -> anyhow::Result<()> {
+    // A name no database of the shared server has: stopping the ledger drops its database by name there too.
+    let name = format!("replicated_{}", Uuid::new_v4().simple());
+    let cluster = Replicated::start(&name).await?;
+    let database = TestDatabase { name: name.clone(), url: cluster.primary_url(&name) };
+    let standby = cluster.standby_url(&name);
+    let app = std::sync::Arc::new(
+        TestLedger::start_on(database, &[("REPORT_DATABASE_URL", standby.as_str()), ("REPORT_SEAL_INTERVAL", "50ms")])
+            .await?,
+    );
+    let (a, b) = (app.funded_account("100000").await?, app.funded_account("100000").await?);
+    for _ in 0..150 {
+        app.bank(a, "0.01", Direction::Credit).await?;
+    }
+    cluster.caught_up(Duration::from_secs(30)).await?;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (app, stop) = (std::sync::Arc::clone(&app), std::sync::Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (from, to) = if w == 0 { (a, b) } else { (b, a) };
+                    let request = ledger_contract::TransferRequest::new(
+                        from,
+                        to,
+                        money::Amount::parse("0.01")?,
+                        Direction::Debit,
+                    );
+                    written.push((app.api.transfer(&request, None).await?.transaction_id, Instant::now()));
+                }
+                anyhow::Ok(written)
+            })
+        })
+        .collect();
+    poll_until(Duration::from_secs(30), || {
+        let app = std::sync::Arc::clone(&app);
+        async move { Ok((app.transaction_count().await? > 250).then_some(())) }
+    })
+    .await?;
+    // A late commit on the primary: dated now, committed only after page 1.
+    let mut late = app.pool.begin().await?;
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut *late).await?;
+    let late_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by)
+         VALUES ($1, clock_timestamp(), 'bank', $2, 5, 'credit', 'success', 'test')",
+    )
+    .bind(late_id)
+    .bind(a)
+    .execute(&mut *late)
+    .await?;
+    let started = Instant::now();
+    let first = app.api.report(&ReportQuery { limit: Some(25), ..Default::default() }).await?;
+    let page_one_received = Instant::now();
+    late.commit().await?;
+    // Let the standby replay more commits, the late one included, then read every page while the writers go on.
+    cluster.caught_up(Duration::from_secs(30)).await?;
+    let rows = all_pages(&app, &first).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = Vec::new();
+    for writer in writers {
+        written.extend(writer.await??);
+    }
+
+    assert_eq!(
+        rows,
+        expected_rows(&app.pool, &first.snapshot).await?,
+        "the primary agrees with the standby's snapshot"
+    );
+    assert_eq!(rows.len() as i64, first.total_amount);
+    assert_eq!(rows.iter().collect::<HashSet<_>>().len(), rows.len(), "no row twice");
+    let after: Vec<&Uuid> = written.iter().filter(|(_, at)| *at > page_one_received).map(|(id, _)| id).collect();
+    assert!(!after.is_empty(), "writers kept writing while the pages were read");
+    assert!(after.iter().all(|id| !rows.contains(id)), "nothing written after page 1 appears");
+    assert!(!rows.contains(&late_id), "the row committed after page 1 does not appear");
+    eprintln!("{} rows paged in {:?}", rows.len(), started.elapsed());
+    // The reports' connections are on the standby.
+    let mut on_standby: sqlx::PgConnection = sqlx::Connection::connect(&standby).await?;
+    let (readers, in_recovery): (i64, bool) = sqlx::query_as(
+        "SELECT count(*), pg_is_in_recovery() FROM pg_stat_activity WHERE application_name = 'accounts-service-reports'",
+    )
+    .fetch_one(&mut on_standby)
+    .await?;
+    assert!(in_recovery && readers > 0, "{readers} report connections on the standby");
+    TestLedger::stop_shared(app).await?;
+    drop(cluster);
+    Ok(())
 }

@@ -30,6 +30,9 @@ pub enum DbError {
     /// The commit of a batch failed: it may or may not have happened (retry with the same key to know).
     #[error("the database did not confirm the commit: {0}")]
     CommitUnknown(String),
+    /// The report replica did not replay up to a new snapshot in time.
+    #[error("the report replica is too far behind the primary")]
+    ReplicaBehind,
     /// Something the schema's constraints should have made impossible.
     #[error("inconsistent data: {0}")]
     Inconsistent(String),
@@ -51,18 +54,28 @@ pub const REPORTS_APPLICATION: &str = "accounts-service-reports";
 /// Opens the pool that moves money: bounded, with a per-statement timeout, so no query holds a connection
 /// forever.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    open_pool(settings, settings.db_pool_size, APPLICATION).await
+    open_pool(&settings.database_url, settings, settings.db_pool_size, APPLICATION).await
 }
 
 /// Opens the reports' and downloads' own pool (`DB_REPORT_POOL_SIZE`): however many of them run, they never
-/// take a connection a transfer needs.
+/// take a connection a transfer needs. On the hot standby when `REPORT_DATABASE_URL` is set.
 pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
-    open_pool(settings, settings.db_report_pool_size, REPORTS_APPLICATION).await
+    let url = settings.report_database_url.as_deref().unwrap_or(&settings.database_url);
+    open_pool(url, settings, settings.db_report_pool_size, REPORTS_APPLICATION).await
 }
 
-async fn open_pool(settings: &Settings, size: u32, application: &str) -> anyhow::Result<PgPool> {
+/// With reports on a standby, the primary's connections that save their snapshots (a standby takes no
+/// writes): two, apart from the transfers' pool.
+pub async fn connect_snapshot_writer(settings: &Settings) -> anyhow::Result<Option<PgPool>> {
+    if settings.report_database_url.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(open_pool(&settings.database_url, settings, 2, REPORTS_APPLICATION).await?))
+}
+
+async fn open_pool(url: &str, settings: &Settings, size: u32, application: &str) -> anyhow::Result<PgPool> {
     let statement_timeout_ms = settings.db_statement_timeout.as_millis().to_string();
-    let options = PgConnectOptions::from_str(&settings.database_url)?
+    let options = PgConnectOptions::from_str(url)?
         .application_name(application)
         .options([("statement_timeout", statement_timeout_ms.as_str())]);
     let pool = PgPoolOptions::new()

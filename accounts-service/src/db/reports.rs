@@ -10,7 +10,7 @@
 //! inserting database transaction is visible in the saved snapshot (`pg_visible_in_snapshot`), so rows that
 //! commit later, whatever their timestamp, never appear; sealed rows had all committed before the snapshot.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
@@ -66,53 +66,121 @@ pub enum Position {
 const SNAPSHOT_COLUMNS: &str =
     "id, snapshot::text AS snapshot, window_start, window_end, page_limit, total_rows, frontier, sealed_top, open_rows";
 
-/// Takes a snapshot of the window `[start, end]` and returns it with the rows of `page`.
+/// Takes a snapshot of the window `[start, end]` on `reads` and returns it with the rows of `page`. The
+/// snapshot's row is saved in the same transaction, or, when `reads` is a hot standby (which takes no writes),
+/// through `writer` on the primary once the page is read.
 pub async fn create_snapshot(
-    pool: &PgPool,
+    reads: &PgPool,
+    writer: Option<&PgPool>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     limit: u32,
     page: u64,
 ) -> DbResult<(Snapshot, Vec<Transaction>)> {
-    let mut tx = pool.begin().await?;
+    // The precision PostgreSQL keeps, so that page 1 and the saved window bound the same rows.
+    let (start, end) = (start.trunc_subsecs(6), end.trunc_subsecs(6));
+    // With a standby, the snapshot is the primary's: a standby's `pg_current_snapshot()` lists no running
+    // transaction (in recovery they are all kept as subtransactions, which it leaves out), so rows committed
+    // later would pass its visibility test. The standby is read once it has replayed past that snapshot, with
+    // the snapshot applied explicitly.
+    let primary = match writer {
+        Some(writer) => {
+            let (snapshot, lsn, frontier): (String, String, DateTime<Utc>) = sqlx::query_as(
+                "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text, frontier FROM report_seal",
+            )
+            .fetch_one(writer)
+            .await?;
+            wait_for_replay(reads, &lsn).await?;
+            Some((snapshot, frontier))
+        }
+        None => None,
+    };
+    let mut tx = reads.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
-    // The first statement fixes the transaction's snapshot (the one saved for later pages), and reads the
-    // seal as of that snapshot: every row before its frontier had committed.
-    let (snapshot_text, frontier): (String, DateTime<Utc>) =
-        sqlx::query_as("SELECT pg_current_snapshot()::text, frontier FROM report_seal").fetch_one(&mut *tx).await?;
+    // Without a standby, the first statement fixes the transaction's snapshot (the one saved for later pages),
+    // and reads the seal as of that snapshot: every row before its frontier had committed.
+    let (snapshot_text, frontier): (String, DateTime<Utc>) = match primary {
+        Some(taken) => taken,
+        None => {
+            sqlx::query_as("SELECT pg_current_snapshot()::text, frontier FROM report_seal").fetch_one(&mut *tx).await?
+        }
+    };
     // Sealed rows dated in the window: those before its end's next microsecond, minus those before its start.
-    // Then the rows dated after the frontier, counted live in this snapshot.
+    // Then the rows dated after the frontier and visible in the snapshot, counted live.
     let (sealed_top, sealed_bottom, open_rows): (i64, i64, i64) = sqlx::query_as(
         "SELECT report_rows_before(least($2 + interval '1 microsecond', $3)),
                 report_rows_before(least($1, $3)),
-                (SELECT count(*) FROM transactions WHERE created_at >= greatest($1, $3) AND created_at <= $2)",
+                (SELECT count(*) FROM transactions
+                 WHERE created_at >= greatest($1, $3) AND created_at <= $2
+                   AND pg_visible_in_snapshot(created_xid, $4::pg_snapshot))",
     )
     .bind(start)
     .bind(end)
     .bind(frontier)
+    .bind(&snapshot_text)
     .fetch_one(&mut *tx)
     .await?;
-    let sql = format!(
-        "INSERT INTO report_snapshots
-             (id, snapshot, window_start, window_end, page_limit, total_rows, frontier, sealed_top, open_rows)
-         VALUES ($1, $2::pg_snapshot, $3, $4, $5, $6, $7, $8, $9)
-         RETURNING {SNAPSHOT_COLUMNS}"
-    );
-    let snapshot: Snapshot = sqlx::query_as(&sql)
-        .bind(Uuid::now_v7())
-        .bind(&snapshot_text)
-        .bind(start)
-        .bind(end)
-        .bind(limit as i32)
-        .bind(open_rows + (sealed_top - sealed_bottom).max(0))
-        .bind(frontier)
-        .bind(sealed_top)
-        .bind(open_rows)
-        .fetch_one(&mut *tx)
-        .await?;
+    let snapshot = Snapshot {
+        id: Uuid::now_v7(),
+        snapshot: snapshot_text,
+        window_start: start,
+        window_end: end,
+        page_limit: limit as i32,
+        total_rows: open_rows + (sealed_top - sealed_bottom).max(0),
+        frontier,
+        sealed_top,
+        open_rows,
+    };
+    if writer.is_none() {
+        save(&mut tx, &snapshot).await?;
+    }
     let rows = read_page(&mut tx, &snapshot, page).await?;
     tx.commit().await?;
+    if let Some(writer) = writer {
+        save(&mut *writer.acquire().await?, &snapshot).await?;
+    }
     Ok((snapshot, rows))
+}
+
+/// How long a new snapshot waits for the standby to replay up to it.
+const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn wait_for_replay(standby: &PgPool, lsn: &str) -> DbResult<()> {
+    let started = std::time::Instant::now();
+    let mut conn = standby.acquire().await?;
+    loop {
+        let (replayed,): (Option<bool>,) =
+            sqlx::query_as("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn").bind(lsn).fetch_one(&mut *conn).await?;
+        match replayed {
+            Some(true) => return Ok(()),
+            // Not a standby at all (REPORT_DATABASE_URL names a primary): it holds every commit.
+            None => return Ok(()),
+            Some(false) if started.elapsed() < REPLAY_WAIT => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await
+            }
+            Some(false) => return Err(DbError::ReplicaBehind),
+        }
+    }
+}
+
+async fn save(conn: &mut PgConnection, snapshot: &Snapshot) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO report_snapshots
+             (id, snapshot, window_start, window_end, page_limit, total_rows, frontier, sealed_top, open_rows)
+         VALUES ($1, $2::pg_snapshot, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(snapshot.id)
+    .bind(&snapshot.snapshot)
+    .bind(snapshot.window_start)
+    .bind(snapshot.window_end)
+    .bind(snapshot.page_limit)
+    .bind(snapshot.total_rows)
+    .bind(snapshot.frontier)
+    .bind(snapshot.sealed_top)
+    .bind(snapshot.open_rows)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Loads a saved snapshot by its token.

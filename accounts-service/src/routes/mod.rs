@@ -31,6 +31,10 @@ impl From<DbError> for ApiError {
                 tracing::warn!(%error, "answering 503: retry with the same Idempotency-Key to learn the outcome");
                 ApiError::UpstreamUnavailable("the database".into())
             }
+            DbError::ReplicaBehind => {
+                tracing::warn!(%error, "answering 503");
+                ApiError::UpstreamUnavailable("the report replica".into())
+            }
             DbError::Sqlx(error) => error.into(),
         }
     }

@@ -88,7 +88,8 @@ fn check_matches(snapshot: &Snapshot, limit: Option<i64>, requested: &Requested)
 
 async fn find_snapshot(state: &AppState, token: &str) -> ApiResult<Snapshot> {
     let id = Uuid::parse_str(token).map_err(|_| ApiError::MalformedRequest("snapshot is not a valid token".into()))?;
-    Ok(reports::load_snapshot(&state.report_pool, id).await?)
+    // Saved on the primary; a standby may not have replayed it yet.
+    Ok(reports::load_snapshot(state.snapshot_writer.as_ref().unwrap_or(&state.report_pool), id).await?)
 }
 
 /// Lists transactions newest first, paged, from one consistent snapshot.
@@ -130,7 +131,8 @@ pub async fn list_transactions(
             let limit = query.limit.unwrap_or(DEFAULT_LIMIT) as u32;
             // A new snapshot reads the whole window: the expensive request, so each client runs few at once.
             let _slot = state.snapshots.enter(&caller.name)?;
-            reports::create_snapshot(&state.report_pool, window.start, window.end, limit, page as u64).await?
+            let writer = state.snapshot_writer.as_ref();
+            reports::create_snapshot(&state.report_pool, writer, window.start, window.end, limit, page as u64).await?
         }
     };
     Ok(Json(ReportPage {

@@ -236,7 +236,9 @@ async fn a_refused_payment_rolls_into_the_next_and_the_last_into_an_extra_one() 
     let seen = wait_for(&handle, |a| a.payments.get(1).is_some_and(|p| p.status == PaymentStatus::Failed)).await?;
     assert_eq!(seen.payments[0].moved_to, Some(2));
     assert_eq!(seen.payments.len(), 3, "an extra payment carries the amount");
-    assert_eq!((seen.payments[2].amount, seen.payments[2].status), (dec("40"), PaymentStatus::Scheduled));
+    // Scheduled, or already being collected if this look came after its due time (a loaded machine).
+    assert_eq!(seen.payments[2].amount, dec("40"));
+    assert!(matches!(seen.payments[2].status, PaymentStatus::Scheduled | PaymentStatus::Processing), "{seen:?}");
     assert!(seen.formula_holds());
     h.bank(account, "40", Direction::Credit).await?; // money arrives before the extra payment is due
     let advance = result(&handle).await?;

@@ -354,7 +354,7 @@ async fn partition_cost(report: &mut String) -> anyhow::Result<()> {
                 Arc::clone(accounts),
                 false,
                 pool.clone(),
-                (Vec::new(), reqwest::Client::new()),
+                (vec![String::new()], reqwest::Client::new()),
             )
             .await?;
             rates[i].push(run.tps());
