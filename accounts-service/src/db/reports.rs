@@ -37,6 +37,9 @@ pub struct Snapshot {
     pub sealed_top: i64,
     /// The window's rows dated after the frontier, visible in the snapshot: the report's first rows.
     pub open_rows: i64,
+    /// For a snapshot read on a standby: the primary's WAL position when it was taken, which the standby must
+    /// have replayed before it serves any of the snapshot's rows.
+    pub wal_lsn: Option<String>,
 }
 
 impl Snapshot {
@@ -63,15 +66,23 @@ pub enum Position {
     Sealed(i64),
 }
 
-const SNAPSHOT_COLUMNS: &str =
-    "id, snapshot::text AS snapshot, window_start, window_end, page_limit, total_rows, frontier, sealed_top, open_rows";
+const SNAPSHOT_COLUMNS: &str = "id, snapshot::text AS snapshot, window_start, window_end, page_limit, total_rows, \
+                                frontier, sealed_top, open_rows, wal_lsn::text AS wal_lsn";
+
+/// Reads on a hot standby: the primary, where snapshots are taken and saved, and how long a read waits for the
+/// standby to replay up to its snapshot before it answers [`DbError::ReplicaBehind`].
+#[derive(Clone, Copy)]
+pub struct Replica<'a> {
+    pub primary: &'a PgPool,
+    pub wait: std::time::Duration,
+}
 
 /// Takes a snapshot of the window `[start, end]` on `reads` and returns it with the rows of `page`. The
 /// snapshot's row is saved in the same transaction, or, when `reads` is a hot standby (which takes no writes),
-/// through `writer` on the primary once the page is read.
+/// on the primary once the page is read.
 pub async fn create_snapshot(
     reads: &PgPool,
-    writer: Option<&PgPool>,
+    replica: Option<Replica<'_>>,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
     limit: u32,
@@ -83,26 +94,29 @@ pub async fn create_snapshot(
     // transaction (in recovery they are all kept as subtransactions, which it leaves out), so rows committed
     // later would pass its visibility test. The standby is read once it has replayed past that snapshot, with
     // the snapshot applied explicitly.
-    let primary = match writer {
-        Some(writer) => {
+    let mut conn = reads.acquire().await?;
+    let primary = match replica {
+        Some(replica) => {
             let (snapshot, lsn, frontier): (String, String, DateTime<Utc>) = sqlx::query_as(
                 "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text, frontier FROM report_seal",
             )
-            .fetch_one(writer)
+            .fetch_one(replica.primary)
             .await?;
-            wait_for_replay(reads, &lsn).await?;
-            Some((snapshot, frontier))
+            wait_for_replay(&mut conn, &lsn, replica.wait).await?;
+            Some((snapshot, frontier, lsn))
         }
         None => None,
     };
-    let mut tx = reads.begin().await?;
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(&mut *tx).await?;
     // Without a standby, the first statement fixes the transaction's snapshot (the one saved for later pages),
     // and reads the seal as of that snapshot: every row before its frontier had committed.
-    let (snapshot_text, frontier): (String, DateTime<Utc>) = match primary {
-        Some(taken) => taken,
+    let (snapshot_text, frontier, wal_lsn): (String, DateTime<Utc>, Option<String>) = match primary {
+        Some((snapshot, frontier, lsn)) => (snapshot, frontier, Some(lsn)),
         None => {
-            sqlx::query_as("SELECT pg_current_snapshot()::text, frontier FROM report_seal").fetch_one(&mut *tx).await?
+            sqlx::query_as("SELECT pg_current_snapshot()::text, frontier, NULL::text FROM report_seal")
+                .fetch_one(&mut *tx)
+                .await?
         }
     };
     // Sealed rows dated in the window: those before its end's next microsecond, minus those before its start.
@@ -130,24 +144,22 @@ pub async fn create_snapshot(
         frontier,
         sealed_top,
         open_rows,
+        wal_lsn,
     };
-    if writer.is_none() {
+    if replica.is_none() {
         save(&mut tx, &snapshot).await?;
     }
     let rows = read_page(&mut tx, &snapshot, page).await?;
     tx.commit().await?;
-    if let Some(writer) = writer {
-        save(&mut *writer.acquire().await?, &snapshot).await?;
+    if let Some(replica) = replica {
+        save(&mut *replica.primary.acquire().await?, &snapshot).await?;
     }
     Ok((snapshot, rows))
 }
 
-/// How long a new snapshot waits for the standby to replay up to it.
-const REPLAY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
-async fn wait_for_replay(standby: &PgPool, lsn: &str) -> DbResult<()> {
+/// Waits, up to `wait`, until the standby `conn` is on has replayed the primary's WAL up to `lsn`.
+async fn wait_for_replay(conn: &mut PgConnection, lsn: &str, wait: std::time::Duration) -> DbResult<()> {
     let started = std::time::Instant::now();
-    let mut conn = standby.acquire().await?;
     loop {
         let (replayed,): (Option<bool>,) =
             sqlx::query_as("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn").bind(lsn).fetch_one(&mut *conn).await?;
@@ -155,19 +167,31 @@ async fn wait_for_replay(standby: &PgPool, lsn: &str) -> DbResult<()> {
             Some(true) => return Ok(()),
             // Not a standby at all (REPORT_DATABASE_URL names a primary): it holds every commit.
             None => return Ok(()),
-            Some(false) if started.elapsed() < REPLAY_WAIT => {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await
-            }
+            Some(false) if started.elapsed() < wait => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
             Some(false) => return Err(DbError::ReplicaBehind),
         }
     }
 }
 
+/// A connection of `pool` that holds every row of `snapshot`: for a snapshot taken for a standby, once the
+/// standby has replayed past it.
+async fn connection_for(
+    pool: &PgPool,
+    snapshot: &Snapshot,
+    wait: std::time::Duration,
+) -> DbResult<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+    let mut conn = pool.acquire().await?;
+    if let Some(lsn) = &snapshot.wal_lsn {
+        wait_for_replay(&mut conn, lsn, wait).await?;
+    }
+    Ok(conn)
+}
+
 async fn save(conn: &mut PgConnection, snapshot: &Snapshot) -> DbResult<()> {
     sqlx::query(
         "INSERT INTO report_snapshots
-             (id, snapshot, window_start, window_end, page_limit, total_rows, frontier, sealed_top, open_rows)
-         VALUES ($1, $2::pg_snapshot, $3, $4, $5, $6, $7, $8, $9)",
+             (id, snapshot, window_start, window_end, page_limit, total_rows, frontier, sealed_top, open_rows, wal_lsn)
+         VALUES ($1, $2::pg_snapshot, $3, $4, $5, $6, $7, $8, $9, $10::pg_lsn)",
     )
     .bind(snapshot.id)
     .bind(&snapshot.snapshot)
@@ -178,6 +202,7 @@ async fn save(conn: &mut PgConnection, snapshot: &Snapshot) -> DbResult<()> {
     .bind(snapshot.frontier)
     .bind(snapshot.sealed_top)
     .bind(snapshot.open_rows)
+    .bind(&snapshot.wal_lsn)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -192,9 +217,14 @@ pub async fn load_snapshot(pool: &PgPool, id: Uuid) -> DbResult<Snapshot> {
         .ok_or(DbError::SnapshotNotFound)
 }
 
-/// Reads page `page` of a saved snapshot.
-pub async fn page(pool: &PgPool, snapshot: &Snapshot, page: u64) -> DbResult<Vec<Transaction>> {
-    let mut conn = pool.acquire().await?;
+/// Reads page `page` of a saved snapshot; on a standby, once it holds the snapshot (up to `replica_wait`).
+pub async fn page(
+    pool: &PgPool,
+    snapshot: &Snapshot,
+    page: u64,
+    replica_wait: std::time::Duration,
+) -> DbResult<Vec<Transaction>> {
+    let mut conn = connection_for(pool, snapshot, replica_wait).await?;
     read_page(&mut conn, snapshot, page).await
 }
 
@@ -277,16 +307,21 @@ pub enum Export {
 /// response with a truncated body. A reader that takes nothing for `stall` is abandoned: the query stops and
 /// its connection is closed (not returned mid-result).
 ///
-/// With a snapshot, exactly its rows; without one, the rows committed when the query starts (one statement
-/// reads one MVCC snapshot).
+/// With a snapshot, exactly its rows (on a standby, once it holds them: up to `replica_wait`); without one,
+/// the rows committed when the query starts (one statement reads one MVCC snapshot).
 pub async fn export(
     pool: &PgPool,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    snapshot: Option<String>,
+    snapshot: Option<&Snapshot>,
+    replica_wait: std::time::Duration,
     stall: std::time::Duration,
 ) -> DbResult<BoxStream<'static, sqlx::Result<Export>>> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = match snapshot {
+        Some(snapshot) => connection_for(pool, snapshot, replica_wait).await?,
+        None => pool.acquire().await?,
+    };
+    let snapshot = snapshot.map(|snapshot| snapshot.snapshot.clone());
     // A download may legitimately outlast the per-statement timeout of the API's short queries; the stall
     // timeout bounds it instead.
     sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await?;
@@ -353,6 +388,7 @@ mod tests {
             frontier: Utc::now(),
             sealed_top,
             open_rows,
+            wal_lsn: None,
         }
     }
 

@@ -123,7 +123,8 @@ pub async fn list_transactions(
         Some(token) => {
             let snapshot = find_snapshot(&state, token).await?;
             check_matches(&snapshot, query.limit, &requested)?;
-            let rows = reports::page(&state.report_pool, &snapshot, page as u64).await?;
+            let wait = state.settings.report_replica_wait;
+            let rows = reports::page(&state.report_pool, &snapshot, page as u64, wait).await?;
             (snapshot, rows)
         }
         None => {
@@ -131,8 +132,8 @@ pub async fn list_transactions(
             let limit = query.limit.unwrap_or(DEFAULT_LIMIT) as u32;
             // A new snapshot reads the whole window: the expensive request, so each client runs few at once.
             let _slot = state.snapshots.enter(&caller.name)?;
-            let writer = state.snapshot_writer.as_ref();
-            reports::create_snapshot(&state.report_pool, writer, window.start, window.end, limit, page as u64).await?
+            let replica = state.replica();
+            reports::create_snapshot(&state.report_pool, replica, window.start, window.end, limit, page as u64).await?
         }
     };
     Ok(Json(ReportPage {
@@ -185,18 +186,19 @@ pub async fn export_transactions(
         }
     };
     let requested = requested_window(query.start_timestamp.as_deref(), query.end_timestamp.as_deref())?;
-    let (window, snapshot_text) = match query.snapshot.as_deref() {
+    let (window, snapshot) = match query.snapshot.as_deref() {
         Some(token) => {
             let snapshot = find_snapshot(&state, token).await?;
             check_matches(&snapshot, None, &requested)?;
-            (Window { start: snapshot.window_start, end: snapshot.window_end }, Some(snapshot.snapshot))
+            (Window { start: snapshot.window_start, end: snapshot.window_end }, Some(snapshot))
         }
         None => (new_window(&requested)?, None),
     };
     let slot = state.downloads.enter(&caller.name)?;
     let stall = state.settings.export_stall_timeout;
     // The connection is taken here: a download that cannot start is a 503, never a 200 with a truncated body.
-    let rows = reports::export(&state.report_pool, window.start, window.end, snapshot_text, stall).await?;
+    let (pool, wait) = (&state.report_pool, state.settings.report_replica_wait);
+    let rows = reports::export(pool, window.start, window.end, snapshot.as_ref(), wait, stall).await?;
     let header = match format {
         Format::Csv => Some(Ok(Bytes::from(format!("{}\n", CSV_COLUMNS.join(","))))),
         Format::Ndjson => None,
