@@ -291,16 +291,23 @@ async fn sealed_counts_equal_plain_counts_at_any_time_and_after_a_day_is_dropped
     tx.commit().await?;
     check(pool.clone()).await?;
 
-    // A row dated before the frontier is refused.
-    let refused = sqlx::query(
-        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by)
-         SELECT gen_random_uuid(), now() - interval '1 hour', 'bank', dst_account_id, 1, 'credit', 'success', 'x'
-         FROM transactions LIMIT 1",
-    )
-    .execute(&pool)
-    .await;
-    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("before the report seal"), "{message}");
+    // A row dated before the frontier is refused, through the partitioned table and straight into its day.
+    let (today,): (String,) = sqlx::query_as("SELECT 'transactions_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')")
+        .fetch_one(&pool)
+        .await?;
+    for (table, dated) in
+        [("transactions", "now() - interval '1 hour'"), (today.as_str(), "date_trunc('day', now(), 'UTC')")]
+    {
+        let refused = sqlx::query(&format!(
+            "INSERT INTO {table} (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by)
+             SELECT gen_random_uuid(), {dated}, 'bank', dst_account_id, 1, 'credit', 'success', 'x'
+             FROM transactions LIMIT 1"
+        ))
+        .execute(&pool)
+        .await;
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("before the report seal"), "{table}: {message}");
+    }
     pool.close().await;
     database.drop_database().await
 }

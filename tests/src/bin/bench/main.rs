@@ -7,7 +7,8 @@
 //! Options (environment): `BENCH_SECONDS` per transfer scenario (default 10), `BENCH_ACCOUNTS` (default
 //! 100000), `BENCH_REPORT_SIZES` (rows in the report's window, default
 //! `100000,1000000,5000000,20000000`), `BENCH_ADVANCES` (default 500), `BENCH_SKIP_TRANSFERS=1`,
-//! `BENCH_SKIP_SCALING=1` (group commit's settings and instances), `BENCH_SKIP_REPORT=1`, `BENCH_SKIP_ADVANCES=1`,
+//! `BENCH_SKIP_SCALING=1` (group commit's settings and instances), `BENCH_SKIP_REPORT=1` (and within it
+//! `BENCH_SKIP_PARTITION_COST=1`, `BENCH_SKIP_ARCHIVE=1`, `BENCH_PARTITION_ROUNDS` (default 5)), `BENCH_SKIP_ADVANCES=1`,
 //! `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
 //! `10000,100000,1000000`).
 

@@ -103,7 +103,7 @@ async fn measure(rows: u64, report: &mut String, export: bool) -> anyhow::Result
     let mut page_one = Vec::new();
     let mut token = String::new();
     let mut total_pages = 0;
-    for _ in 0..11 {
+    for _ in 0..21 {
         let (ms, body) = get(&ledger, "/api/v1/transactions?limit=100").await?;
         anyhow::ensure!(body["total_amount"].as_u64() == Some(rows), "window holds {}", body["total_amount"]);
         token = body["snapshot"].as_str().context("no snapshot")?.to_owned();
@@ -205,7 +205,7 @@ pub async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
     writeln!(
         report,
         "Each size is a fresh ledger whose last 4 days hold that many transactions, loaded before the service starts \
-         and then sealed by it. `limit=100`; latency over HTTP; medians of 11 new snapshots (page 1 without a \
+         and then sealed by it. `limit=100`; latency over HTTP; medians of 21 new snapshots (page 1 without a \
          token), 21 deep pages and 101 random pages through one token, and 3 bare `count(*)` of the window in SQL.\n"
     )?;
     writeln!(
@@ -240,8 +240,13 @@ pub async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
         )?;
     }
     report.push_str(&export);
-    partition_cost(report).await?;
-    archive_cost(report).await
+    if std::env::var("BENCH_SKIP_PARTITION_COST").is_err() {
+        partition_cost(report).await?;
+    }
+    if std::env::var("BENCH_SKIP_ARCHIVE").is_err() {
+        archive_cost(report).await?;
+    }
+    Ok(())
 }
 
 /// Archiving one day of `BENCH_ARCHIVE_ROWS` (default 1 000 000) rows with `accounts-service archive` (export,
@@ -299,15 +304,12 @@ async fn archive_cost(report: &mut String) -> anyhow::Result<()> {
         serde_json::from_str(String::from_utf8(archived.stdout)?.lines().next().context("nothing archived")?)?;
     let (file_bytes, partition_bytes) =
         (day["file_bytes"].as_f64().unwrap_or_default(), day["partition_bytes"].as_f64().unwrap_or_default());
+    writeln!(report, "## Archiving a day\n")?;
     writeln!(
         report,
-        "## Archiving a day
-"
-    )?;
-    writeln!(
-        report,
-        "One day of {rows} rows, 100 days old. `accounts-service archive` (release) writes the Parquet file (zstd),          uploads it to a directory, reads it back and verifies every row, detaches and drops the partition; next to          `psql -c \"COPY (SELECT * FROM <day> ORDER BY created_at, id) TO STDOUT\"` of the same partition.
-"
+        "One day of {rows} rows, 100 days old. `accounts-service archive` (release) writes the Parquet file (zstd), \
+         uploads it to a directory, reads it back and verifies every row, detaches and drops the partition; next to \
+         `psql -c \"COPY (SELECT * FROM <day> ORDER BY created_at, id) TO STDOUT\"` of the same partition.\n"
     )?;
     writeln!(report, "| path | seconds | rows/s | vs COPY |")?;
     writeln!(report, "|---|---:|---:|---:|")?;
@@ -343,8 +345,9 @@ async fn partition_cost(report: &mut String) -> anyhow::Result<()> {
         let accounts = Arc::new(create_accounts(&pool, 10_000).await?);
         schemas.push((if last == 2 { "single table (0002)" } else { "daily partitions" }, database, pool, accounts));
     }
+    let rounds = env_or("BENCH_PARTITION_ROUNDS", 5);
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
-    for round in 0..3 {
+    for round in 0..rounds {
         for (i, (label, _, pool, accounts)) in schemas.iter().enumerate() {
             eprintln!("bench: raw SQL transfers, 64 clients, {label}, round {}", round + 1);
             let run = run_transfers(
@@ -364,7 +367,7 @@ async fn partition_cost(report: &mut String) -> anyhow::Result<()> {
     writeln!(
         report,
         "Raw SQL transfers (lock both accounts, two updates, one insert; no HTTP), 64 clients, 10 000 accounts, \
-         {seconds} s per run, the two schemas alternated three times in the same run; medians.\n"
+         {seconds} s per run, the two schemas alternated {rounds} times in the same run; medians.\n"
     )?;
     writeln!(report, "| schema | runs (TPS) | median TPS | vs single table |")?;
     writeln!(report, "|---|---|---:|---:|")?;
