@@ -246,7 +246,94 @@ pub async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
     if std::env::var("BENCH_SKIP_ARCHIVE").is_err() {
         archive_cost(report).await?;
     }
+    if std::env::var("BENCH_SKIP_KEY_LOOKUPS").is_err() {
+        key_lookup_cost(report).await?;
+    }
     Ok(())
+}
+
+/// Idempotency-key lookups (`transactions_by_key`'s and `transactions_by_keys`' statements) over 90 hot days of
+/// partitions (plus today and 7 ahead: 98), next to the same rows in one table with the same index. A key holds no
+/// date, so a lookup probes every partition's index.
+async fn key_lookup_cost(report: &mut String) -> anyhow::Result<()> {
+    let rows = env_or("BENCH_KEY_ROWS", 1_800_000) as i64;
+    let database = TestDatabase::create().await?;
+    add_client("accounts-service", &database.url, "loader", &[scopes::REPORTS_READ]).await?;
+    let pool = PgPoolOptions::new().max_connections(2).connect(&database.url).await?;
+    let accounts = create_accounts(&pool, 2).await?;
+    sqlx::query("SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - g) FROM generate_series(1, 90) g")
+        .execute(&pool)
+        .await?;
+    let mut conn = pool.acquire().await?;
+    // Loaded in bulk, before any seal: the seal's guard is skipped for the load only.
+    sqlx::query("SET session_replication_role = replica").execute(&mut *conn).await?;
+    sqlx::query(
+        "INSERT INTO transactions
+             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, idempotency_key,
+              recorded_by)
+         SELECT gen_random_uuid(),
+                date_trunc('day', now(), 'UTC') - (g % 90 + 1) * interval '1 day' + (g / 90) * interval '1 second',
+                'transfer', $2, $3, 1, 'debit', 'success', 'key-' || g, 'advances-worker'
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(rows)
+    .bind(accounts[0])
+    .bind(accounts[1])
+    .execute(&mut *conn)
+    .await?;
+    drop(conn);
+    for statement in [
+        "CREATE TABLE flat AS SELECT * FROM transactions",
+        "CREATE INDEX ON flat (recorded_by, idempotency_key) WHERE idempotency_key IS NOT NULL",
+        "VACUUM ANALYZE transactions",
+        "VACUUM ANALYZE flat",
+    ] {
+        sqlx::query(statement).execute(&pool).await?;
+    }
+    let (partitions,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM pg_inherits WHERE inhparent = 'transactions'::regclass")
+            .fetch_one(&pool)
+            .await?;
+    let mut rng = Lcg(7);
+    let mut lookups = |table: &str, keys: i64| {
+        let sql = format!(
+            "SELECT count(*) FROM {table} t WHERE t.recorded_by = 'advances-worker'
+               AND t.idempotency_key = ANY(ARRAY(SELECT 'key-' || x FROM generate_series($1::bigint, $1 + $2 - 1) x))"
+        );
+        let first = 1 + rng.next((rows - keys) as u64) as i64;
+        (sql, first, keys)
+    };
+    let mut figures = Vec::new();
+    for keys in [1, 1000] {
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..21 {
+            for (i, table) in ["transactions", "flat"].iter().enumerate() {
+                let (sql, first, keys) = lookups(table, keys);
+                let started = Instant::now();
+                let (found,): (i64,) = sqlx::query_as(&sql).bind(first).bind(keys).fetch_one(&pool).await?;
+                times[i].push(started.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(found == keys, "{table}: {found} of {keys} keys found");
+            }
+        }
+        let [partitioned, flat] = times;
+        figures.push((keys, median(partitioned), median(flat)));
+    }
+    writeln!(report, "## Idempotency-key lookups over 90 hot days
+")?;
+    writeln!(
+        report,
+        "{rows} keyed rows spread over 90 past days; {partitions} partitions (with today and 7 ahead). The statement of \
+         `POST /api/v1/transactions/by_keys` (reconciliation's) in SQL, against the partitioned table and against a copy \
+         of the same rows in one table with the same index; medians of 21, alternated.\n"
+    )?;
+    writeln!(report, "| keys per lookup | partitioned ms | one table ms | partitioned vs one table |")?;
+    writeln!(report, "|---:|---:|---:|---:|")?;
+    for (keys, partitioned, flat) in figures {
+        writeln!(report, "| {keys} | {partitioned:.2} | {flat:.2} | {:.1}× |", partitioned / flat)?;
+    }
+    writeln!(report)?;
+    pool.close().await;
+    database.drop_database().await
 }
 
 /// Archiving one day of `BENCH_ARCHIVE_ROWS` (default 1 000 000) rows with `accounts-service archive` (export,
