@@ -318,8 +318,7 @@ async fn key_lookup_cost(report: &mut String) -> anyhow::Result<()> {
         let [partitioned, flat] = times;
         figures.push((keys, median(partitioned), median(flat)));
     }
-    writeln!(report, "## Idempotency-key lookups over 90 hot days
-")?;
+    writeln!(report, "## Idempotency-key lookups over 90 hot days\n")?;
     writeln!(
         report,
         "{rows} keyed rows spread over 90 past days; {partitions} partitions (with today and 7 ahead). The statement of \
