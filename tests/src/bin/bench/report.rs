@@ -3,6 +3,7 @@
 //! cost a transfer.
 
 use std::fmt::Write as _;
+use std::ops::RangeInclusive;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ledger_contract::scopes;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
 use system_tests::db::migrate_accounts_up_to;
 use system_tests::process::add_client;
 use system_tests::{poll_until, Lcg, TestDatabase, TestLedger};
+use uuid::Uuid;
 
 use super::{create_accounts, env_or, peak_rss_kib, run_transfers, Via, POOL_SIZE};
 
@@ -33,17 +36,25 @@ struct Sized {
     count_ms: f64,
 }
 
-/// A ledger whose last 4 days hold `rows` transactions, loaded before the service first starts (as history
-/// migrated from an older release is), then sealed by the service.
-async fn loaded_ledger(rows: u64) -> anyhow::Result<(TestLedger, f64, f64)> {
+/// A fresh accounts database, migrated by the service's own command line (it applies its migrations when it
+/// adds a client), with two accounts and the partitions of the days `days_ago` before today.
+async fn migrated_ledger(days_ago: RangeInclusive<i32>) -> anyhow::Result<(TestDatabase, PgPool, Vec<Uuid>)> {
     let database = TestDatabase::create().await?;
-    // The service's own command line applies its migrations.
     add_client("accounts-service", &database.url, "loader", &[scopes::REPORTS_READ]).await?;
     let pool = PgPoolOptions::new().max_connections(2).connect(&database.url).await?;
     let accounts = create_accounts(&pool, 2).await?;
-    sqlx::query("SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - g) FROM generate_series(1, 5) g")
+    sqlx::query("SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - g) FROM generate_series($1, $2) g")
+        .bind(days_ago.start())
+        .bind(days_ago.end())
         .execute(&pool)
         .await?;
+    Ok((database, pool, accounts))
+}
+
+/// A ledger whose last 4 days hold `rows` transactions, loaded before the service first starts (as history
+/// migrated from an older release is), then sealed by the service.
+async fn loaded_ledger(rows: u64) -> anyhow::Result<(TestLedger, f64, f64)> {
+    let (database, pool, accounts) = migrated_ledger(1..=5).await?;
     let loaded = Instant::now();
     // Ids rise with time (as the service's v7 ids do). The foreign-key and seal triggers are skipped for this bulk
     // load only: both accounts exist, and nothing is sealed yet.
@@ -257,13 +268,7 @@ pub async fn report_benchmarks(report: &mut String) -> anyhow::Result<()> {
 /// date, so a lookup probes every partition's index.
 async fn key_lookup_cost(report: &mut String) -> anyhow::Result<()> {
     let rows = env_or("BENCH_KEY_ROWS", 1_800_000) as i64;
-    let database = TestDatabase::create().await?;
-    add_client("accounts-service", &database.url, "loader", &[scopes::REPORTS_READ]).await?;
-    let pool = PgPoolOptions::new().max_connections(2).connect(&database.url).await?;
-    let accounts = create_accounts(&pool, 2).await?;
-    sqlx::query("SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - g) FROM generate_series(1, 90) g")
-        .execute(&pool)
-        .await?;
+    let (database, pool, accounts) = migrated_ledger(1..=90).await?;
     let mut conn = pool.acquire().await?;
     // Loaded in bulk, before any seal: the seal's guard is skipped for the load only.
     sqlx::query("SET session_replication_role = replica").execute(&mut *conn).await?;
@@ -295,22 +300,20 @@ async fn key_lookup_cost(report: &mut String) -> anyhow::Result<()> {
             .fetch_one(&pool)
             .await?;
     let mut rng = Lcg(7);
-    let mut lookups = |table: &str, keys: i64| {
-        let sql = format!(
+    let lookup = |table: &str| {
+        format!(
             "SELECT count(*) FROM {table} t WHERE t.recorded_by = 'advances-worker'
                AND t.idempotency_key = ANY(ARRAY(SELECT 'key-' || x FROM generate_series($1::bigint, $1 + $2 - 1) x))"
-        );
-        let first = 1 + rng.next((rows - keys) as u64) as i64;
-        (sql, first, keys)
+        )
     };
     let mut figures = Vec::new();
     for keys in [1, 1000] {
         let mut times = [Vec::new(), Vec::new()];
         for _ in 0..21 {
             for (i, table) in ["transactions", "flat"].iter().enumerate() {
-                let (sql, first, keys) = lookups(table, keys);
+                let first = 1 + rng.next((rows - keys) as u64) as i64;
                 let started = Instant::now();
-                let (found,): (i64,) = sqlx::query_as(&sql).bind(first).bind(keys).fetch_one(&pool).await?;
+                let (found,): (i64,) = sqlx::query_as(&lookup(table)).bind(first).bind(keys).fetch_one(&pool).await?;
                 times[i].push(started.elapsed().as_secs_f64() * 1000.0);
                 anyhow::ensure!(found == keys, "{table}: {found} of {keys} keys found");
             }
@@ -339,16 +342,11 @@ async fn key_lookup_cost(report: &mut String) -> anyhow::Result<()> {
 /// upload to a directory, read back and verify, detach, drop) next to `COPY … TO STDOUT` of the same partition.
 async fn archive_cost(report: &mut String) -> anyhow::Result<()> {
     let rows = env_or("BENCH_ARCHIVE_ROWS", 1_000_000);
-    let database = TestDatabase::create().await?;
-    add_client("accounts-service", &database.url, "loader", &[scopes::REPORTS_READ]).await?;
-    let pool = PgPoolOptions::new().max_connections(2).connect(&database.url).await?;
-    let accounts = create_accounts(&pool, 2).await?;
-    let (table,): (String,) = sqlx::query_as(
-        "SELECT 'transactions_' || to_char((now() AT TIME ZONE 'UTC')::date - 100, 'YYYYMMDD')
-         FROM (SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - 100)) AS created",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let (database, pool, accounts) = migrated_ledger(100..=100).await?;
+    let (table,): (String,) =
+        sqlx::query_as("SELECT 'transactions_' || to_char((now() AT TIME ZONE 'UTC')::date - 100, 'YYYYMMDD')")
+            .fetch_one(&pool)
+            .await?;
     // Varied rows (bank rows with descriptions, keys, failures), spread over the day.
     sqlx::query(
         "INSERT INTO transactions
