@@ -30,7 +30,7 @@ pub enum DbError {
     /// The commit of a batch failed: it may or may not have happened (retry with the same key to know).
     #[error("the database did not confirm the commit: {0}")]
     CommitUnknown(String),
-    /// The report replica did not replay up to a new snapshot in time.
+    /// The report replica did not replay up to a report snapshot (a new one, or a token's) in time.
     #[error("the report replica is too far behind the primary")]
     ReplicaBehind,
     /// Something the schema's constraints should have made impossible.
