@@ -4,6 +4,7 @@
 //! plumbing is `service-kit`'s; this crate keeps the ledger's routes, rules and SQL.
 
 pub mod archive;
+pub mod committer;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -23,7 +24,7 @@ use service_kit::layers::{self, HttpPolicy};
 use service_kit::limits::ClientLimiter;
 use sqlx::PgPool;
 
-use crate::db::batch::{BatchMetrics, BatchSettings, Committer};
+use crate::committer::{BatchMetrics, BatchSettings, Committer};
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;

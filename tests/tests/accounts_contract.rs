@@ -53,7 +53,17 @@ async fn a_debit_moves_money_from_src_to_dst_and_a_credit_the_other_way() -> any
 
 #[tokio::test]
 async fn insufficient_funds_is_recorded_as_a_failed_transaction_that_moves_nothing() -> anyhow::Result<()> {
-    let app = TestLedger::start().await?;
+    insufficient_funds(&[]).await
+}
+
+#[tokio::test]
+async fn without_committers_insufficient_funds_is_recorded_as_a_failed_transaction_that_moves_nothing(
+) -> anyhow::Result<()> {
+    insufficient_funds(&[("BATCH_COMMITTERS", "0")]).await
+}
+
+async fn insufficient_funds(settings: &[(&str, &str)]) -> anyhow::Result<()> {
+    let app = TestLedger::start_with(settings).await?;
     let a = app.funded_account("10.00").await?;
     let b = app.open_account().await?;
     let body = json!({"src_account_id": a, "dst_account_id": b, "amount": "10.01", "direction": "debit"});
@@ -260,7 +270,17 @@ async fn a_bank_credit_gives_and_a_bank_debit_takes_unless_funds_are_short() -> 
 
 #[tokio::test]
 async fn the_same_key_and_body_replays_the_first_response_without_moving_money_again() -> anyhow::Result<()> {
-    let app = TestLedger::start().await?;
+    keys_replay(&[]).await
+}
+
+#[tokio::test]
+async fn without_committers_the_same_key_and_body_replays_the_first_response_without_moving_money_again(
+) -> anyhow::Result<()> {
+    keys_replay(&[("BATCH_COMMITTERS", "0")]).await
+}
+
+async fn keys_replay(settings: &[(&str, &str)]) -> anyhow::Result<()> {
+    let app = TestLedger::start_with(settings).await?;
     let a = app.funded_account("100").await?;
     let b = app.open_account().await?;
     let body = json!({"src_account_id": a, "dst_account_id": b, "amount": 30, "direction": "debit"});

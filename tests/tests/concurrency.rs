@@ -13,9 +13,21 @@ use serde_json::json;
 use system_tests::{Lcg, TestLedger};
 use uuid::Uuid;
 
+/// `BATCH_COMMITTERS=0`: every request is applied on its own task, as a group of one, with no committer.
+const NO_COMMITTERS: &[(&str, &str)] = &[("BATCH_COMMITTERS", "0")];
+
 #[tokio::test]
 async fn twenty_concurrent_requests_with_one_key_make_exactly_one_transaction() -> anyhow::Result<()> {
-    let app = Arc::new(TestLedger::start().await?);
+    twenty_requests_with_one_key(&[]).await
+}
+
+#[tokio::test]
+async fn without_committers_twenty_requests_with_one_key_make_exactly_one_transaction() -> anyhow::Result<()> {
+    twenty_requests_with_one_key(NO_COMMITTERS).await
+}
+
+async fn twenty_requests_with_one_key(settings: &[(&str, &str)]) -> anyhow::Result<()> {
+    let app = Arc::new(TestLedger::start_with(settings).await?);
     let a = app.funded_account("100").await?;
     let b = app.open_account().await?;
     let body = json!({"src_account_id": a, "dst_account_id": b, "amount": "10", "direction": "debit"});
@@ -45,16 +57,23 @@ async fn twenty_concurrent_requests_with_one_key_make_exactly_one_transaction() 
 
 #[tokio::test]
 async fn a_duplicate_gets_a_409_when_the_first_request_holds_its_key_too_long() -> anyhow::Result<()> {
-    let app = TestLedger::start_with(&[("IDEMPOTENCY_WAIT", "300ms")]).await?;
+    a_duplicate_of_a_held_key(&[]).await
+}
+
+#[tokio::test]
+async fn without_committers_a_duplicate_gets_a_409_when_the_first_request_holds_its_key_too_long() -> anyhow::Result<()>
+{
+    a_duplicate_of_a_held_key(NO_COMMITTERS).await
+}
+
+async fn a_duplicate_of_a_held_key(settings: &[(&str, &str)]) -> anyhow::Result<()> {
+    let app = TestLedger::start_with(&[&[("IDEMPOTENCY_WAIT", "300ms")], settings].concat()).await?;
     let a = app.funded_account("100").await?;
     // Hold the key in an open database transaction, as a slow first request would.
     let mut holder = app.pool.begin().await?;
-    sqlx::query(
-        "INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body)
-         VALUES ('test', 'slow', ''::bytea, 0, '')",
-    )
-    .execute(&mut *holder)
-    .await?;
+    sqlx::query("INSERT INTO idempotency_keys (client, key, request_hash) VALUES ('test', 'slow', ''::bytea)")
+        .execute(&mut *holder)
+        .await?;
     let body = json!({"dst_account_id": a, "amount": 1, "direction": "debit"});
     let reply = app.post("/api/v1/bank_transactions", &body, Some("slow")).await?;
     assert_eq!((reply.status, reply.error_code()), (409, "idempotency_key_in_flight"), "{}", reply.text);
@@ -68,10 +87,19 @@ async fn a_duplicate_gets_a_409_when_the_first_request_holds_its_key_too_long() 
 
 #[tokio::test]
 async fn the_bank_invariant_holds_under_sixteen_concurrent_clients() -> anyhow::Result<()> {
+    the_bank_invariant_under_sixteen_clients(&[]).await
+}
+
+#[tokio::test]
+async fn without_committers_the_bank_invariant_holds_under_sixteen_concurrent_clients() -> anyhow::Result<()> {
+    the_bank_invariant_under_sixteen_clients(NO_COMMITTERS).await
+}
+
+async fn the_bank_invariant_under_sixteen_clients(settings: &[(&str, &str)]) -> anyhow::Result<()> {
     const CLIENTS: u64 = 16;
     const TRANSFERS_PER_CLIENT: u64 = 150;
     const ACCOUNTS: usize = 8;
-    let app = Arc::new(TestLedger::start().await?);
+    let app = Arc::new(TestLedger::start_with(settings).await?);
     let mut accounts = Vec::new();
     for _ in 0..ACCOUNTS {
         accounts.push(app.funded_account("100.00").await?);

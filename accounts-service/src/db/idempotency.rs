@@ -1,22 +1,18 @@
-//! Idempotency keys: claimed inside the database transaction that does the work.
+//! Idempotency keys: claimed inside the database transaction that does the work, for one request or a whole
+//! batch in one statement each.
+//!
+//! A key is guarded by a transaction-scoped advisory lock named `client || ' ' || key`, which every writer takes
+//! (the single request waiting for it, a batch not waiting), so whoever holds the lock works on the key. Its row
+//! in `idempotency_keys` is inserted when claimed (status and body NULL) and given its response before the
+//! commit; a committed row without a response is a bug the lookups report.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use service_kit::IdempotencyKey;
-use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
-use super::{DbError, DbResult};
-
-/// A fingerprint of what a request asks for (route and normalized fields), to tell a replay from misuse.
-pub fn fingerprint(parts: &[&str]) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    hasher.finalize().to_vec()
-}
+use super::{sqlstate, DbError, DbResult, LOCK_NOT_AVAILABLE};
 
 /// A response kept for replay: the status and body the caller answered with, stored as they are.
 #[derive(Debug, Clone)]
@@ -26,107 +22,217 @@ pub struct StoredResponse {
 }
 
 impl StoredResponse {
-    /// The response stored with a committed key; any status but an HTTP one means the row is not what the
+    /// The response stored with a committed key; a missing or non-HTTP status means the row is not what the
     /// service wrote.
-    pub fn committed(status_code: i16, body: String) -> DbResult<Self> {
-        let status = u16::try_from(status_code).ok().filter(|code| (100..600).contains(code));
-        let status_code =
-            status.ok_or_else(|| DbError::Inconsistent(format!("stored status {status_code} for a committed key")))?;
-        Ok(Self { status_code, body })
+    fn committed(status_code: Option<i16>, body: Option<String>) -> DbResult<Self> {
+        let status = status_code.and_then(|code| u16::try_from(code).ok()).filter(|code| (100..600).contains(code));
+        match (status, body) {
+            (Some(status_code), Some(body)) => Ok(Self { status_code, body }),
+            _ => Err(DbError::Inconsistent(format!("a committed key has no valid response (status {status_code:?})"))),
+        }
     }
 }
 
-/// What claiming a key found.
+/// One client's key: keys of different clients never meet.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientKey<'a> {
+    pub client: &'a str,
+    pub key: &'a IdempotencyKey,
+}
+
+/// How a claim treats a key whose advisory lock another transaction holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLock {
+    /// Wait for it at most this long, then [`DbError::KeyInFlight`] (a request on its own).
+    Wait(Duration),
+    /// Do not wait: the key is [`Claim::Elsewhere`] (a batch, which runs that request on its own afterwards).
+    /// Lock waits of the rest of the transaction are then bounded by the duration given, so that a key row
+    /// written without its advisory lock (by a version before group commit) never stalls a batch for long.
+    Try(Duration),
+}
+
+/// What claiming one key found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// The key is new and now held by this database transaction.
+    /// Its advisory lock is held by another transaction: the key is in flight elsewhere (only with
+    /// [`KeyLock::Try`]).
+    Elsewhere,
+    /// The key was used before (its row is committed): see [`stored_answers`].
+    Used,
+    /// The key is new and now this transaction's.
     Fresh,
-    /// The key was used before with the same request: here is its response.
-    Replay(StoredResponse),
 }
 
-/// Claims `client`'s `key` for this database transaction. A concurrent request of the same client holding the
-/// same key makes this wait (at most `wait`) for it to commit or roll back. Keys of other clients never meet.
-pub async fn claim(
+/// The clients and keys as two aligned columns for `unnest`.
+fn columns<'a>(keys: &[ClientKey<'a>]) -> (Vec<&'a str>, Vec<&'a str>) {
+    keys.iter().map(|k| (k.client, k.key.as_str())).unzip()
+}
+
+/// Takes the keys' advisory locks and inserts the rows of those it got, in one statement; `hashes[i]` is the
+/// fingerprint of the request under `keys[i]`. Answers one [`Claim`] per key, in order.
+pub async fn claim_keys(
     conn: &mut PgConnection,
-    client: &str,
-    key: &IdempotencyKey,
-    request_hash: &[u8],
-    wait: Duration,
-) -> DbResult<Claim> {
-    sqlx::query(&format!("SET LOCAL lock_timeout = {}", wait.as_millis())).execute(&mut *conn).await?;
-    // The key's advisory lock first, as a batch takes it (without waiting): whoever holds it works on the key.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))")
-        .bind(client)
-        .bind(key.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(|error| match super::sqlstate(&error).as_deref() {
-            Some("55P03") => DbError::KeyInFlight,
-            _ => error.into(),
-        })?;
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body)
-         VALUES ($1, $2, $3, 0, '')
-         ON CONFLICT (client, key) DO NOTHING",
-    )
-    .bind(client)
-    .bind(key.as_str())
-    .bind(request_hash)
-    .execute(&mut *conn)
-    .await
-    .map_err(|error| match super::sqlstate(&error).as_deref() {
-        Some("55P03") => DbError::KeyInFlight,
-        _ => error.into(),
-    })?
-    .rows_affected();
-    // Lock waits on accounts are bounded by the statement timeout instead.
-    sqlx::query("SET LOCAL lock_timeout = 0").execute(&mut *conn).await?;
-    if inserted == 1 {
-        return Ok(Claim::Fresh);
+    keys: &[ClientKey<'_>],
+    hashes: &[Vec<u8>],
+    lock: KeyLock,
+) -> DbResult<Vec<Claim>> {
+    assert_eq!(keys.len(), hashes.len(), "one fingerprint per key");
+    if keys.is_empty() {
+        return Ok(Vec::new());
     }
+    let (wait, timeout) = match lock {
+        KeyLock::Wait(timeout) => (true, timeout),
+        KeyLock::Try(timeout) => (false, timeout),
+    };
+    let (clients, texts) = columns(keys);
+    let claims: Vec<(bool, bool)> = sqlx::query_as(
+        "WITH settings AS (SELECT set_config('lock_timeout', $4, true)),
+              requests AS (
+                 SELECT k.i, k.client, k.key, k.hash,
+                        CASE WHEN $5 THEN pg_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) IS NOT NULL
+                             ELSE pg_try_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) END AS locked
+                 FROM settings, unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS k (client, key, hash, i)),
+              claimed AS (
+                 INSERT INTO idempotency_keys (client, key, request_hash)
+                 SELECT client, key, hash FROM requests WHERE locked
+                 ON CONFLICT (client, key) DO NOTHING
+                 RETURNING client, key)
+         SELECT r.locked, c.key IS NOT NULL
+         FROM requests r LEFT JOIN claimed c ON c.client = r.client AND c.key = r.key
+         ORDER BY r.i",
+    )
+    .bind(&clients)
+    .bind(&texts)
+    .bind(hashes)
+    .bind(timeout.as_millis().to_string())
+    .bind(wait)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|error| match sqlstate(&error).as_deref() {
+        Some(LOCK_NOT_AVAILABLE) if wait => DbError::KeyInFlight,
+        _ => error.into(),
+    })?;
+    if wait {
+        // A request on its own waits for its accounts as long as the statement timeout allows.
+        sqlx::query("SET LOCAL lock_timeout = 0").execute(&mut *conn).await?;
+    }
+    assert_eq!(claims.len(), keys.len(), "one claim per key");
+    Ok(claims
+        .into_iter()
+        .map(|(locked, fresh)| match (locked, fresh) {
+            (false, _) => Claim::Elsewhere,
+            (true, false) => Claim::Used,
+            (true, true) => Claim::Fresh,
+        })
+        .collect())
+}
+
+/// The answers under keys found [`Claim::Used`]: the stored response when `hashes[i]` is the fingerprint it was
+/// stored with, else [`DbError::KeyReused`].
+pub async fn stored_answers(
+    conn: &mut PgConnection,
+    keys: &[ClientKey<'_>],
+    hashes: &[Vec<u8>],
+) -> DbResult<Vec<DbResult<StoredResponse>>> {
+    assert_eq!(keys.len(), hashes.len(), "one fingerprint per key");
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (clients, texts) = columns(keys);
     #[derive(sqlx::FromRow)]
     struct Stored {
+        client: String,
+        key: String,
         request_hash: Vec<u8>,
-        status_code: i16,
-        response_body: String,
+        status_code: Option<i16>,
+        response_body: Option<String>,
     }
-    let stored: Stored = sqlx::query_as(
-        "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE client = $1 AND key = $2",
+    let stored: Vec<Stored> = sqlx::query_as(
+        "SELECT s.client, s.key, s.request_hash, s.status_code, s.response_body
+         FROM idempotency_keys s JOIN unnest($1::text[], $2::text[]) AS k (client, key)
+           ON s.client = k.client AND s.key = k.key",
     )
-    .bind(client)
-    .bind(key.as_str())
-    .fetch_one(&mut *conn)
+    .bind(&clients)
+    .bind(&texts)
+    .fetch_all(&mut *conn)
     .await?;
-    if stored.request_hash != request_hash {
-        return Err(DbError::KeyReused);
-    }
-    Ok(Claim::Replay(StoredResponse::committed(stored.status_code, stored.response_body)?))
+    let mut stored: HashMap<(String, String), Stored> =
+        stored.into_iter().map(|row| ((row.client.clone(), row.key.clone()), row)).collect();
+    Ok(keys
+        .iter()
+        .zip(hashes)
+        .map(|(k, hash)| match stored.remove(&(k.client.to_owned(), k.key.as_str().to_owned())) {
+            None => Err(DbError::Inconsistent("a key that was taken has no row".into())),
+            Some(row) if row.request_hash != *hash => Err(DbError::KeyReused),
+            Some(row) => StoredResponse::committed(row.status_code, row.response_body),
+        })
+        .collect())
 }
 
-/// Records the response of a claimed key; commits with the work.
-pub async fn store(
+/// Records the responses of claimed keys (`responses[i]` under `keys[i]`); commits with the work.
+pub async fn store_responses(
     conn: &mut PgConnection,
-    client: &str,
-    key: &IdempotencyKey,
-    response: &StoredResponse,
+    keys: &[ClientKey<'_>],
+    responses: &[&StoredResponse],
 ) -> DbResult<()> {
-    sqlx::query("UPDATE idempotency_keys SET status_code = $3, response_body = $4 WHERE client = $1 AND key = $2")
-        .bind(client)
-        .bind(key.as_str())
-        .bind(response.status_code as i16)
-        .bind(&response.body)
-        .execute(&mut *conn)
-        .await?;
+    assert_eq!(keys.len(), responses.len(), "one response per key");
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (clients, texts) = columns(keys);
+    let statuses: Vec<i16> = responses.iter().map(|response| response.status_code as i16).collect();
+    let bodies: Vec<&str> = responses.iter().map(|response| response.body.as_str()).collect();
+    let updated = sqlx::query(
+        "UPDATE idempotency_keys s SET status_code = v.status, response_body = v.body
+         FROM unnest($1::text[], $2::text[], $3::int2[], $4::text[]) AS v (client, key, status, body)
+         WHERE s.client = v.client AND s.key = v.key",
+    )
+    .bind(&clients)
+    .bind(&texts)
+    .bind(&statuses)
+    .bind(&bodies)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if updated != keys.len() as u64 {
+        return Err(DbError::Inconsistent(format!("{} keys were claimed but {updated} responses stored", keys.len())));
+    }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Releases claimed keys whose requests recorded nothing (an account does not exist), as a rolled-back request
+/// would.
+pub async fn release_keys(conn: &mut PgConnection, keys: &[ClientKey<'_>]) -> DbResult<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let (clients, texts) = columns(keys);
+    sqlx::query(
+        "DELETE FROM idempotency_keys s USING unnest($1::text[], $2::text[]) AS v (client, key)
+         WHERE s.client = v.client AND s.key = v.key",
+    )
+    .bind(&clients)
+    .bind(&texts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
 
-    #[test]
-    fn fingerprints_do_not_collide_by_concatenation() {
-        assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
-        assert_eq!(fingerprint(&["a", "b"]), fingerprint(&["a", "b"]));
+/// Claims one key for a request on its own: `Ok(None)` when it is new and now this transaction's, `Ok(Some)`
+/// with the stored response when the same request used it before.
+pub async fn claim_one(
+    conn: &mut PgConnection,
+    key: ClientKey<'_>,
+    hash: Vec<u8>,
+    wait: Duration,
+) -> DbResult<Option<StoredResponse>> {
+    let hashes = [hash];
+    match claim_keys(conn, &[key], &hashes, KeyLock::Wait(wait)).await?.as_slice() {
+        [Claim::Fresh] => Ok(None),
+        [Claim::Used] => {
+            let mut answers = stored_answers(conn, &[key], &hashes).await?;
+            answers.pop().unwrap_or_else(|| Err(DbError::Inconsistent("no answer for a used key".into()))).map(Some)
+        }
+        other => Err(DbError::Inconsistent(format!("a waiting claim found {other:?}"))),
     }
 }

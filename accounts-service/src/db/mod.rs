@@ -1,8 +1,8 @@
 //! PostgreSQL access: the pool, migrations, and the SQL of each concern.
 
-pub mod batch;
 pub mod idempotency;
 pub mod ledger;
+pub mod movements;
 pub mod partitions;
 pub mod reports;
 pub mod seal;
@@ -13,6 +13,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
+
+pub use service_kit::sqlstate::{is_retryable, of as sqlstate, LOCK_NOT_AVAILABLE};
 
 use crate::config::Settings;
 
@@ -38,6 +40,30 @@ pub enum DbError {
     Inconsistent(String),
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
+}
+
+impl DbError {
+    /// True when PostgreSQL asks for the whole database transaction to be run again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Sqlx(error) if is_retryable(error))
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or has run [`MAX_ATTEMPTS`] times.
+pub async fn with_retries<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    mut attempt: impl FnMut() -> F,
+    retryable: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(error) if n < MAX_ATTEMPTS && retryable(&error) => {
+                tracing::info!(attempt = n, %error, "retrying the database transaction");
+                n += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Shorthand for the results of this module.
@@ -88,22 +114,8 @@ async fn open_pool(url: &str, settings: &Settings, size: u32, application: &str)
     Ok(pool)
 }
 
-/// True for errors after which the whole database transaction may simply be run again.
-pub fn is_retryable(error: &sqlx::Error) -> bool {
-    // 40001 serialization_failure, 40P01 deadlock_detected.
-    matches!(error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40001" | "40P01")))
-}
-
 /// How many times a database transaction is attempted when PostgreSQL asks for a retry.
 pub const MAX_ATTEMPTS: u32 = 3;
-
-/// The SQLSTATE of a database error, if it is one.
-pub fn sqlstate(error: &sqlx::Error) -> Option<String> {
-    match error {
-        sqlx::Error::Database(db) => db.code().map(|code| code.into_owned()),
-        _ => None,
-    }
-}
 
 /// Deletes idempotency keys and report snapshots older than their time to live. Returns rows deleted.
 pub async fn purge_expired(pool: &PgPool, key_ttl: Duration, snapshot_ttl: Duration) -> sqlx::Result<(u64, u64)> {

@@ -9,7 +9,7 @@ use service_kit::extract::{ApiJson, ApiPath, OptionalIdempotencyKey};
 use service_kit::{ApiResult, ErrorBody};
 use uuid::Uuid;
 
-use crate::db::ledger::{self, Command};
+use crate::db::ledger;
 use crate::AppState;
 
 /// Opens an account with a balance of 0.
@@ -29,7 +29,7 @@ pub async fn create_account(
     OptionalIdempotencyKey(key): OptionalIdempotencyKey,
     ApiJson(_request): ApiJson<CreateAccountRequest>,
 ) -> ApiResult<Response> {
-    super::run_command(&state, &caller, Command::CreateAccount, key).await
+    super::create_account(&state, &caller, key).await
 }
 
 /// Reads an account and its balance.

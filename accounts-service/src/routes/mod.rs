@@ -11,10 +11,11 @@ use axum::response::{IntoResponse, Response};
 use service_kit::auth::Caller;
 use service_kit::{ApiError, ApiResult, IdempotencyKey};
 
-use crate::db::batch::Queued;
-use crate::db::idempotency::StoredResponse;
-use crate::db::ledger::{self, Command, Outcome, Requester};
+use crate::db::idempotency::{ClientKey, StoredResponse};
+use crate::db::ledger::{self, Outcome, Reply};
+use crate::db::movements::{self, MoneyRequest};
 use crate::db::DbError;
+use crate::domain::transfer::Movement;
 use crate::AppState;
 
 impl From<DbError> for ApiError {
@@ -40,30 +41,41 @@ impl From<DbError> for ApiError {
     }
 }
 
-/// Runs a ledger command for `caller` with its optional key and counts what it did.
-pub(crate) async fn run_command(
+/// Moves money for `caller`, through the committers when they run (else as a group of one on this task), and
+/// answers what it did.
+pub(crate) async fn move_money(
     state: &AppState,
     caller: &Caller,
-    command: Command,
+    movement: Movement,
     key: Option<IdempotencyKey>,
 ) -> ApiResult<Response> {
-    let wait = state.settings.idempotency_wait;
-    let requester = Requester { client: &caller.name, key: key.as_ref() };
+    let kind = match movement {
+        Movement::Transfer(_) => "transfer",
+        Movement::Bank(_) => "bank",
+    };
+    let request =
+        MoneyRequest { movement, client: caller.name.clone(), key, reply_status: StatusCode::CREATED.as_u16() };
+    let reply = match &state.committer {
+        Some(committer) => committer.submit(request).await?,
+        None => movements::apply_alone(&state.pool, &request, state.settings.idempotency_wait).await?,
+    };
+    answer(state, kind, reply)
+}
+
+/// Opens an account for `caller`, once per key.
+pub(crate) async fn create_account(
+    state: &AppState,
+    caller: &Caller,
+    key: Option<IdempotencyKey>,
+) -> ApiResult<Response> {
+    let key = key.as_ref().map(|key| ClientKey { client: &caller.name, key });
     let status = StatusCode::CREATED.as_u16();
-    let queued = match (&state.committer, &command) {
-        (Some(committer), Command::Transfer(t)) => Some((committer, Queued::Transfer(t.clone()))),
-        (Some(committer), Command::Bank(b)) => Some((committer, Queued::Bank(b.clone()))),
-        _ => None,
-    };
-    let reply = match queued {
-        Some((committer, queued)) => committer.submit(queued, requester, status).await?,
-        None => ledger::execute(&state.pool, &command, requester, wait, status).await?,
-    };
-    let kind = match command {
-        Command::CreateAccount => "account",
-        Command::Transfer(_) => "transfer",
-        Command::Bank(_) => "bank",
-    };
+    let reply = ledger::create_account(&state.pool, key, state.settings.idempotency_wait, status).await?;
+    answer(state, "account", reply)
+}
+
+/// Counts what a command did and sends its response.
+fn answer(state: &AppState, kind: &str, reply: Reply) -> ApiResult<Response> {
     let outcome = match reply.outcome {
         None => "replayed",
         Some(Outcome::AccountCreated) => "created",

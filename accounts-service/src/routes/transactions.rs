@@ -12,7 +12,8 @@ use service_kit::auth::Caller;
 use service_kit::extract::{ApiJson, ApiJsonUpTo, ApiQuery, OptionalIdempotencyKey};
 use service_kit::{ApiError, ApiResult, ErrorBody, IdempotencyKey};
 
-use crate::db::ledger::{self, BankCommand, Command, TransferCommand};
+use crate::db::ledger;
+use crate::domain::transfer::{BankCommand, Movement, TransferCommand};
 use crate::AppState;
 
 /// The longest bank transaction description, in characters.
@@ -99,7 +100,7 @@ pub async fn create_transfer(
     ApiJson(request): ApiJson<TransferRequest>,
 ) -> ApiResult<Response> {
     let command = request.validate()?;
-    super::run_command(&state, &caller, Command::Transfer(command), key).await
+    super::move_money(&state, &caller, Movement::Transfer(command), key).await
 }
 
 /// Moves money between the bank and one account. A debit that the balance cannot cover is recorded as failed.
@@ -123,7 +124,7 @@ pub async fn create_bank_transaction(
     ApiJson(request): ApiJson<BankTransactionRequest>,
 ) -> ApiResult<Response> {
     let command = request.validate()?;
-    super::run_command(&state, &caller, Command::Bank(command), key).await
+    super::move_money(&state, &caller, Movement::Bank(command), key).await
 }
 
 /// Finds the transactions the caller recorded under one of its `Idempotency-Key`s, for reconciliation: an empty

@@ -91,7 +91,11 @@ impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match &error {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Self::Unavailable(error),
-            sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => Self::Unavailable(error),
+            sqlx::Error::Database(_)
+                if crate::sqlstate::of(&error).as_deref() == Some(crate::sqlstate::QUERY_CANCELED) =>
+            {
+                Self::Unavailable(error)
+            }
             _ => Self::Internal(error.into()),
         }
     }

@@ -5,7 +5,7 @@
 //! - [`layers`]: request ids, tracing, metrics, timeout, body limit, JSON 404/405/500, authentication.
 //! - [`health`] and [`metrics`]: `/health` and `/metrics` plumbing; [`openapi`]: what every spec shares.
 //! - [`settings`]: one environment reader and one duration parser; [`telemetry`]: logging set-up;
-//!   [`serve`]: graceful shutdown with a deadline.
+//!   [`serve`]: graceful shutdown with a deadline; [`sqlstate`]: PostgreSQL's error codes by name.
 
 pub mod auth;
 pub mod clients;
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod serve;
 pub mod settings;
+pub mod sqlstate;
 pub mod telemetry;
 
 pub use error::{ApiError, ApiResult};

@@ -1,0 +1,294 @@
+//! The one path money moves through: transfers and bank transactions, applied as a group in one database
+//! transaction. A request on its own is a group of one; the committer (`crate::committer`) gathers concurrent
+//! requests into bigger groups, so that they share one commit (one WAL flush). Either way, in one transaction:
+//!
+//! 1. the keys are claimed in one statement ([`idempotency::claim_keys`]): a key used before answers its stored
+//!    response (or `KeyReused`); a key in flight elsewhere makes a request on its own wait for it, and leaves a
+//!    request of a batch to run on its own after the batch;
+//! 2. every account of the group is locked in id order in one statement (the order every writer uses, so
+//!    groups, single requests and other instances never deadlock);
+//! 3. the requests are applied in arrival order against the running balances ([`Balances`]), so an
+//!    insufficient balance is recorded as `fail` exactly as for a request alone; a missing account is that
+//!    request's 404, and its key is released;
+//! 4. the balances and the transaction rows are written in one statement, the keys' responses in another, and
+//!    the transaction commits.
+//!
+//! A retryable error (serialization, deadlock) runs the group again. What any other error means is the
+//! caller's to decide ([`GroupError`]): before the commit nothing happened; at the commit it may have.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_contract::{Transaction, TransactionKind, TransactionStatus};
+use rust_decimal::Decimal;
+use service_kit::IdempotencyKey;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::idempotency::{self, Claim, ClientKey, KeyLock, StoredResponse};
+use super::ledger::{to_json, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
+use super::{DbError, DbResult};
+use crate::domain::transfer::{Balances, Movement};
+
+/// A transfer or bank transaction to apply, with who asks and under which key.
+#[derive(Debug, Clone)]
+pub struct MoneyRequest {
+    pub movement: Movement,
+    /// The client's name, recorded with the transaction; its keys are its own.
+    pub client: Arc<str>,
+    pub key: Option<IdempotencyKey>,
+    /// The HTTP status a new outcome is answered (and stored) with.
+    pub reply_status: u16,
+}
+
+impl MoneyRequest {
+    fn client_key(&self) -> Option<ClientKey<'_>> {
+        self.key.as_ref().map(|key| ClientKey { client: &self.client, key })
+    }
+}
+
+/// What a group decided for one of its requests.
+#[derive(Debug)]
+pub enum Decided {
+    Reply(DbResult<Reply>),
+    /// Its key is in flight in another transaction (only when keys are claimed with [`KeyLock::Try`]).
+    Elsewhere,
+}
+
+/// Why a group did not commit.
+#[derive(Debug)]
+pub enum GroupError {
+    /// Before the commit: nothing happened; the requests may run again.
+    Before(DbError),
+    /// The commit itself failed: it may have happened, and only a retry with the same key can tell.
+    AtCommit(DbError),
+}
+
+impl std::fmt::Display for GroupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Before(error) => write!(f, "{error}"),
+            Self::AtCommit(error) => write!(f, "at the commit: {error}"),
+        }
+    }
+}
+
+impl From<DbError> for GroupError {
+    fn from(error: DbError) -> Self {
+        Self::Before(error)
+    }
+}
+
+impl From<sqlx::Error> for GroupError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Before(error.into())
+    }
+}
+
+/// Runs one request on its own: a group of one whose key, if another transaction holds it, is waited for (at
+/// most `key_wait`, then [`DbError::KeyInFlight`]).
+pub async fn apply_alone(pool: &PgPool, request: &MoneyRequest, key_wait: Duration) -> DbResult<Reply> {
+    match apply_group(pool, &[request], KeyLock::Wait(key_wait)).await {
+        Ok(mut decided) => match (decided.pop(), decided.is_empty()) {
+            (Some(Decided::Reply(reply)), true) => reply,
+            (other, _) => Err(DbError::Inconsistent(format!("a group of one decided {other:?}"))),
+        },
+        Err(GroupError::Before(error)) => Err(error),
+        Err(GroupError::AtCommit(error)) => Err(DbError::CommitUnknown(error.to_string())),
+    }
+}
+
+/// Applies `requests` in one database transaction (run again, a bounded number of times, when PostgreSQL asks
+/// for a retry) and decides each of them, in order.
+pub async fn apply_group(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) -> Result<Vec<Decided>, GroupError> {
+    let retryable = |error: &GroupError| matches!(error, GroupError::Before(error) if error.is_retryable());
+    super::with_retries(|| apply_once(pool, requests, lock), retryable).await
+}
+
+async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) -> Result<Vec<Decided>, GroupError> {
+    let mut decided: Vec<Option<Decided>> = requests.iter().map(|_| None).collect();
+    let mut tx = pool.begin().await?;
+    for (i, answer) in claim(&mut tx, requests, lock).await? {
+        decided[i] = Some(answer);
+    }
+
+    let pending: Vec<usize> = (0..requests.len()).filter(|&i| decided[i].is_none()).collect();
+    let mut balances = lock_accounts(&mut tx, pending.iter().map(|&i| &requests[i].movement)).await?;
+    let mut rows: Vec<(usize, NewRow)> = Vec::new();
+    let mut released: Vec<ClientKey<'_>> = Vec::new();
+    for &i in &pending {
+        match balances.apply(&requests[i].movement) {
+            Err(missing) => {
+                decided[i] = Some(Decided::Reply(Err(DbError::AccountNotFound(missing))));
+                released.extend(requests[i].client_key());
+            }
+            Ok(failure) => rows.push((i, NewRow::new(requests[i], failure))),
+        }
+    }
+
+    let recorded = write_rows(&mut tx, &rows, &balances).await?;
+    let mut stored: Vec<(ClientKey<'_>, StoredResponse)> = Vec::new();
+    for ((i, row), transaction) in rows.iter().zip(recorded) {
+        assert_eq!(transaction.transaction_id, row.id, "rows come back in the order they were given");
+        let response = StoredResponse { status_code: requests[*i].reply_status, body: to_json(&transaction)? };
+        if let Some(key) = requests[*i].client_key() {
+            stored.push((key, response.clone()));
+        }
+        decided[*i] = Some(Decided::Reply(Ok(Reply { response, outcome: Some(Outcome::from(transaction.status)) })));
+    }
+    let (keys, responses): (Vec<ClientKey<'_>>, Vec<&StoredResponse>) = stored.iter().map(|(k, r)| (*k, r)).unzip();
+    idempotency::store_responses(&mut tx, &keys, &responses).await?;
+    idempotency::release_keys(&mut tx, &released).await?;
+    tx.commit().await.map_err(|error| GroupError::AtCommit(error.into()))?;
+    decided
+        .into_iter()
+        .map(|decided| decided.ok_or_else(|| DbError::Inconsistent("a request was left undecided".into()).into()))
+        .collect()
+}
+
+/// Claims the keys of the keyed requests and answers those whose key was used before or is held elsewhere.
+async fn claim(conn: &mut PgConnection, requests: &[&MoneyRequest], lock: KeyLock) -> DbResult<Vec<(usize, Decided)>> {
+    let keyed: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].key.is_some()).collect();
+    let keys: Vec<ClientKey<'_>> = keyed.iter().filter_map(|&i| requests[i].client_key()).collect();
+    let hashes: Vec<Vec<u8>> = keyed.iter().map(|&i| requests[i].movement.fingerprint()).collect();
+    let claims = idempotency::claim_keys(conn, &keys, &hashes, lock).await?;
+    let mut answers = Vec::new();
+    let mut used = Vec::new();
+    for (n, claim) in claims.into_iter().enumerate() {
+        match claim {
+            Claim::Elsewhere => answers.push((keyed[n], Decided::Elsewhere)),
+            Claim::Used => used.push(n),
+            Claim::Fresh => {}
+        }
+    }
+    let used_keys: Vec<ClientKey<'_>> = used.iter().map(|&n| keys[n]).collect();
+    let used_hashes: Vec<Vec<u8>> = used.iter().map(|&n| hashes[n].clone()).collect();
+    let stored = idempotency::stored_answers(conn, &used_keys, &used_hashes).await?;
+    for (n, answer) in used.into_iter().zip(stored) {
+        let reply = answer.map(|response| Reply { response, outcome: None });
+        answers.push((keyed[n], Decided::Reply(reply)));
+    }
+    Ok(answers)
+}
+
+/// Locks every account the movements touch, in id order (the one order every writer uses, so two groups can
+/// never wait on each other in a cycle), in one statement. `NO KEY UPDATE` is enough to serialize balance
+/// changes and does not wait on the key-share locks that inserting a transaction row takes on its accounts.
+async fn lock_accounts<'a>(
+    conn: &mut PgConnection,
+    movements: impl Iterator<Item = &'a Movement>,
+) -> DbResult<Balances> {
+    let mut ids: Vec<Uuid> = movements.flat_map(Movement::accounts).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(Balances::default());
+    }
+    let locked: Vec<(Uuid, Decimal)> =
+        sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(Balances::new(locked))
+}
+
+/// The row a request writes into `transactions`.
+struct NewRow {
+    id: Uuid,
+    kind: TransactionKind,
+    src_account_id: Option<Uuid>,
+    dst_account_id: Uuid,
+    amount: Decimal,
+    direction: &'static str,
+    status: TransactionStatus,
+    reason: Option<&'static str>,
+    description: Option<String>,
+    key: Option<String>,
+    client: String,
+}
+
+impl NewRow {
+    fn new(request: &MoneyRequest, failure: Option<&'static str>) -> Self {
+        let status = if failure.is_some() { TransactionStatus::Fail } else { TransactionStatus::Success };
+        let (kind, src_account_id, dst_account_id, amount, direction, description) = match &request.movement {
+            Movement::Transfer(t) => {
+                (TransactionKind::Transfer, Some(t.src_account_id), t.dst_account_id, t.amount, t.direction, None)
+            }
+            Movement::Bank(b) => {
+                (TransactionKind::Bank, None, b.account_id, b.amount, b.direction, b.description.clone())
+            }
+        };
+        Self {
+            id: Uuid::now_v7(),
+            kind,
+            src_account_id,
+            dst_account_id,
+            amount: amount.value(),
+            direction: direction.as_str(),
+            status,
+            reason: failure,
+            description,
+            key: request.key.as_ref().map(|key| key.as_str().to_owned()),
+            client: request.client.to_string(),
+        }
+    }
+}
+
+/// Writes the changed balances and inserts the rows, in one statement; returns the rows as recorded, in the
+/// order given. Each row is dated inside the statement (`clock_timestamp()`), which the report seal relies on.
+async fn write_rows(
+    conn: &mut PgConnection,
+    rows: &[(usize, NewRow)],
+    balances: &Balances,
+) -> DbResult<Vec<Transaction>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (changed, values) = balances.changed();
+    let text = |f: fn(&NewRow) -> Option<String>| -> Vec<Option<String>> { rows.iter().map(|(_, r)| f(r)).collect() };
+    let ids: Vec<Uuid> = rows.iter().map(|(_, r)| r.id).collect();
+    let sources: Vec<Option<Uuid>> = rows.iter().map(|(_, r)| r.src_account_id).collect();
+    let targets: Vec<Uuid> = rows.iter().map(|(_, r)| r.dst_account_id).collect();
+    let amounts: Vec<Decimal> = rows.iter().map(|(_, r)| r.amount).collect();
+    let sql = format!(
+        "WITH moved AS (
+             UPDATE accounts a SET balance = v.balance, updated_at = clock_timestamp()
+             FROM unnest($12::uuid[], $13::numeric[]) AS v (id, balance) WHERE a.id = v.id)
+         INSERT INTO transactions AS t
+             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
+              idempotency_key, recorded_by)
+         SELECT id, clock_timestamp(), kind, src, dst, amount, direction, status, reason, description, key, client
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::numeric[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::text[], $11::text[])
+              WITH ORDINALITY AS r (id, kind, src, dst, amount, direction, status, reason, description, key, client, i)
+         ORDER BY i
+         RETURNING {TRANSACTION_COLUMNS}"
+    );
+    let recorded: Vec<TransactionRow> = sqlx::query_as(&sql)
+        .bind(&ids)
+        .bind(text(|r| Some(r.kind.as_str().to_owned())))
+        .bind(&sources)
+        .bind(&targets)
+        .bind(&amounts)
+        .bind(text(|r| Some(r.direction.to_owned())))
+        .bind(text(|r| Some(r.status.as_str().to_owned())))
+        .bind(text(|r| r.reason.map(str::to_owned)))
+        .bind(text(|r| r.description.clone()))
+        .bind(text(|r| r.key.clone()))
+        .bind(text(|r| Some(r.client.clone())))
+        .bind(&changed)
+        .bind(&values)
+        .fetch_all(&mut *conn)
+        .await?;
+    // Matched by id: the order of RETURNING is not something PostgreSQL promises.
+    let mut recorded: HashMap<Uuid, Transaction> =
+        recorded.into_iter().map(Transaction::from).map(|t| (t.transaction_id, t)).collect();
+    ids.iter()
+        .map(|id| {
+            recorded
+                .remove(id)
+                .ok_or_else(|| DbError::Inconsistent(format!("transaction {id} was not returned by its insert")))
+        })
+        .collect()
+}
