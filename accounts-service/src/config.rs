@@ -7,16 +7,17 @@ use anyhow::bail;
 use service_kit::auth::AuthMode;
 use service_kit::serve::ServerLimits;
 use service_kit::settings::{Env, FromEnv};
+use service_kit::Secret;
 
 use crate::routes::reports::REPORT_WINDOW_DAYS;
 
 /// Everything the service can be told from outside. See README.md for the variables.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub database_url: String,
+    pub database_url: Secret,
     /// A hot standby of `database_url` that reports and downloads read from (`REPORT_DATABASE_URL`); unset, they
     /// read the primary through their own pool.
-    pub report_database_url: Option<String>,
+    pub report_database_url: Option<Secret>,
     /// How long a report read on the standby waits for it to replay up to its snapshot before answering 503
     /// (`REPORT_REPLICA_WAIT`).
     pub report_replica_wait: Duration,
@@ -80,8 +81,8 @@ impl FromEnv for Settings {
         let env = Env::from_lookup(lookup);
         let export_stall_timeout = env.duration("EXPORT_STALL_TIMEOUT", "30s")?;
         let settings = Self {
-            database_url: env.required("DATABASE_URL", "the accounts database")?,
-            report_database_url: env.get("REPORT_DATABASE_URL"),
+            database_url: env.required_secret("DATABASE_URL", "the accounts database")?,
+            report_database_url: env.secret("REPORT_DATABASE_URL"),
             report_replica_wait: env.duration("REPORT_REPLICA_WAIT", "10s")?,
             listen_addr: env.addr("LISTEN_ADDR", "127.0.0.1:8081")?,
             db_pool_size: env.number("DB_POOL_SIZE", "16")?,
@@ -148,6 +149,20 @@ mod tests {
     /// The required database plus `name = value`.
     fn with(name: &str, value: &str) -> impl Fn(&str) -> Option<String> {
         vars(&[("DATABASE_URL", "postgres://x/y"), (name, value)])
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password_or_token() {
+        let settings = Settings::from_lookup(vars(&[
+            ("DATABASE_URL", "postgres://app:db-password@db/x"),
+            ("REPORT_DATABASE_URL", "postgres://app:replica-password@replica/accounts"),
+        ]))
+        .expect("valid settings");
+        let shown = format!("{settings:?}");
+        for secret in ["db-password", "url-password", "token-secret", "replica-password"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]

@@ -139,6 +139,8 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Every setting, for the operator reading the log; secrets print as `Secret([redacted])`.
+    tracing::info!(?settings, "accounts-service starting");
     let pool = db::connect(&settings).await?;
     db::MIGRATOR.run(&pool).await?;
     let report_pool = db::connect_reports(&settings).await?;

@@ -1,22 +1,49 @@
-//! The `accounts-service` binary: settings from the environment, then serve until SIGTERM; or, as
-//! `accounts-service client add|list|revoke …`, manage the clients allowed to call it (DATABASE_URL only); or,
-//! as `accounts-service archive`, archive the days past `HOT_RETENTION_DAYS` to `ARCHIVE_URL` once and print
-//! what was archived (one JSON object per day).
+//! The `accounts-service` binary. `accounts-service` (or `accounts-service serve`) reads its settings from the
+//! environment and serves until SIGTERM; `client add|list|revoke` manages the clients allowed to call it
+//! (DATABASE_URL only); `archive` archives the days past `HOT_RETENTION_DAYS` to `ARCHIVE_URL` once and prints
+//! one JSON object per day archived. `--help` and `--version` touch nothing; a mistake exits 2.
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
+use service_kit::clients::ClientCommand;
 use service_kit::settings::FromEnv;
+
+/// The ledger: accounts, balances, transfers and snapshot reports on PostgreSQL. Settings come from the
+/// environment (see README.md).
+#[derive(Parser)]
+#[command(name = "accounts-service", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API until SIGTERM (the default).
+    Serve,
+    /// Manage the clients allowed to call the API.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Archive the days past HOT_RETENTION_DAYS to ARCHIVE_URL once, printing one JSON line per day.
+    Archive,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("client") {
-        use ledger_contract::scopes::{ALL, TOKEN_PREFIX};
-        return service_kit::clients::main(&args[1..], &accounts_service::db::MIGRATOR, &ALL, TOKEN_PREFIX).await;
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Client(command) => {
+            use ledger_contract::scopes::{ALL, TOKEN_PREFIX};
+            service_kit::clients::main(command, &accounts_service::db::MIGRATOR, &ALL, TOKEN_PREFIX).await
+        }
+        Command::Archive => {
+            service_kit::telemetry::init_tracing_to_stderr();
+            archive_once(&accounts_service::Settings::from_env()?).await
+        }
     }
-    if args.first().map(String::as_str) == Some("archive") {
-        service_kit::telemetry::init_tracing_to_stderr();
-        return archive_once(&accounts_service::Settings::from_env()?).await;
-    }
+}
+
+async fn serve() -> anyhow::Result<()> {
     service_kit::telemetry::init_tracing();
     let settings = accounts_service::Settings::from_env()?;
     let listener = tokio::net::TcpListener::bind(settings.listen_addr)

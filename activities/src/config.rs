@@ -6,14 +6,16 @@ use std::time::Duration;
 use advances_workflows::temporal::TemporalSettings;
 use service_kit::serve::ServerLimits;
 use service_kit::settings::{read_file, Env, FromEnv};
+use service_kit::Secret;
 
 /// Everything the worker can be told from outside. See README.md for the variables.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    pub database_url: String,
+    pub database_url: Secret,
     pub temporal: TemporalSettings,
-    pub accounts_url: String,
-    pub accounts_api_token: Option<String>,
+    /// The ledger's base URL (`ACCOUNTS_URL`), a secret because it may carry credentials.
+    pub accounts_url: Secret,
+    pub accounts_api_token: Option<Secret>,
     /// PEM CA certificates to trust for an `https://` `ACCOUNTS_URL` (`ACCOUNTS_CA_FILE`), read at start.
     pub accounts_ca: Option<Vec<u8>>,
     /// How often a newly created `advances-reconcile` Schedule runs ReconcileWorkflow.
@@ -37,10 +39,10 @@ impl FromEnv for WorkerSettings {
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let env = Env::from_lookup(lookup);
         Ok(Self {
-            database_url: env.required("DATABASE_URL", "the advances database")?,
+            database_url: env.required_secret("DATABASE_URL", "the advances database")?,
             temporal: TemporalSettings::read(|name| env.get(name))?,
-            accounts_url: env.or("ACCOUNTS_URL", "http://127.0.0.1:8081"),
-            accounts_api_token: env.get("ACCOUNTS_API_TOKEN"),
+            accounts_url: Secret::new(env.or("ACCOUNTS_URL", "http://127.0.0.1:8081")),
+            accounts_api_token: env.secret("ACCOUNTS_API_TOKEN"),
             accounts_ca: read_file(env.get("ACCOUNTS_CA_FILE"), "ACCOUNTS_CA_FILE")?,
             reconcile_interval: env.duration("RECONCILE_INTERVAL", "1h")?,
             reconcile_schedule_id: env.or("RECONCILE_SCHEDULE_ID", advances_workflows::RECONCILE_SCHEDULE_ID),
@@ -71,11 +73,26 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_a_password_or_token() {
+        let settings = WorkerSettings::from_lookup(vars(&[
+            ("DATABASE_URL", "postgres://app:db-password@db/x"),
+            ("ACCOUNTS_URL", "https://worker:url-password@ledger.internal"),
+            ("ACCOUNTS_API_TOKEN", "ledger_token-secret"),
+        ]))
+        .expect("valid settings");
+        let shown = format!("{settings:?}");
+        for secret in ["db-password", "url-password", "token-secret", "replica-password"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("[redacted]"), "{shown}");
+    }
+
+    #[test]
     fn defaults_follow_the_readme() -> anyhow::Result<()> {
         let worker = WorkerSettings::from_lookup(with("NOTHING", ""))?;
         assert_eq!(worker.reconcile_interval, Duration::from_secs(3600));
         assert_eq!(worker.reconcile_schedule_id, "advances-reconcile");
-        assert_eq!(worker.accounts_url, "http://127.0.0.1:8081");
+        assert_eq!(worker.accounts_url.expose(), "http://127.0.0.1:8081");
         assert_eq!(worker.metrics_addr.to_string(), "127.0.0.1:8083");
         assert_eq!(worker.max_cached_workflows, 1000);
         assert_eq!(

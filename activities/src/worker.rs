@@ -38,7 +38,7 @@ async fn serve_metrics(State(ops): State<Ops>) -> Response {
 /// exist, then polls the task queue until `shutdown` completes. Must be driven on the current task (the
 /// SDK's worker future is not `Send`).
 pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let pool = advances_store::connect(&settings.database_url, 8).await?;
+    let pool = advances_store::connect(settings.database_url.expose(), 8).await?;
     let identity = format!("advances-worker@{}", std::process::id());
     let client = temporal::connect(&settings.temporal, &identity, Duration::from_secs(60)).await?;
     temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
@@ -53,8 +53,8 @@ pub async fn run(settings: WorkerSettings, shutdown: impl Future<Output = ()>) -
     let metrics = ActivityMetrics::new()?;
     let activities = Activities {
         ledger: LedgerClient::with_ca(
-            &settings.accounts_url,
-            settings.accounts_api_token.clone(),
+            settings.accounts_url.expose(),
+            settings.accounts_api_token.as_ref().map(|token| token.expose().to_owned()),
             settings.accounts_timeout,
             settings.accounts_ca.as_deref(),
         )?,

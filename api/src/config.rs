@@ -12,15 +12,17 @@ use service_kit::serve::ServerLimits;
 /// A response the client does not read for this long is cut (the API's answers are small).
 const STALLED_RESPONSE: Duration = Duration::from_secs(30);
 use service_kit::settings::{read_file, Env, FromEnv};
+use service_kit::Secret;
 
 /// Everything the API can be told from outside. See README.md for the variables.
 #[derive(Debug, Clone)]
 pub struct ApiSettings {
-    pub database_url: String,
+    pub database_url: Secret,
     pub listen_addr: SocketAddr,
     pub temporal: TemporalSettings,
-    pub accounts_url: String,
-    pub accounts_api_token: Option<String>,
+    /// The ledger's base URL (`ACCOUNTS_URL`), a secret because it may carry credentials.
+    pub accounts_url: Secret,
+    pub accounts_api_token: Option<Secret>,
     /// PEM CA certificates to trust for an `https://` `ACCOUNTS_URL` (`ACCOUNTS_CA_FILE`), read at start.
     pub accounts_ca: Option<Vec<u8>>,
     /// `AUTH`: on (default) or off (local experiments only).
@@ -44,11 +46,11 @@ impl FromEnv for ApiSettings {
     fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let env = Env::from_lookup(lookup);
         let settings = Self {
-            database_url: env.required("DATABASE_URL", "the advances database")?,
+            database_url: env.required_secret("DATABASE_URL", "the advances database")?,
             listen_addr: env.addr("LISTEN_ADDR", "127.0.0.1:8082")?,
             temporal: TemporalSettings::read(|name| env.get(name))?,
-            accounts_url: env.or("ACCOUNTS_URL", "http://127.0.0.1:8081"),
-            accounts_api_token: env.get("ACCOUNTS_API_TOKEN"),
+            accounts_url: Secret::new(env.or("ACCOUNTS_URL", "http://127.0.0.1:8081")),
+            accounts_api_token: env.secret("ACCOUNTS_API_TOKEN"),
             accounts_ca: read_file(env.get("ACCOUNTS_CA_FILE"), "ACCOUNTS_CA_FILE")?,
             auth: AuthMode::parse(&env.or("AUTH", "on"))?,
             auth_cache_ttl: env.duration("AUTH_CACHE_TTL", "5s")?,
@@ -80,6 +82,21 @@ mod tests {
     /// The required database plus `name = value`.
     fn with(name: &str, value: &str) -> impl Fn(&str) -> Option<String> {
         vars(&[("DATABASE_URL", "postgres://x/advances"), (name, value)])
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password_or_token() {
+        let settings = ApiSettings::from_lookup(vars(&[
+            ("DATABASE_URL", "postgres://app:db-password@db/x"),
+            ("ACCOUNTS_URL", "https://worker:url-password@ledger.internal"),
+            ("ACCOUNTS_API_TOKEN", "ledger_token-secret"),
+        ]))
+        .expect("valid settings");
+        let shown = format!("{settings:?}");
+        for secret in ["db-password", "url-password", "token-secret", "replica-password"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]

@@ -62,8 +62,8 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(settings: ApiSettings, store: Store, temporal: Client) -> anyhow::Result<Self> {
         let ledger = LedgerClient::with_ca(
-            &settings.accounts_url,
-            settings.accounts_api_token.clone(),
+            settings.accounts_url.expose(),
+            settings.accounts_api_token.as_ref().map(|token| token.expose().to_owned()),
             Duration::from_secs(5),
             settings.accounts_ca.as_deref(),
         )?;
@@ -582,7 +582,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let pool = advances_store::connect(&settings.database_url, 16).await?;
+    let pool = advances_store::connect(settings.database_url.expose(), 16).await?;
     let client = temporal::connect(&settings.temporal, "advances-api", Duration::from_secs(60)).await?;
     temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
     let limits = settings.server;

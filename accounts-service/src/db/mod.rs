@@ -17,6 +17,7 @@ use uuid::Uuid;
 pub use service_kit::sqlstate::{is_retryable, of as sqlstate, LOCK_NOT_AVAILABLE};
 
 use crate::config::Settings;
+use service_kit::Secret;
 
 /// Why a database operation did not do what was asked. The HTTP layer decides what each means to a client.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +87,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
 /// Opens the reports' and downloads' own pool (`DB_REPORT_POOL_SIZE`): however many of them run, they never
 /// take a connection a transfer needs. On the hot standby when `REPORT_DATABASE_URL` is set.
 pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
-    let url = settings.report_database_url.as_deref().unwrap_or(&settings.database_url);
+    let url = settings.report_database_url.as_ref().unwrap_or(&settings.database_url);
     open_pool(url, settings, settings.db_report_pool_size, REPORTS_APPLICATION).await
 }
 
@@ -99,9 +100,9 @@ pub async fn connect_snapshot_writer(settings: &Settings) -> anyhow::Result<Opti
     Ok(Some(open_pool(&settings.database_url, settings, 2, REPORTS_APPLICATION).await?))
 }
 
-async fn open_pool(url: &str, settings: &Settings, size: u32, application: &str) -> anyhow::Result<PgPool> {
+async fn open_pool(url: &Secret, settings: &Settings, size: u32, application: &str) -> anyhow::Result<PgPool> {
     let statement_timeout_ms = settings.db_statement_timeout.as_millis().to_string();
-    let options = PgConnectOptions::from_str(url)?
+    let options = PgConnectOptions::from_str(url.expose())?
         .application_name(application)
         .options([("statement_timeout", statement_timeout_ms.as_str())]);
     let pool = PgPoolOptions::new()

@@ -1,20 +1,44 @@
-//! The `advances-api` binary: settings from the environment, then serve until SIGTERM; or, as
-//! `advances-api client add|list|revoke …`, manage the clients allowed to call it (DATABASE_URL only).
+//! The `advances-api` binary. `advances-api` (or `advances-api serve`) reads its settings from the environment
+//! and serves until SIGTERM; `client add|list|revoke` manages the clients allowed to call it (DATABASE_URL
+//! only). `--help` and `--version` touch nothing; a mistake exits 2.
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
+use service_kit::clients::ClientCommand;
 use service_kit::settings::FromEnv;
+
+/// The advances REST API: starts advances as Temporal workflows and reads them. Settings come from the
+/// environment (see README.md).
+#[derive(Parser)]
+#[command(name = "advances-api", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API until SIGTERM (the default).
+    Serve,
+    /// Manage the clients allowed to call the API.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("client") {
-        use advances_api::scopes::{ALL, TOKEN_PREFIX};
-        return service_kit::clients::main(&args[1..], &advances_store::MIGRATOR, &ALL, TOKEN_PREFIX).await;
+    match Cli::parse().command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            service_kit::telemetry::init_tracing();
+            let settings = advances_api::config::ApiSettings::from_env()?;
+            let listener = tokio::net::TcpListener::bind(settings.listen_addr)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
+            advances_api::rest::run(settings, listener, service_kit::serve::shutdown_signal()).await
+        }
+        Command::Client(command) => {
+            use advances_api::scopes::{ALL, TOKEN_PREFIX};
+            service_kit::clients::main(command, &advances_store::MIGRATOR, &ALL, TOKEN_PREFIX).await
+        }
     }
-    service_kit::telemetry::init_tracing();
-    let settings = advances_api::config::ApiSettings::from_env()?;
-    let listener = tokio::net::TcpListener::bind(settings.listen_addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
-    advances_api::rest::run(settings, listener, service_kit::serve::shutdown_signal()).await
 }

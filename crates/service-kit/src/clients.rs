@@ -134,63 +134,70 @@ pub async fn find(pool: &PgPool, hash: &[u8; 32]) -> sqlx::Result<Option<(String
         .await
 }
 
-/// `<service> client …`: connects to `DATABASE_URL`, applies the service's migrations (the table must exist)
-/// and runs [`command`].
+/// `<service> client …`: the words after `client`, as the binaries' command lines parse them.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum ClientCommand {
+    /// Adds a client; prints its bearer token as the last line (shown only now, stored only as a hash).
+    Add {
+        /// Lowercase a-z 0-9 . _ -, at most 64 characters; never reused, even once revoked.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes (see the README's table).
+        #[arg(long)]
+        scopes: String,
+    },
+    /// Lists every client, revoked ones included.
+    List,
+    /// Revokes a client: its token stops working within AUTH_CACHE_TTL.
+    Revoke {
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Runs a `client` command: connects to `DATABASE_URL`, applies the service's migrations (the table must
+/// exist) and does what `command` says.
 pub async fn main(
-    args: &[String],
+    command: ClientCommand,
     migrator: &sqlx::migrate::Migrator,
     known_scopes: &[&str],
     prefix: &str,
 ) -> anyhow::Result<()> {
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL must name the service's database")?;
+    let url = crate::secret::Secret::new(
+        std::env::var("DATABASE_URL").context("DATABASE_URL must name the service's database")?,
+    );
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
-        .connect(&url)
+        .connect(url.expose())
         .await
         .context("cannot connect to DATABASE_URL")?;
     migrator.run(&pool).await?;
-    let result = command(&pool, args, known_scopes, prefix).await;
+    let result = run(&pool, command, known_scopes, prefix).await;
     pool.close().await;
     result
 }
 
-/// The `client add|list|revoke` command line of a service: `args` are the words after `client`. Prints the
-/// token of a new client as the last line of stdout.
-pub async fn command(pool: &PgPool, args: &[String], known_scopes: &[&str], prefix: &str) -> anyhow::Result<()> {
-    let usage = || {
-        format!(
-            "usage: client add --name NAME --scopes S1,S2 | client list | client revoke --name NAME\n\
-             scopes: {}",
-            known_scopes.join(", ")
-        )
-    };
-    let flag = |wanted: &str| -> anyhow::Result<String> {
-        let position =
-            args.iter().position(|arg| arg == wanted).with_context(|| format!("{wanted} is required\n{}", usage()))?;
-        args.get(position + 1).cloned().with_context(|| format!("{wanted} needs a value\n{}", usage()))
-    };
-    match args.first().map(String::as_str) {
-        Some("add") => {
-            let name = flag("--name")?;
-            let scopes = parse_scopes(&flag("--scopes")?, known_scopes)?;
+/// Does what a `client` command says, on `pool`. Prints the token of a new client as the last line of stdout.
+pub async fn run(pool: &PgPool, command: ClientCommand, known_scopes: &[&str], prefix: &str) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Add { name, scopes } => {
+            let scopes = parse_scopes(&scopes, known_scopes)?;
             let token = add(pool, &name, &scopes, prefix).await?;
             println!("added client {name} with scopes {}", scopes.join(","));
             println!("its bearer token follows; it is shown only now and stored only as a hash:");
             println!("{token}");
         }
-        Some("list") => {
+        ClientCommand::List => {
             println!("{:<32} {:<21} {:<21} scopes", "name", "created", "revoked");
             for client in list(pool).await? {
                 let revoked = client.revoked_at.as_deref().unwrap_or("-");
                 println!("{:<32} {:<21} {:<21} {}", client.name, client.created_at, revoked, client.scopes.join(","));
             }
         }
-        Some("revoke") => {
-            let name = flag("--name")?;
+        ClientCommand::Revoke { name } => {
             revoke(pool, &name).await?;
             println!("revoked client {name}");
         }
-        _ => bail!(usage()),
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! - [`layers`]: request ids, tracing, metrics, timeout, body limit, JSON 404/405/500, authentication.
 //! - [`health`] and [`metrics`]: `/health` and `/metrics` plumbing; [`openapi`]: what every spec shares.
 //! - [`settings`]: one environment reader and one duration parser; [`telemetry`]: logging set-up;
-//!   [`serve`]: graceful shutdown with a deadline; [`sqlstate`]: PostgreSQL's error codes by name.
+//!   [`serve`]: graceful shutdown with a deadline; [`secret`]: values `Debug` never prints; [`sqlstate`]: PostgreSQL's error codes by name.
 
 pub mod auth;
 pub mod clients;
@@ -17,6 +17,7 @@ pub mod layers;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod secret;
 pub mod serve;
 pub mod settings;
 pub mod sqlstate;
@@ -25,3 +26,4 @@ pub mod telemetry;
 pub use error::{ApiError, ApiResult};
 pub use idempotency_key::IdempotencyKey;
 pub use money::ErrorBody;
+pub use secret::Secret;

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::Secret;
+
 /// Reads variables through a lookup function, so tests need not touch the process environment. An empty
 /// variable counts as unset.
 pub struct Env<F>(F);
@@ -29,6 +31,16 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// The value; unset is an error that says what the variable is for.
     pub fn required(&self, name: &str, what: &str) -> anyhow::Result<String> {
         self.get(name).with_context(|| format!("{name} ({what}) is not set"))
+    }
+
+    /// A secret value (a token, a URL with a password), if set: see [`Secret`].
+    pub fn secret(&self, name: &str) -> Option<Secret> {
+        self.get(name).map(Secret::new)
+    }
+
+    /// A secret value that must be set.
+    pub fn required_secret(&self, name: &str, what: &str) -> anyhow::Result<Secret> {
+        self.required(name, what).map(Secret::new)
     }
 
     /// A duration like `250ms`, `30s`, `5m`, `2h`, `8d`; zero is refused (a zero timeout or wait means "none" to
