@@ -11,11 +11,12 @@ pub mod worker;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use advances_store::{AdvanceToCheck, OpenAdvance, PaymentRow, Store};
-use advances_workflows::activities::{
-    Alert, AlertKind, IdRange, MoneyMove, MoneyOutcome, RangeProgress, ReconcileReport,
+use advances_model::{
+    grant_key, payment_key, Advance, AdvanceStatus, Alert, AlertKind, IdRange, Mirror, PaymentStatus, RangeProgress,
+    ReconcileReport,
 };
-use advances_workflows::model::{grant_key, payment_key, Advance, AdvanceStatus, Mirror, PaymentStatus};
+use advances_store::{AdvanceToCheck, OpenAdvance, PaymentRow, Store};
+use advances_workflows::activities::{MoneyMove, MoneyOutcome};
 use advances_workflows::temporal::advance_not_running;
 use futures::StreamExt;
 use ledger_contract::{LedgerClient, Transaction, TransactionStatus, MAX_KEYS_PER_LOOKUP};

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use advances_workflows::model::MAX_PAYMENTS;
+use advances_model::MAX_PAYMENTS;
 use advances_workflows::temporal::TemporalSettings;
 use anyhow::bail;
 use service_kit::auth::AuthMode;

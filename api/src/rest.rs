@@ -8,8 +8,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use advances_model::{Advance, AdvanceStatus, AdvanceTerms};
 use advances_store::{Registered, Store};
-use advances_workflows::model::{Advance, AdvanceStatus, AdvanceTerms};
 use advances_workflows::{search, temporal, workflow_id, AdvanceInput, AdvanceWorkflow};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};

@@ -1,8 +1,8 @@
 //! The JSON shapes of the advances API.
 
+use advances_model::AlertKind;
+use advances_model::{Advance, Payment, PaymentStatus};
 use advances_store::AlertRow;
-use advances_workflows::activities::AlertKind;
-use advances_workflows::model::{Advance, Payment, PaymentStatus};
 use chrono::{DateTime, Utc};
 use money::schema::{money as money_schema, money_input as money_input_schema};
 use money::AmountInput;

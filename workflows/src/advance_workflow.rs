@@ -13,9 +13,9 @@ use temporalio_sdk::{
 
 use ledger_contract::Direction;
 
-use crate::activities::{AdvanceActivities, Alert, AlertKind, MoneyMove, MoneyOutcome};
-use crate::model::{grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms, Mirror};
+use crate::activities::{AdvanceActivities, MoneyMove, MoneyOutcome};
 use crate::search;
+use advances_model::{grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms, Alert, AlertKind, Mirror};
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
 

@@ -1,6 +1,7 @@
 //! The advance's Temporal workflows, the pure model they run on, and what a Temporal server needs for them.
 //!
-//! - [`model`]: an advance's terms, payment schedule and state changes, as pure code.
+//! The model they run on (terms, schedule, state changes, keys) is the `advances-model` crate: pure code.
+//!
 //! - [`AdvanceWorkflow`] and [`ReconcileWorkflow`]: deterministic workflow code; they read time only from the
 //!   workflow's clock, make no I/O and draw no random numbers.
 //! - [`activities`]: the activities' declarations (the worker in `advances-activities` implements them). Money
@@ -10,7 +11,6 @@
 
 pub mod activities;
 pub mod advance_workflow;
-pub mod model;
 pub mod reconcile_workflow;
 pub mod temporal;
 

@@ -8,7 +8,8 @@ use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{ActivityOptions, WorkflowContext, WorkflowResult};
 
-use crate::activities::{AdvanceActivities, IdRange, ReconcileReport};
+use crate::activities::AdvanceActivities;
+use advances_model::{IdRange, ReconcileReport};
 
 #[workflow]
 #[derive(Default)]

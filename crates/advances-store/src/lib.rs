@@ -3,8 +3,8 @@
 //! The worker's activities write it (one writer per advance: its workflow); the API reads it for lists, for
 //! closed advances and while a workflow does not answer. Both use this one crate.
 
-use advances_workflows::activities::{Alert, AlertKind};
-use advances_workflows::model::{Advance, AdvanceStatus, AdvanceTerms, Mirror, Payment, PaymentStatus};
+use advances_model::{Advance, AdvanceStatus, AdvanceTerms, Mirror, Payment, PaymentStatus};
+use advances_model::{Alert, AlertKind};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;

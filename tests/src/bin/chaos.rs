@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
-use advances_workflows::model::{AdvanceStatus, PaymentStatus};
+use advances_model::{AdvanceStatus, PaymentStatus};
 use ledger_contract::TransactionStatus;
 use rust_decimal::Decimal;
 use serde::Deserialize;

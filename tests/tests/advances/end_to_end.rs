@@ -3,8 +3,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use advances_workflows::activities::AlertKind;
-use advances_workflows::model::{AdvanceStatus, PaymentStatus};
+use advances_model::AlertKind;
+use advances_model::{AdvanceStatus, PaymentStatus};
 use advances_workflows::AdvanceWorkflow;
 use ledger_contract::{scopes, Direction, TransactionStatus};
 use rust_decimal::Decimal;

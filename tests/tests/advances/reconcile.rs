@@ -3,8 +3,8 @@
 //! again (so its ledger row may go to cold storage).
 
 use advances_activities::{Activities, ActivityMetrics, PAGE_ADVANCES};
+use advances_model::{AlertKind, IdRange, RangeProgress, ReconcileReport};
 use advances_store::Store;
-use advances_workflows::activities::{AlertKind, IdRange, RangeProgress, ReconcileReport};
 use system_tests::seed::{seed_open_advances, WORKER};
 use system_tests::{TestDatabase, TestLedger};
 use uuid::Uuid;

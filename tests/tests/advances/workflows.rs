@@ -1,9 +1,9 @@
 //! AdvanceWorkflow and ReconcileWorkflow started directly on Temporal and run by the real worker binary against
 //! the real ledger; the recorded histories in tests/fixtures must keep replaying against the current code.
 
+use advances_model::{payment_key, Advance, AdvanceStatus, AdvanceTerms, PaymentStatus};
+use advances_model::{AlertKind, ReconcileReport};
 use advances_store::Store;
-use advances_workflows::activities::{AlertKind, ReconcileReport};
-use advances_workflows::model::{payment_key, Advance, AdvanceStatus, AdvanceTerms, PaymentStatus};
 use advances_workflows::{workflow_id, AdvanceInput, AdvanceWorkflow, ReconcileWorkflow, TASK_QUEUE};
 use anyhow::Context;
 use ledger_contract::{Direction, TransactionStatus};
@@ -337,7 +337,7 @@ async fn the_longest_advance_continues_as_new_collects_every_payment_once_and_it
 ) -> anyhow::Result<()> {
     let h = Harness::new().await?;
     let account = h.account().await?;
-    let payments = advances_workflows::model::MAX_PAYMENTS;
+    let payments = advances_model::MAX_PAYMENTS;
     let terms = h.terms(account, "5200", payments, 5, 3);
     let first_run = h.start_run(&terms).await?;
     let handle = h.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(terms.advance_id));
@@ -526,20 +526,35 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     h.stop().await
 }
 
+/// The recorded histories, each of which must replay. Adding a fixture means naming it here; deleting one (or
+/// all of a version) fails the test instead of replaying fewer.
+const FIXTURES: [&str; 9] = [
+    "v1-advance-completed.json",
+    "v1-advance-paid-off.json",
+    "v1-advance-rolled-over.json",
+    "v2-advance-completed.json",
+    "v2-advance-continued.json",
+    "v2-advance-paid-off.json",
+    "v2-advance-paused.json",
+    "v2-advance-rolled-over.json",
+    "v2-advance-started-with-update.json",
+];
+
 /// Histories recorded from earlier versions of the code (tests/fixtures, written with `RECORD_HISTORIES=1`)
 /// must replay against the current workflow code: a change that would break running advances fails here.
 #[tokio::test]
 async fn recorded_histories_replay_against_the_current_code() -> anyhow::Result<()> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
-    let mut replayed = 0;
-    for entry in std::fs::read_dir(&dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|ext| ext == "json") {
-            let history = WorkflowHistory::from_json(&std::fs::read(&path)?)?;
-            replay(history).await.map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
-            replayed += 1;
-        }
+    let mut found: Vec<String> = std::fs::read_dir(&dir)?
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    found.retain(|name| name.ends_with(".json"));
+    found.sort();
+    assert_eq!(found, FIXTURES, "the recorded histories in {} are exactly the named ones", dir.display());
+    for name in FIXTURES {
+        let path = dir.join(name);
+        let history = WorkflowHistory::from_json(&std::fs::read(&path)?)?;
+        replay(history).await.map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     }
-    assert!(replayed >= 3, "the recorded histories are in {}", dir.display());
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use advances_workflows::model::{AdvanceStatus, AdvanceTerms};
+use advances_model::{AdvanceStatus, AdvanceTerms};
 use advances_workflows::temporal::{connect, TemporalSettings};
 use advances_workflows::{workflow_id, AdvanceInput, AdvanceWorkflow, ReconcileWorkflow};
 use rust_decimal::Decimal;
@@ -21,8 +21,9 @@ use super::{current_rss_kib, env_or, peak_rss_kib, Run};
 // uses them here.
 #[allow(dead_code)]
 mod noop {
-    use advances_workflows::activities::{Alert, MoneyMove, MoneyOutcome, ReconcileReport};
-    use advances_workflows::model::{Advance, Mirror};
+    use advances_model::{Advance, Mirror};
+    use advances_model::{Alert, ReconcileReport};
+    use advances_workflows::activities::{MoneyMove, MoneyOutcome};
     use temporalio_macros::activities;
     use temporalio_sdk::activities::{ActivityContext, ActivityError};
     use uuid::Uuid;

@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use advances_activities::{Activities, ActivityMetrics, PAGE_ADVANCES};
+use advances_model::{IdRange, RangeProgress, ReconcileReport};
 use advances_store::Store;
-use advances_workflows::activities::{IdRange, RangeProgress, ReconcileReport};
 use advances_workflows::reconcile_workflow::RECONCILE_RANGES;
 use sqlx::PgPool;
 use system_tests::seed::{seed_open_advances, WORKER};

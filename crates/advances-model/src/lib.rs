@@ -1,0 +1,35 @@
+//! The advance model, as pure code (no Temporal, no clock, no I/O): what the workflows run on, the store
+//! mirrors and the API shows.
+//!
+//! - [`terms`]: an advance's terms and how its amount splits into payments;
+//! - [`keys`]: ids and ledger keys derived from business ids;
+//! - [`status`]: the statuses of an advance and its payments;
+//! - [`advance`]: the state and its payment schedule (grant, collect, roll over, default);
+//! - [`operator`]: pay off, pause, resume, cancel;
+//! - [`mirror`]: what changed since an earlier state, for the database's copy;
+//! - [`alerts`] and [`reconcile`]: what operators are told, and what a reconciliation run reports.
+//!
+//! Every state change keeps the seed's formula, `paid + scheduled + processing = amount`, while the advance is
+//! open.
+
+pub mod advance;
+pub mod alerts;
+pub mod keys;
+pub mod mirror;
+pub mod operator;
+pub mod reconcile;
+pub mod status;
+pub mod terms;
+
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod testing;
+
+pub use advance::{Advance, Pause, Payment, ScheduleError};
+pub use alerts::{Alert, AlertKind};
+pub use keys::{grant_key, payment_id, payment_key};
+pub use mirror::{AdvanceChange, ChangeError, Mirror};
+pub use reconcile::{IdRange, RangeProgress, ReconcileReport};
+pub use status::{AdvanceStatus, PaymentStatus};
+pub use terms::{split, AdvanceTerms, TermsError, MAX_PAYMENTS};
