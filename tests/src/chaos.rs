@@ -235,6 +235,9 @@ async fn run_client(
                 loop {
                     match broken_transfer(&target.pool, ids[src], ids[dst], amount).await {
                         Ok(moved) => break moved,
+                        Err(error) if started.elapsed() > patience => {
+                            anyhow::bail!("the broken transfer {key}: no answer within {patience:?}: {error:#}")
+                        }
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 },

@@ -11,17 +11,18 @@ use crate::http::poll_until;
 use crate::process::{free_port, ChildProcess};
 
 /// The `temporal` CLI: `TEST_TEMPORAL_CLI` (set by `make test` from scripts/deps.sh), else what
-/// `scripts/deps.sh temporal-path` finds (the real binary, not a shim that would outlive a kill).
+/// `scripts/deps.sh find-temporal` finds (the real binary, not a shim that would outlive a kill). Tests never
+/// install anything: a missing CLI is an error that names scripts/deps.sh.
 pub fn temporal_cli() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("TEST_TEMPORAL_CLI") {
         return Ok(path.into());
     }
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps.sh");
-    let output = Command::new(script).arg("temporal-path").stderr(Stdio::inherit()).output()?;
+    let output = Command::new(script).arg("find-temporal").stderr(Stdio::inherit()).output()?;
     let path = String::from_utf8(output.stdout)?.trim().to_owned();
     anyhow::ensure!(
         output.status.success() && !path.is_empty(),
-        "the temporal CLI is not installed: run scripts/deps.sh"
+        "the temporal CLI is not installed: run scripts/deps.sh (make test does)"
     );
     Ok(path.into())
 }
