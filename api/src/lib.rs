@@ -1,9 +1,84 @@
-//! The `advances-api`: start, inspect and command advances over REST ([`rest`]).
+//! The `advances-api`: start, inspect and command advances over REST.
 //!
-//! The worker that runs the workflows is another process (`advances-worker`, in `activities/`); the API starts
-//! and queries workflows through Temporal and reads the `advances` database through `advances-store`.
+//! The workflow is the source of truth while an advance runs (its query answers `GET`); the `advances`
+//! database answers once it has closed, and for lists. The same error format, money rules, client credentials,
+//! docs page, `/health` and `/metrics` as the accounts-service.
+//!
+//! - [`routes`]: the handlers, one module per resource; [`views`]: the JSON shapes; [`openapi`]: the document;
+//! - [`state`]: what every handler can reach; [`gateway`]: every call to Temporal;
+//! - [`config`]: the settings; [`scopes`]: what each client may do.
+//!
+//! The worker that runs the workflows is another process (`advances-worker`, in `activities/`).
 
 pub mod config;
-pub mod rest;
+pub mod gateway;
+pub mod openapi;
+pub mod routes;
 pub mod scopes;
+pub mod state;
 pub mod views;
+
+use std::future::Future;
+use std::time::Duration;
+
+use advances_store::Store;
+use advances_workflows::temporal;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use service_kit::auth::scoped;
+use service_kit::layers;
+use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::ApiSettings;
+use crate::gateway::Gateway;
+use crate::routes::{advances, alerts, commands, system};
+use crate::state::ApiState;
+
+/// The whole HTTP application.
+pub fn app(state: ApiState) -> Router {
+    let policy = state.policy();
+    let api = Router::new()
+        .route(
+            "/api/v1/advances",
+            scoped(post(advances::create_advance), scopes::ADVANCES_WRITE)
+                .merge(scoped(get(advances::list_advances), scopes::ADVANCES_READ)),
+        )
+        .route("/api/v1/advances/{advance_id}", scoped(get(advances::get_advance), scopes::ADVANCES_READ))
+        .route("/api/v1/advances/{advance_id}/cancel", scoped(post(commands::cancel_advance), scopes::ADVANCES_OPERATE))
+        .route(
+            "/api/v1/advances/{advance_id}/pay_off",
+            scoped(post(commands::pay_off_advance), scopes::ADVANCES_OPERATE),
+        )
+        .route("/api/v1/advances/{advance_id}/pause", scoped(post(commands::pause_advance), scopes::ADVANCES_OPERATE))
+        .route("/api/v1/advances/{advance_id}/resume", scoped(post(commands::resume_advance), scopes::ADVANCES_OPERATE))
+        .route("/api/v1/alerts", scoped(get(alerts::list_alerts), scopes::ALERTS_READ))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi::ApiDoc::openapi()) }));
+    let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::ApiDoc::openapi());
+    let router = Router::new()
+        .merge(layers::protect(api, &state.auth))
+        .merge(docs)
+        .route("/health", get(system::health))
+        .route("/metrics", get(system::metrics));
+    layers::standard_layers(router, &policy).with_state(state)
+}
+
+/// Connects to the database and Temporal, then serves on `listener` until `shutdown` completes.
+pub async fn run(
+    settings: ApiSettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let pool = advances_store::connect(settings.database_url.expose(), 16).await?;
+    let client = temporal::connect(&settings.temporal, "advances-api", Duration::from_secs(60)).await?;
+    temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
+    let (namespace, task_queue) = (settings.temporal.namespace.clone(), settings.temporal.task_queue.clone());
+    let gateway = Gateway::new(client, namespace, task_queue, settings.grant_wait);
+    let limits = settings.server;
+    let state = ApiState::new(settings, Store::new(pool.clone()), gateway)?;
+    tracing::info!(addr = %listener.local_addr()?, "advances-api listening");
+    let served = service_kit::serve::serve(listener, app(state), shutdown, limits).await;
+    pool.close().await;
+    served
+}

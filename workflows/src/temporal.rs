@@ -179,28 +179,43 @@ pub async fn ensure_reconcile_schedule(
     }
 }
 
-/// What [`advance_not_running`] says of a workflow Temporal does not know.
-pub const NO_SUCH_WORKFLOW: &str = "no such workflow";
+/// Why an advance's workflow is not running, as Temporal says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRunning {
+    /// Temporal does not know the workflow (never started, or past its retention).
+    Missing,
+    /// It closed: `completed`, `failed`, `canceled`, `terminated`, `continued as new`, `timed out`.
+    Closed(String),
+}
 
-/// What Temporal says of an advance's workflow when it is not running: `None` while it runs; else its state
-/// (`terminated`, `timed out`, `failed`, `completed`...) or `no such workflow`. Both reconciliation and the API
-/// ask it, because a query still answers from a closed workflow's last state.
-pub async fn advance_not_running(client: &Client, advance_id: uuid::Uuid) -> anyhow::Result<Option<String>> {
+impl std::fmt::Display for NotRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Missing => f.write_str("no such workflow"),
+            Self::Closed(status) => f.write_str(status),
+        }
+    }
+}
+
+/// What Temporal says of an advance's workflow when it is not running: `None` while it runs. Both
+/// reconciliation and the API ask it, because a query still answers from a closed workflow's last state.
+pub async fn advance_not_running(client: &Client, advance_id: uuid::Uuid) -> anyhow::Result<Option<NotRunning>> {
     let handle = client.get_workflow_handle::<crate::AdvanceWorkflow>(crate::workflow_id(advance_id));
     let status = match handle.describe(WorkflowDescribeOptions::default()).await {
         Ok(description) => description.status(),
-        Err(WorkflowInteractionError::NotFound(_)) => return Ok(Some(NO_SUCH_WORKFLOW.to_owned())),
+        Err(WorkflowInteractionError::NotFound(_)) => return Ok(Some(NotRunning::Missing)),
         Err(error) => return Err(error).context("describing the advance's workflow"),
     };
+    let closed = |status: &str| Some(NotRunning::Closed(status.to_owned()));
     Ok(match status {
         WorkflowExecutionStatus::Running => None,
-        WorkflowExecutionStatus::Completed => Some("completed".to_owned()),
-        WorkflowExecutionStatus::Failed => Some("failed".to_owned()),
-        WorkflowExecutionStatus::Canceled => Some("canceled".to_owned()),
-        WorkflowExecutionStatus::Terminated => Some("terminated".to_owned()),
-        WorkflowExecutionStatus::ContinuedAsNew => Some("continued as new".to_owned()),
-        WorkflowExecutionStatus::TimedOut => Some("timed out".to_owned()),
-        other => Some(format!("{other:?}").to_lowercase()),
+        WorkflowExecutionStatus::Completed => closed("completed"),
+        WorkflowExecutionStatus::Failed => closed("failed"),
+        WorkflowExecutionStatus::Canceled => closed("canceled"),
+        WorkflowExecutionStatus::Terminated => closed("terminated"),
+        WorkflowExecutionStatus::ContinuedAsNew => closed("continued as new"),
+        WorkflowExecutionStatus::TimedOut => closed("timed out"),
+        other => closed(&format!("{other:?}").to_lowercase()),
     })
 }
 

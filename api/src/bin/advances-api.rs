@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(settings.listen_addr)
                 .await
                 .with_context(|| format!("cannot listen on {}", settings.listen_addr))?;
-            advances_api::rest::run(settings, listener, service_kit::serve::shutdown_signal()).await
+            advances_api::run(settings, listener, service_kit::serve::shutdown_signal()).await
         }
         Command::Client(command) => {
             use advances_api::scopes::{ALL, TOKEN_PREFIX};

@@ -1,0 +1,144 @@
+//! `POST /api/v1/advances`, `GET /api/v1/advances/{id}`, `GET /api/v1/advances`.
+
+use advances_model::{Advance, AdvanceStatus};
+use advances_store::Registered;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ledger_contract::LedgerError;
+use serde::Deserialize;
+use service_kit::auth::Caller;
+use service_kit::extract::{ApiJson, ApiPath, ApiQuery, OptionalIdempotencyKey};
+use service_kit::{ApiError, ApiResult, ErrorBody};
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+use crate::state::ApiState;
+use crate::views::{AdvanceList, AdvanceView, CreateAdvanceRequest};
+
+/// Grants an advance and schedules its payments, as a durable Temporal workflow.
+#[utoipa::path(
+    post, path = "/api/v1/advances", tag = "advances",
+    request_body = CreateAdvanceRequest,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = r"^[!-~]+$", description = "The same key is the same advance: it never starts twice")),
+    responses(
+        (status = 201, description = "Started; `status` is `active` once the grant is made (`granting` if it took longer than GRANT_WAIT)", body = AdvanceView),
+        (status = 400, description = "Malformed JSON or ids", body = ErrorBody),
+        (status = 404, description = "The account does not exist", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "Invalid amount, or the key/advance id already used for another advance", body = ErrorBody),
+        (status = 503, description = "The accounts-service, Temporal or the database is unavailable", body = ErrorBody),
+    )
+)]
+pub async fn create_advance(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OptionalIdempotencyKey(key): OptionalIdempotencyKey,
+    ApiJson(request): ApiJson<CreateAdvanceRequest>,
+) -> ApiResult<Response> {
+    let amount =
+        request.amount.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
+    let advance_id = request
+        .advance_id
+        .or_else(|| key.as_ref().map(|key| advance_id_for_key(&caller.name, key.as_str())))
+        .unwrap_or_else(Uuid::new_v4);
+    let terms = state.terms(advance_id, request.account_id, amount.value());
+    terms.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
+    match state.ledger.account(terms.account_id).await {
+        Ok(_) => {}
+        Err(LedgerError::Api { status: 404, .. }) => {
+            return Err(ApiError::NotFound(format!("account {} does not exist", terms.account_id)))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "checking the account failed");
+            return Err(ApiError::UpstreamUnavailable("the accounts-service".into()));
+        }
+    }
+    let (created, terms) = match state.store.register(&Advance::new(terms.clone())).await? {
+        Registered::Created => (true, terms),
+        Registered::Exists(existing) if existing.account_id == terms.account_id && existing.amount == terms.amount => {
+            (false, *existing)
+        }
+        Registered::Exists(_) => return Err(ApiError::IdempotencyKeyReused),
+    };
+    let decided = match state.temporal.start(&terms).await {
+        Ok(decided) => decided,
+        Err(error) => {
+            if created {
+                state.store.forget_unstarted(terms.advance_id).await?;
+            }
+            return Err(error);
+        }
+    };
+    let advance = match decided {
+        Some(advance) => advance,
+        None => match state.temporal.live(terms.advance_id).await {
+            Some(live) => live,
+            None => state.store.get(terms.advance_id).await?.unwrap_or_else(|| Advance::new(terms.clone())),
+        },
+    };
+    Ok(super::advance_response(StatusCode::CREATED, &advance, !created))
+}
+
+/// Reads an advance: the live workflow state while it runs, the stored state once it has closed.
+#[utoipa::path(
+    get, path = "/api/v1/advances/{advance_id}", tag = "advances",
+    params(("advance_id" = Uuid, Path, description = "The advance's id")),
+    responses(
+        (status = 200, description = "The advance and every payment", body = AdvanceView),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such advance", body = ErrorBody),
+    )
+)]
+pub async fn get_advance(State(state): State<ApiState>, ApiPath(advance_id): ApiPath<Uuid>) -> ApiResult<Response> {
+    Ok((StatusCode::OK, Json(state.current(advance_id).await?)).into_response())
+}
+
+/// A stable id for advances created with an `Idempotency-Key`: the same client's same key is the same advance;
+/// another client's same key is another advance.
+pub fn advance_id_for_key(client: &str, key: &str) -> Uuid {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x5f0c_8a2e_6b1d_4c3a_9e7f_2d4b_8a6c_1e30);
+    // A NUL cannot occur in a client name or a key, so no two (client, key) pairs share a name.
+    Uuid::new_v5(&NAMESPACE, format!("{client}\0{key}").as_bytes())
+}
+
+/// The filters of the advances list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    pub account_id: Option<Uuid>,
+    /// `granting`, `active`, `completed`, `failed`, `defaulted` or `cancelled`.
+    #[param(pattern = "^(granting|active|completed|failed|defaulted|cancelled)$")]
+    pub status: Option<String>,
+    /// At most this many, newest first (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// Lists advances newest first, from the database's copy of each workflow's state.
+#[utoipa::path(
+    get, path = "/api/v1/advances", tag = "advances",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The advances", body = AdvanceList),
+        (status = 400, description = "Malformed parameter", body = ErrorBody),
+        (status = 422, description = "Unknown status or limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn list_advances(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<AdvanceList>> {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(AdvanceStatus::parse(text).ok_or_else(|| {
+            ApiError::validation(
+                "invalid_status",
+                format!("status {text:?} is not one of granting, active, completed, failed, defaulted, cancelled"),
+            )
+        })?),
+    };
+    let advances = state.store.list(query.account_id, status, super::limit(query.limit)?).await?;
+    Ok(Json(AdvanceList { advances: advances.iter().map(AdvanceView::from).collect() }))
+}

@@ -1,0 +1,38 @@
+//! `GET /api/v1/alerts`.
+
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use service_kit::extract::ApiQuery;
+use service_kit::{ApiResult, ErrorBody};
+use utoipa::IntoParams;
+
+use crate::state::ApiState;
+use crate::views::{AlertList, AlertView};
+
+/// The alerts' list parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// At most this many, newest first (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// Lists alerts newest first: defaults and reconciliation mismatches.
+#[utoipa::path(
+    get, path = "/api/v1/alerts", tag = "advances",
+    params(AlertQuery),
+    responses(
+        (status = 200, description = "The alerts", body = AlertList),
+        (status = 400, description = "Malformed parameter", body = ErrorBody),
+        (status = 422, description = "Limit out of range", body = ErrorBody),
+    )
+)]
+pub async fn list_alerts(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<AlertQuery>,
+) -> ApiResult<Json<AlertList>> {
+    let alerts = state.store.alerts(super::limit(query.limit)?).await?;
+    Ok(Json(AlertList { alerts: alerts.into_iter().map(AlertView::from).collect() }))
+}

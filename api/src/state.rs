@@ -1,0 +1,80 @@
+//! What every handler can reach, and the freshest view of an advance.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use advances_model::AdvanceTerms;
+use advances_store::Store;
+use ledger_contract::LedgerClient;
+use prometheus::Registry;
+use service_kit::auth::Authenticator;
+use service_kit::layers::HttpPolicy;
+use service_kit::metrics::HttpMetrics;
+use service_kit::{ApiError, ApiResult};
+use uuid::Uuid;
+
+use crate::config::ApiSettings;
+use crate::gateway::Gateway;
+use crate::scopes;
+use crate::views::AdvanceView;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct ApiState {
+    pub settings: Arc<ApiSettings>,
+    pub store: Store,
+    pub temporal: Gateway,
+    pub ledger: LedgerClient,
+    pub registry: Registry,
+    pub http: HttpMetrics,
+    pub auth: Authenticator,
+}
+
+impl ApiState {
+    pub fn new(settings: ApiSettings, store: Store, temporal: Gateway) -> anyhow::Result<Self> {
+        let ledger = LedgerClient::with_ca(
+            settings.accounts_url.expose(),
+            settings.accounts_api_token.as_ref().map(|token| token.expose().to_owned()),
+            Duration::from_secs(5),
+            settings.accounts_ca.as_deref(),
+        )?;
+        let registry = Registry::new();
+        let http = HttpMetrics::register(&registry)?;
+        let auth =
+            Authenticator::new(settings.auth, scopes::TOKEN_PREFIX, store.pool().clone(), settings.auth_cache_ttl);
+        Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http, auth })
+    }
+
+    pub fn policy(&self) -> HttpPolicy {
+        HttpPolicy { request_timeout: self.settings.request_timeout, metrics: self.http.clone() }
+    }
+
+    pub fn terms(&self, advance_id: Uuid, account_id: Uuid, amount: rust_decimal::Decimal) -> AdvanceTerms {
+        AdvanceTerms {
+            advance_id,
+            account_id,
+            amount,
+            payments: self.settings.advance_payments,
+            interval_ms: u64::try_from(self.settings.payment_interval.as_millis()).unwrap_or(u64::MAX),
+            max_failed_extra_payments: self.settings.max_failed_extra_payments,
+        }
+    }
+
+    /// The freshest view: the workflow's state while the advance is open, else the database's copy; an open
+    /// advance whose workflow is not running says so.
+    pub async fn current(&self, advance_id: Uuid) -> ApiResult<AdvanceView> {
+        let stored = self.store.get(advance_id).await?;
+        let stored = stored.ok_or_else(|| ApiError::NotFound(format!("advance {advance_id} does not exist")))?;
+        if !stored.status.is_open() {
+            return Ok(AdvanceView::from(&stored));
+        }
+        // A query would still answer from a terminated workflow's last state, so ask whether it runs first.
+        if let Some(temporal_says) = self.temporal.not_running(advance_id).await {
+            return Ok(AdvanceView::not_running(&stored, &temporal_says.to_string()));
+        }
+        Ok(match self.temporal.live(advance_id).await {
+            Some(live) if live.revision >= stored.revision => AdvanceView::from(&live),
+            _ => AdvanceView::from(&stored),
+        })
+    }
+}
