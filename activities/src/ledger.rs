@@ -1,8 +1,12 @@
 //! Moving money through the ledger's typed client, and what each of its answers means to an activity.
 
+use advances_model::{Alert, AlertKind};
 use advances_workflows::activities::{MoneyMove, MoneyOutcome};
 use ledger_contract::{BankTransactionRequest, LedgerClient, LedgerError, Transaction, TransactionStatus};
 use money::Amount;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+use crate::{retryable, Activities};
 
 /// How a call to the ledger went wrong. Neither is the client's failure: the payment waits, and Temporal
 /// retries the activity with the same key, with backoff, for as long as it takes.
@@ -58,6 +62,50 @@ pub async fn move_money(
             Ok(MoneyOutcome::Refused { reason: format!("{}: {}", body.error.code, body.error.message) })
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+impl Activities {
+    pub(crate) async fn move_money(
+        &self,
+        ctx: &ActivityContext,
+        operation: &str,
+        request: MoneyMove,
+        missing_account: MissingAccount,
+    ) -> Result<MoneyOutcome, ActivityError> {
+        let result = move_money(&self.ledger, &request, missing_account).await;
+        let outcome = match &result {
+            Ok(MoneyOutcome::Done { .. }) => "done",
+            Ok(MoneyOutcome::Refused { .. }) => "refused",
+            Err(CallError::Transient(_)) => "transient",
+            Err(CallError::NeedsOperator(_)) => "needs_operator",
+        };
+        self.metrics.ledger_calls.with_label_values(&[operation, outcome]).inc();
+        match result {
+            Ok(outcome) => {
+                tracing::info!(key = %request.idempotency_key, amount = %request.amount, ?outcome, "{operation}");
+                Ok(outcome)
+            }
+            Err(CallError::Transient(error)) => {
+                tracing::warn!(key = %request.idempotency_key, %error, "{operation} will be retried");
+                Err(retryable(error))
+            }
+            Err(CallError::NeedsOperator(error)) => {
+                // Not the client's failure: nothing is recorded as failed. The alert says why (once per cause),
+                // and the activity keeps retrying with backoff until an operator has fixed it.
+                let advance_id = ctx.info().workflow_id.as_deref().and_then(advances_workflows::advance_of_workflow);
+                let alert = Alert {
+                    advance_id,
+                    kind: AlertKind::LedgerRefused,
+                    message: format!(
+                        "{operation} with key {} (account {}, {}): {error}; it is retried until this is fixed",
+                        request.idempotency_key, request.account_id, request.amount
+                    ),
+                };
+                self.alert(&alert).await?;
+                Err(retryable(error))
+            }
+        }
     }
 }
 

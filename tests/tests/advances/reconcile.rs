@@ -2,7 +2,8 @@
 //! its last heartbeat, every page is checked once, and a payment the ledger agreed with is never looked up
 //! again (so its ledger row may go to cold storage).
 
-use advances_activities::{Activities, ActivityMetrics, PAGE_ADVANCES};
+use advances_activities::reconcile::PAGE_ADVANCES;
+use advances_activities::{Activities, ActivityMetrics};
 use advances_model::{AlertKind, IdRange, RangeProgress, ReconcileReport};
 use advances_store::Store;
 use system_tests::seed::{seed_open_advances, WORKER};

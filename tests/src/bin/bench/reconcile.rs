@@ -5,7 +5,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use advances_activities::{Activities, ActivityMetrics, PAGE_ADVANCES};
+use advances_activities::reconcile::PAGE_ADVANCES;
+use advances_activities::{Activities, ActivityMetrics};
 use advances_model::{IdRange, RangeProgress, ReconcileReport};
 use advances_store::Store;
 use advances_workflows::reconcile_workflow::RECONCILE_RANGES;
@@ -138,7 +139,7 @@ pub async fn reconcile_benchmarks(report: &mut String) -> anyhow::Result<()> {
          statement per page, in the same {RECONCILE_RANGES} ranges: no HTTP, no JSON, no checks. Each size is \
          reconciled twice: first with every check forgotten (each key is looked up), then again with every key \
          remembered as checked (the steady state: the formula of each advance, no lookup).\n",
-        advances_activities::LOOKUPS_IN_FLIGHT
+        advances_activities::reconcile::LOOKUPS_IN_FLIGHT
     )?;
     writeln!(
         report,
