@@ -1,9 +1,10 @@
-# One image with every binary of the workspace; docker-compose.yml picks the command per service.
+# One image with the three services' binaries; docker-compose.yml picks the command per service. They are built
+# alone: built with the workspace's test tools, they would get the tests' hooks too.
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --bins --locked
+RUN cargo build --release --locked -p accounts-service -p advances-api -p advances-activities
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \

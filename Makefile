@@ -7,7 +7,7 @@ SHELL := /bin/bash
 help:
 	@echo "make up     - bring the system up in the background and print its URLs (make down stops it)"
 	@echo "make test   - everything the tests need, then all tests"
-	@echo "make bench  - release benchmarks; figures go to BENCHMARKS.md"
+	@echo "make bench  - release benchmarks; figures go to BENCHMARKS.md (BASELINE=<rev>: an older ledger beside this one)"
 	@echo "make lint   - cargo fmt --check and clippy"
 	@echo "make chaos  - the bank test under faults at full size (RELIABILITY.md)"
 	@echo "make schemathesis - both services' OpenAPI specs against generated input (100 examples per operation)"
@@ -37,8 +37,10 @@ chaos:
 	  export TEST_DATABASE_URL="$$(POSTGRES_PROBE_PORT=1 scripts/postgres.sh)" && \
 	  CHAOS_PG_RESTART="$(CURDIR)/scripts/postgres.sh restart" target/release/chaos
 
+# `make bench BASELINE=<git rev>` also runs that revision's accounts-service beside this one (one keyed client).
 bench:
 	@scripts/deps.sh && export TEST_DATABASE_URL="$$(scripts/postgres.sh)" && \
+	  if [ -n "$(BASELINE)" ]; then export BENCH_BASELINE_LEDGER="$$(scripts/bench-baseline.sh $(BASELINE))"; fi && \
 	  cargo build --release --bins && \
 	  target/release/bench
 

@@ -63,7 +63,8 @@ for database in accounts advances; do
         || psql "$SERVER_URL" -qc "CREATE DATABASE $database"
 done
 
-cargo build --release --bins --manifest-path "$ROOT/Cargo.toml"
+# The three services alone: built with the workspace's test tools, they would get the tests' hooks too.
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -p accounts-service -p advances-api -p advances-activities
 BIN="$ROOT/target/release"
 ACCOUNTS_DB="${ACCOUNTS_DATABASE_URL:-$BASE/accounts}"
 ADVANCES_DB="${ADVANCES_DATABASE_URL:-$BASE/advances}"

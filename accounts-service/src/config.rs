@@ -57,7 +57,8 @@ pub struct Settings {
     pub archive_url: Option<String>,
     /// Whole UTC days kept in PostgreSQL after the day ends (`HOT_RETENTION_DAYS`).
     pub hot_retention_days: u32,
-    /// A test hook: the archive pass aborts the process right after this step (`ARCHIVE_STOP_AFTER`).
+    /// A test hook: the archive pass aborts the process right after this step (`ARCHIVE_STOP_AFTER`). Only a
+    /// build with the `test-hooks` feature (the tests') accepts it.
     pub archive_stop_after: Option<crate::archive::Step>,
 }
 
@@ -128,6 +129,9 @@ impl FromEnv for Settings {
         }
         if settings.idempotency_key_ttl < MIN_KEY_TTL {
             bail!("IDEMPOTENCY_KEY_TTL must be at least 7d: clients may retry for a week");
+        }
+        if settings.archive_stop_after.is_some() && !cfg!(feature = "test-hooks") {
+            bail!("ARCHIVE_STOP_AFTER is a test hook, and this build has none (it aborts the process mid-archive)");
         }
         let least = settings.least_hot_days();
         if settings.hot_retention_days < least || settings.hot_retention_days > 36_500 {

@@ -41,6 +41,8 @@ pub struct TestLedger {
 /// One accounts-service process: restartable on its port, killed with the test.
 pub struct ServiceInstance {
     pub base_url: String,
+    /// The accounts-service binary this instance runs (the workspace's own, or an older build to compare with).
+    binary: PathBuf,
     env: Vec<(String, String)>,
     log: PathBuf,
     client: reqwest::Client,
@@ -49,13 +51,19 @@ pub struct ServiceInstance {
 
 impl ServiceInstance {
     /// Starts the binary with `env` on a free port (`LISTEN_ADDR` is set here) and waits for it.
-    async fn spawn(mut env: Vec<(String, String)>, log: PathBuf, client: reqwest::Client) -> anyhow::Result<Self> {
+    async fn spawn(
+        binary: PathBuf,
+        mut env: Vec<(String, String)>,
+        log: PathBuf,
+        client: reqwest::Client,
+    ) -> anyhow::Result<Self> {
         let port = free_port()?;
         env.retain(|(name, _)| name != "LISTEN_ADDR");
         env.push(("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{port}")));
-        let process = ChildProcess::binary("accounts-service", &env, &log)?;
+        let process = ChildProcess::spawn(&binary, &[], &env, &log)?;
         let instance = Self {
             base_url: format!("http://127.0.0.1:{port}"),
+            binary,
             env,
             log,
             client,
@@ -86,7 +94,7 @@ impl ServiceInstance {
         let mut process = self.process.lock().await;
         process.kill()?;
         tokio::time::sleep(down).await;
-        *process = ChildProcess::binary("accounts-service", &self.env, &self.log)?;
+        *process = ChildProcess::spawn(&self.binary, &[], &self.env, &self.log)?;
         drop(process);
         self.wait_healthy().await
     }
@@ -117,16 +125,30 @@ impl TestLedger {
     /// Starts the service on a database the test prepared (an older schema, rows written before the service
     /// ran), with default settings plus `settings`.
     pub async fn start_on(database: TestDatabase, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_binary_on(crate::binary_path("accounts-service")?, database, settings).await
+    }
+
+    /// Starts another build of the accounts-service (an older version, for a benchmark against it) on a new
+    /// database, with default settings plus `settings`.
+    pub async fn start_binary(binary: PathBuf, settings: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::start_binary_on(binary, TestDatabase::create().await?, settings).await
+    }
+
+    async fn start_binary_on(
+        binary: PathBuf,
+        database: TestDatabase,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let mut env = vec![("DATABASE_URL".to_owned(), database.url.clone())];
         env.extend(settings.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())));
         let auth_off = settings.contains(&("AUTH", "off"));
         let token = match auth_off {
             true => None,
-            false => Some(add_client("accounts-service", &database.url, "test", &scopes::ALL).await?),
+            false => Some(add_client(&binary.to_string_lossy(), &database.url, "test", &scopes::ALL).await?),
         };
         let log = std::env::temp_dir().join(format!("accounts-service-{}.log", database.name));
         let client = client_with_token(token.as_deref())?;
-        let instance = ServiceInstance::spawn(env, log, client.clone()).await?;
+        let instance = ServiceInstance::spawn(binary, env, log, client.clone()).await?;
         let base_url = instance.base_url.clone();
         let api = LedgerClient::new(&base_url, token.clone(), Duration::from_secs(60))?;
         let options: PgConnectOptions = database.url.parse()?;
@@ -140,7 +162,7 @@ impl TestLedger {
     pub async fn add_instance(&self) -> anyhow::Result<ServiceInstance> {
         let n = uuid::Uuid::new_v4().simple();
         let log = std::env::temp_dir().join(format!("accounts-service-{}-{n}.log", self.database.name));
-        ServiceInstance::spawn(self.instance.env.clone(), log, self.client.clone()).await
+        ServiceInstance::spawn(self.instance.binary.clone(), self.instance.env.clone(), log, self.client.clone()).await
     }
 
     /// The service's address, for connections below HTTP (raw sockets, a TLS proxy in front of it).

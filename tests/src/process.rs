@@ -109,7 +109,9 @@ impl Drop for ChildProcess {
 /// Runs `<binary> client <args…>` against `database_url`, as an operator would; its stdout, or an error with
 /// what it printed when it fails.
 pub async fn client_command(binary: &str, database_url: &str, args: &[&str]) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(binary_path(binary)?)
+    // A path names another build of the binary (a benchmark's baseline); a name, the workspace's own.
+    let program = if binary.contains('/') { PathBuf::from(binary) } else { binary_path(binary)? };
+    let output = tokio::process::Command::new(program)
         .arg("client")
         .args(args)
         .env("DATABASE_URL", database_url)

@@ -8,7 +8,8 @@
 //! before the candidate are final: they are sealed. A transaction that stays open (a slow batch, a forgotten `BEGIN`) holds
 //! the frontier back; it never lets a row in under it.
 
-use std::time::{Duration, Instant};
+#[cfg(feature = "test-hooks")]
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -19,9 +20,11 @@ use super::DbResult;
 pub const MARK_EVERY: i64 = 100;
 
 /// How often [`seal`] looks again whether older transactions have ended.
+#[cfg(feature = "test-hooks")]
 const POLL: Duration = Duration::from_millis(10);
 
 /// What one [`seal`] did.
+#[cfg(feature = "test-hooks")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sealing {
     /// The frontier moved to the candidate; this many rows were numbered.
@@ -66,11 +69,13 @@ pub async fn seal_to(conn: &mut PgConnection, candidate: &Candidate) -> DbResult
 }
 
 /// Picks a candidate now, waits at most `wait` for it to be ready (looking every 10 ms), and seals up to it.
+/// A test hook (feature `test-hooks`):
 /// The service's own loop does not wait: it keeps its candidate until a later tick finds it ready.
+#[cfg(feature = "test-hooks")]
 pub async fn seal(pool: &PgPool, wait: Duration) -> DbResult<Sealing> {
     let mut conn = pool.acquire().await?;
     let candidate = candidate(&mut conn).await?;
-    let started = Instant::now();
+    let started = std::time::Instant::now();
     while !ready(&mut conn, &candidate).await? {
         if started.elapsed() >= wait {
             return Ok(Sealing::Waiting);

@@ -7,6 +7,7 @@
 //! Options (environment): `BENCH_SECONDS` per transfer scenario (default 10), `BENCH_ACCOUNTS` (default
 //! 100000), `BENCH_REPORT_SIZES` (rows in the report's window, default
 //! `100000,1000000,5000000,20000000`), `BENCH_ADVANCES` (default 500), `BENCH_SKIP_TRANSFERS=1`,
+//! `BENCH_SKIP_LONE=1` (one keyed client, against `BENCH_BASELINE_LEDGER` too when it names an older build),
 //! `BENCH_SKIP_SCALING=1` (group commit's settings and instances), `BENCH_SKIP_REPORT=1` (and within it
 //! `BENCH_SKIP_PARTITION_COST=1`, `BENCH_SKIP_ARCHIVE=1`, `BENCH_PARTITION_ROUNDS` (default 5),
 //! `BENCH_SKIP_KEY_LOOKUPS=1`, `BENCH_KEY_ROWS` (default 1800000)), `BENCH_SKIP_ADVANCES=1`,
@@ -14,6 +15,7 @@
 //! `10000,100000,1000000`).
 
 mod advances;
+mod lone;
 mod reconcile;
 mod report;
 
@@ -259,20 +261,6 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
             writeln!(report, "{} {per_commit} |", run.row(baseline))?;
         }
     }
-    // One client, on two fresh services of the same size in the same run: batched, and with one database
-    // transaction per request (BATCH_COMMITTERS=0, as before group commit). Alternated, twice each.
-    let lone_p50 = lone_client(seconds).await?;
-    writeln!(
-        report,
-        "\nOne client with `Idempotency-Key`, each on a fresh service with 10 000 accounts, runs alternated (two \
-         each): p50 batched {:.2} / {:.2} ms, one transaction per request (`BATCH_COMMITTERS=0`) {:.2} / {:.2} ms; \
-         ratio of the medians {:.2}.",
-        lone_p50[0][0],
-        lone_p50[0][1],
-        lone_p50[1][0],
-        lone_p50[1][1],
-        (lone_p50[0][0] + lone_p50[0][1]) / (lone_p50[1][0] + lone_p50[1][1])
-    )?;
     writeln!(
         report,
         "\nHot account: every transfer is paid by the same account, so they all queue on its row lock; the ratio is \
@@ -285,33 +273,6 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
     writeln!(report, "\nChecked after the run: the sum of all balances is unchanged ({total_after}).\n")?;
     pool.close().await;
     ledger.stop().await
-}
-
-/// p50s (ms) of one keyed client: `[batched runs, unbatched runs]`, two runs each, alternated.
-async fn lone_client(seconds: u64) -> anyhow::Result<[Vec<f64>; 2]> {
-    let ledgers = [start_ledger().await?, start_ledger_with(&[("BATCH_COMMITTERS", "0")]).await?];
-    let mut accounts = Vec::new();
-    for ledger in &ledgers {
-        let pool = PgPoolOptions::new().max_connections(2).connect(&ledger.database.url).await?;
-        accounts.push(Arc::new(create_accounts(&pool, 10_000).await?));
-        pool.close().await;
-    }
-    let mut p50 = [Vec::new(), Vec::new()];
-    for _ in 0..2 {
-        for (which, ledger) in ledgers.iter().enumerate() {
-            eprintln!("bench: 1 client, {}", if which == 0 { "batched" } else { "one transaction per request" });
-            let pool = PgPoolOptions::new().max_connections(1).connect(&ledger.database.url).await?;
-            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
-            let run =
-                run_transfers(Via::Http { keyed: true }, 1, seconds, Arc::clone(&accounts[which]), false, pool, target)
-                    .await?;
-            p50[which].push(run.percentile_ms(0.5));
-        }
-    }
-    for ledger in ledgers {
-        ledger.stop().await?;
-    }
-    Ok(p50)
 }
 
 /// The `ledger_batch_size` histogram's cumulative buckets: (upper bound, batches so far).
@@ -506,6 +467,9 @@ async fn main() -> anyhow::Result<()> {
     )?;
     if std::env::var("BENCH_SKIP_TRANSFERS").is_err() {
         transfer_benchmarks(&mut report).await?;
+    }
+    if std::env::var("BENCH_SKIP_LONE").is_err() {
+        lone::lone_client_benchmarks(&mut report).await?;
     }
     if std::env::var("BENCH_SKIP_SCALING").is_err() {
         scaling_benchmarks(&mut report).await?;
