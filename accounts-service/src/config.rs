@@ -9,7 +9,7 @@ use service_kit::serve::ServerLimits;
 use service_kit::settings::{Env, FromEnv};
 use service_kit::Secret;
 
-use crate::routes::reports::REPORT_WINDOW_DAYS;
+use crate::domain::REPORT_WINDOW_DAYS;
 
 /// Everything the service can be told from outside. See README.md for the variables.
 #[derive(Debug, Clone)]

@@ -1,8 +1,12 @@
-//! Domain rules with no I/O. Money itself is the `money` crate's; the ledger's own rule is the transfer.
+//! Domain rules with no I/O. Money itself is the `money` crate's; the ledger's own rules are the transfer and
+//! the report's window.
 
 pub mod transfer;
 
 use sha2::{Digest, Sha256};
+
+/// How far back the report may reach, in days (the seed's "last 5 days"); rows stay hot at least this long.
+pub const REPORT_WINDOW_DAYS: i64 = 5;
 
 /// A fingerprint of what a request asks for (route and normalized fields), to tell a replay from misuse of its
 /// Idempotency-Key.

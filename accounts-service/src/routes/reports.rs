@@ -16,10 +16,9 @@ use service_kit::{ApiError, ApiResult, ErrorBody};
 use uuid::Uuid;
 
 use crate::db::reports::{self, Export, Snapshot};
+use crate::domain::REPORT_WINDOW_DAYS;
 use crate::AppState;
 
-/// How far back a report may reach.
-pub const REPORT_WINDOW_DAYS: i64 = 5;
 /// A start this much older than the 5 days is still accepted, so a client that computes "now - 5 days"
 /// is not refused for the milliseconds its request spent in flight.
 pub const WINDOW_GRACE_SECONDS: i64 = 60;

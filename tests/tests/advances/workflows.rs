@@ -469,6 +469,8 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     let second = h.store.payments(tampered_failed.advance_id).await?.into_iter().nth(1).context("payment 2")?;
     sqlx::query(
         "UPDATE payments SET status = CASE number WHEN 2 THEN 'failed' ELSE status END,
+                             failure_reason = CASE number WHEN 2 THEN 'Insufficient funds' END,
+                             moved_to = CASE number WHEN 2 THEN 3 END,
                              amount = CASE number WHEN 3 THEN amount + $2 ELSE amount END
          WHERE advance_id = $1 AND number IN (2, 3)",
     )

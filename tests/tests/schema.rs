@@ -1,0 +1,74 @@
+//! The schemas hold the invariants on their own: rows the services never write, written behind their backs, are
+//! refused by a constraint (a bug in the code is caught by the database, and the other way round).
+
+use sqlx::PgPool;
+use system_tests::TestDatabase;
+use uuid::Uuid;
+
+async fn migrated(migrator: &sqlx::migrate::Migrator) -> anyhow::Result<(TestDatabase, PgPool)> {
+    let database = TestDatabase::create().await?;
+    let pool = PgPool::connect(&database.url).await?;
+    migrator.run(&pool).await?;
+    Ok((database, pool))
+}
+
+/// The constraint a statement broke, if it broke one.
+async fn refused_by(pool: &PgPool, sql: &str) -> Option<String> {
+    match sqlx::query(sql).execute(pool).await {
+        Err(sqlx::Error::Database(error)) => error.constraint().map(str::to_owned),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn the_advances_schema_refuses_unknown_alerts_and_inconsistent_payments() -> anyhow::Result<()> {
+    let (database, pool) = migrated(&advances_store::MIGRATOR).await?;
+    let refused = refused_by(&pool, "INSERT INTO alerts (kind, message) VALUES ('made_up', 'x')").await;
+    assert_eq!(refused.as_deref(), Some("alerts_kind_known"));
+    assert_eq!(refused_by(&pool, "INSERT INTO alerts (kind, message) VALUES ('defaulted', 'x')").await, None);
+
+    let advance = Uuid::new_v4();
+    sqlx::query("INSERT INTO advances (id, account_id, amount, status, state) VALUES ($1, $2, 20, 'active', '{}')")
+        .bind(advance)
+        .bind(Uuid::new_v4())
+        .execute(&pool)
+        .await?;
+    let payment = |number: i32, status: &str, reason: &str, moved_to: &str| {
+        format!(
+            "INSERT INTO payments (id, advance_id, number, amount, status, failure_reason, moved_to)
+             VALUES ('{}', '{advance}', {number}, 10, '{status}', {reason}, {moved_to})",
+            Uuid::new_v4()
+        )
+    };
+    for (sql, constraint) in [
+        (payment(1, "failed", "NULL", "2"), "payments_reason_iff_failed"),
+        (payment(1, "scheduled", "'no money'", "NULL"), "payments_reason_iff_failed"),
+        (payment(1, "superseded", "NULL", "NULL"), "payments_superseded_moved"),
+        (payment(1, "paid", "NULL", "2"), "payments_moved_only_when_failed_or_superseded"),
+        (payment(2, "failed", "'no money'", "2"), "payments_moved_to_another"),
+    ] {
+        assert_eq!(refused_by(&pool, &sql).await.as_deref(), Some(constraint), "{sql}");
+    }
+    assert_eq!(refused_by(&pool, &payment(1, "failed", "'no money'", "2")).await, None);
+    assert_eq!(refused_by(&pool, &payment(2, "superseded", "NULL", "3")).await, None);
+    pool.close().await;
+    database.drop_database().await
+}
+
+#[tokio::test]
+async fn a_key_claim_is_null_until_answered_and_never_the_old_sentinel() -> anyhow::Result<()> {
+    let (database, pool) = migrated(&accounts_service::db::MIGRATOR).await?;
+    let claim = |status: &str, body: &str| {
+        format!(
+            "INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body)
+             VALUES ('c', '{}', '', {status}, {body})",
+            Uuid::new_v4()
+        )
+    };
+    assert_eq!(refused_by(&pool, &claim("0", "''")).await.as_deref(), Some("idempotency_keys_status_http"));
+    assert_eq!(refused_by(&pool, &claim("201", "NULL")).await.as_deref(), Some("idempotency_keys_response_whole"));
+    assert_eq!(refused_by(&pool, &claim("NULL", "NULL")).await, None, "a claim without its answer yet");
+    assert_eq!(refused_by(&pool, &claim("201", "'{}'")).await, None);
+    pool.close().await;
+    database.drop_database().await
+}
