@@ -58,7 +58,7 @@ pub async fn move_money(
         Ok(Transaction { status: TransactionStatus::Fail, reason, .. }) => {
             Ok(MoneyOutcome::Refused { reason: reason.unwrap_or_else(|| "refused".to_owned()) })
         }
-        Err(LedgerError::Api { status: 404, body }) if missing_account == MissingAccount::IsARefusal => {
+        Err(LedgerError::Api { status: 404, body, .. }) if missing_account == MissingAccount::IsARefusal => {
             Ok(MoneyOutcome::Refused { reason: format!("{}: {}", body.error.code, body.error.message) })
         }
         Err(error) => Err(error.into()),
@@ -115,7 +115,7 @@ mod tests {
     use money::ErrorBody;
 
     fn answered(status: u16) -> CallError {
-        LedgerError::Api { status, body: ErrorBody::new("code", "message") }.into()
+        LedgerError::Api { service: "accounts-service", status, body: ErrorBody::new("code", "message") }.into()
     }
 
     #[test]
@@ -126,7 +126,7 @@ mod tests {
         for status in [400, 401, 403, 404, 413, 422] {
             assert!(matches!(answered(status), CallError::NeedsOperator(_)), "{status}");
         }
-        let unreadable = LedgerError::Unreadable { status: 201, detail: "<html>".into() };
+        let unreadable = LedgerError::Unreadable { service: "accounts-service", status: 201, detail: "<html>".into() };
         assert!(matches!(CallError::from(unreadable), CallError::Transient(_)));
     }
 }

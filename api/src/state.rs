@@ -16,7 +16,8 @@ use uuid::Uuid;
 use crate::config::ApiSettings;
 use crate::gateway::Gateway;
 use crate::scopes;
-use crate::views::AdvanceView;
+use crate::views::{advance_view, not_running_view};
+use advances_contract::AdvanceView;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -66,15 +67,15 @@ impl ApiState {
         let stored = self.store.get(advance_id).await?;
         let stored = stored.ok_or_else(|| ApiError::NotFound(format!("advance {advance_id} does not exist")))?;
         if !stored.status.is_open() {
-            return Ok(AdvanceView::from(&stored));
+            return Ok(advance_view(&stored));
         }
         // A query would still answer from a terminated workflow's last state, so ask whether it runs first.
         if let Some(temporal_says) = self.temporal.not_running(advance_id).await {
-            return Ok(AdvanceView::not_running(&stored, &temporal_says.to_string()));
+            return Ok(not_running_view(&stored, &temporal_says.to_string()));
         }
         Ok(match self.temporal.live(advance_id).await {
-            Some(live) if live.revision >= stored.revision => AdvanceView::from(&live),
-            _ => AdvanceView::from(&stored),
+            Some(live) if live.revision >= stored.revision => advance_view(&live),
+            _ => advance_view(&stored),
         })
     }
 }

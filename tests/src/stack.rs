@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use advances_contract::{AdvanceView, AdvancesClient, CreateAdvanceRequest, Created};
 use anyhow::Context;
 use ledger_contract::{scopes, TransactionStatus};
+use money::Amount;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
@@ -41,12 +43,14 @@ pub struct Stack {
     pub advances: sqlx::PgPool,
     pub api_url: String,
     pub worker_metrics_url: String,
-    /// Plain HTTP with [`Stack::token`].
+    /// Plain HTTP with [`Stack::token`], for requests the typed client would never send (bad input, raw checks).
     pub client: reqwest::Client,
+    /// The advances API's typed client (`advances-contract`), with [`Stack::token`].
+    pub api: AdvancesClient,
     /// The advances-api token of the client `test`, which holds every advances scope.
     pub token: String,
     pub logs: PathBuf,
-    api: ChildProcess,
+    api_process: ChildProcess,
     worker: Option<ChildProcess>,
     worker_env: Vec<(String, String)>,
 }
@@ -82,18 +86,20 @@ impl Stack {
         let mut api_env = common;
         api_env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{api_port}")));
         api_env.push(("ACCOUNTS_API_TOKEN".into(), api_ledger_token));
-        let api = ChildProcess::binary("advances-api", &api_env, &logs.join("advances-api.log"))?;
+        let api_process = ChildProcess::binary("advances-api", &api_env, &logs.join("advances-api.log"))?;
+        let api_url = format!("http://127.0.0.1:{api_port}");
         let mut stack = Self {
             temporal,
             ledger,
             advances: sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&advances_db.url).await?,
             advances_db,
-            api_url: format!("http://127.0.0.1:{api_port}"),
+            api: AdvancesClient::new(&api_url, Some(token.clone()), Duration::from_secs(60))?,
+            api_url,
             worker_metrics_url: format!("http://127.0.0.1:{metrics_port}"),
             client: client_with_token(Some(&token))?,
             token,
             logs,
-            api,
+            api_process,
             worker: None,
             worker_env,
         };
@@ -124,7 +130,7 @@ impl Stack {
 
     /// The pids of the accounts-service, the advances-api and the advances-worker.
     pub async fn pids(&self) -> [u32; 3] {
-        [self.ledger.pid().await, self.api.pid(), self.worker.as_ref().map_or(0, ChildProcess::pid)]
+        [self.ledger.pid().await, self.api_process.pid(), self.worker.as_ref().map_or(0, ChildProcess::pid)]
     }
 
     pub fn worker_log(&self) -> String {
@@ -148,17 +154,23 @@ impl Stack {
         }
     }
 
+    /// Asks for an advance of `amount` to `account` through the typed client.
+    pub async fn create_advance(&self, account: Uuid, amount: &str, key: Option<&str>) -> anyhow::Result<Created> {
+        let amount = Amount::parse(amount)?.into();
+        let request = CreateAdvanceRequest { account_id: account, amount, advance_id: None };
+        Ok(self.api.create_advance(&request, key).await?)
+    }
+
     /// Polls `GET /api/v1/advances/{id}` until `check` holds.
     pub async fn wait_for_advance(
         &self,
-        advance_id: &str,
+        advance_id: Uuid,
         limit: Duration,
-        check: impl Fn(&Value) -> bool,
-    ) -> anyhow::Result<Value> {
-        let path = format!("/api/v1/advances/{advance_id}");
+        check: impl Fn(&AdvanceView) -> bool,
+    ) -> anyhow::Result<AdvanceView> {
         poll_until(limit, || async {
-            let reply = self.get(&self.api_url, &path).await?;
-            Ok((reply.status == 200 && check(&reply.json)).then_some(reply.json))
+            let advance = self.api.advance(advance_id).await?;
+            Ok(check(&advance).then_some(advance))
         })
         .await
         .with_context(|| format!("advance {advance_id}; logs in {}", self.logs.display()))
@@ -195,7 +207,7 @@ impl Stack {
     /// Stops everything and drops the databases; the logs are removed too.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.kill_worker()?;
-        self.api.terminate(Duration::from_secs(30)).await?;
+        self.api_process.terminate(Duration::from_secs(30)).await?;
         self.advances.close().await;
         self.advances_db.drop_database().await?;
         self.ledger.stop().await?;

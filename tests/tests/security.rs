@@ -13,7 +13,7 @@ use system_tests::{dec, poll_until, Reply, TestLedger};
 const SHOP: &[&str] = &[scopes::ACCOUNTS_READ, scopes::ACCOUNTS_WRITE, scopes::TRANSFERS_WRITE];
 
 fn forbidden(error: &LedgerError, scope: &str) -> bool {
-    matches!(error, LedgerError::Api { status: 403, body } if body.error.code == "forbidden" && body.error.message.contains(scope))
+    matches!(error, LedgerError::Api { status: 403, body, .. } if body.error.code == "forbidden" && body.error.message.contains(scope))
 }
 
 #[tokio::test]

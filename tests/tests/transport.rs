@@ -75,7 +75,7 @@ async fn the_ledger_client_calls_an_https_ledger_with_a_private_ca_and_refuses_a
 
     let public_roots_only = LedgerClient::new(&https, ledger.token.clone(), Duration::from_secs(10))?;
     let refused = public_roots_only.create_account(None).await;
-    assert!(matches!(refused, Err(LedgerError::Transport(_))), "{refused:?}");
+    assert!(matches!(refused, Err(LedgerError::Transport { .. })), "{refused:?}");
     assert_eq!(ledger.transaction_count().await?, 0);
     drop(proxy);
     ledger.stop().await

@@ -7,15 +7,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ledger_contract::LedgerError;
-use serde::Deserialize;
 use service_kit::auth::Caller;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery, OptionalIdempotencyKey};
 use service_kit::{ApiError, ApiResult, ErrorBody};
-use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::state::ApiState;
-use crate::views::{AdvanceList, AdvanceView, CreateAdvanceRequest};
+use crate::views::advance_view;
+use advances_contract::{AdvanceList, AdvanceView, CreateAdvanceRequest, ListQuery};
 
 /// Grants an advance and schedules its payments, as a durable Temporal workflow.
 #[utoipa::path(
@@ -103,19 +102,6 @@ pub fn advance_id_for_key(client: &str, key: &str) -> Uuid {
     Uuid::new_v5(&NAMESPACE, format!("{client}\0{key}").as_bytes())
 }
 
-/// The filters of the advances list.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    pub account_id: Option<Uuid>,
-    /// `granting`, `active`, `completed`, `failed`, `defaulted` or `cancelled`.
-    #[param(pattern = "^(granting|active|completed|failed|defaulted|cancelled)$")]
-    pub status: Option<String>,
-    /// At most this many, newest first (1 to 1000, default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
-}
-
 /// Lists advances newest first, from the database's copy of each workflow's state.
 #[utoipa::path(
     get, path = "/api/v1/advances", tag = "advances",
@@ -140,5 +126,5 @@ pub async fn list_advances(
         })?),
     };
     let advances = state.store.list(query.account_id, status, super::limit(query.limit)?).await?;
-    Ok(Json(AdvanceList { advances: advances.iter().map(AdvanceView::from).collect() }))
+    Ok(Json(AdvanceList { advances: advances.iter().map(advance_view).collect() }))
 }

@@ -2,22 +2,12 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
 use service_kit::extract::ApiQuery;
 use service_kit::{ApiResult, ErrorBody};
-use utoipa::IntoParams;
 
 use crate::state::ApiState;
-use crate::views::{AlertList, AlertView};
-
-/// The alerts' list parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AlertQuery {
-    /// At most this many, newest first (1 to 1000, default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    pub limit: Option<i64>,
-}
+use crate::views::alert_view;
+use advances_contract::{AlertList, AlertQuery};
 
 /// Lists alerts newest first: defaults and reconciliation mismatches.
 #[utoipa::path(
@@ -34,5 +24,5 @@ pub async fn list_alerts(
     ApiQuery(query): ApiQuery<AlertQuery>,
 ) -> ApiResult<Json<AlertList>> {
     let alerts = state.store.alerts(super::limit(query.limit)?).await?;
-    Ok(Json(AlertList { alerts: alerts.into_iter().map(AlertView::from).collect() }))
+    Ok(Json(AlertList { alerts: alerts.into_iter().map(alert_view).collect() }))
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::gateway::{Command, Refused};
 use crate::state::ApiState;
-use crate::views::{AdvanceView, CommandRequest};
+use advances_contract::{AdvanceView, CommandRequest};
 
 /// The longest note an operator may give with a command, in characters.
 const MAX_REASON_CHARS: usize = 500;

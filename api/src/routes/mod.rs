@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use service_kit::{ApiError, ApiResult};
 
-use crate::views::AdvanceView;
+use crate::views::advance_view;
 
 /// The most advances or alerts one list returns.
 pub const MAX_LIMIT: i64 = 1000;
@@ -26,7 +26,7 @@ fn limit(value: Option<i64>) -> ApiResult<i64> {
 }
 
 fn advance_response(status: StatusCode, advance: &Advance, replayed: bool) -> Response {
-    let mut response = (status, Json(AdvanceView::from(advance))).into_response();
+    let mut response = (status, Json(advance_view(advance))).into_response();
     if replayed {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }

@@ -2,57 +2,44 @@
 
 use std::collections::HashSet;
 
-use advances_model::AlertKind;
-use advances_model::{AdvanceStatus, PaymentStatus};
+use advances_contract::{AdvanceState, AdvanceView, Command, ListQuery};
+use advances_model::{AlertKind, PaymentStatus};
 use advances_workflows::AdvanceWorkflow;
 use ledger_contract::{scopes, Direction, TransactionStatus};
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use system_tests::process::{add_client, client_with_token};
-use system_tests::{dec, decimal_of, poll_until, Reply, Stack};
+use system_tests::{dec, poll_until, Reply, Stack};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+use uuid::Uuid;
 
 use super::{temporal_client, LONG};
 
-fn payments(advance: &Value) -> Vec<Value> {
-    advance["payments"].as_array().cloned().unwrap_or_default()
-}
-
-/// An advance's `status` as the model's enum; anything else in the answer is a broken contract.
-fn status(advance: &Value) -> AdvanceStatus {
-    AdvanceStatus::deserialize(&advance["status"]).unwrap_or_else(|error| panic!("{error}: {advance}"))
-}
-
-/// A payment's `status` as the model's enum.
-fn payment_status(payment: &Value) -> PaymentStatus {
-    PaymentStatus::deserialize(&payment["status"]).unwrap_or_else(|error| panic!("{error}: {payment}"))
+/// Whether the advance still collects (the view's state is open, as the model's status says).
+fn is_open(advance: &AdvanceView) -> bool {
+    advance.status.status().is_some_and(|status| status.is_open())
 }
 
 #[tokio::test]
 async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_balance() -> anyhow::Result<()> {
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "300ms")]).await?;
     let account = stack.account("50").await?;
-    let created = stack
-        .post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": "100.00"}), Some("adv-1"))
-        .await?;
-    assert_eq!(created.status, 201, "{}", created.text);
-    assert_eq!((status(&created.json), created.decimal("amount")), (AdvanceStatus::Active, dec("100")));
-    let listed = payments(&created.json);
+    let created = stack.create_advance(account, "100.00", Some("adv-1")).await?.advance;
+    assert_eq!((created.status, created.amount), (AdvanceState::Active, dec("100")));
+    let listed = &created.payments;
     assert_eq!(listed.len(), 12, "all 12 payments are listed at once");
-    assert!(listed.iter().all(|p| p["due_at"].is_string() && p["payment_id"].is_string()));
-    assert_eq!(listed.iter().map(|p| decimal_of(&p["amount"])).sum::<Decimal>(), dec("100"));
-    assert_eq!(decimal_of(&listed[11]["amount"]), dec("8.37"), "the remainder is on the last");
+    assert!(listed.iter().all(|p| p.due_at.is_some()));
+    assert_eq!(listed.iter().map(|p| p.amount).sum::<Decimal>(), dec("100"));
+    assert_eq!(listed[11].amount, dec("8.37"), "the remainder is on the last");
 
-    let advance_id = created.str("advance_id").to_owned();
-    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
-    assert_eq!((decimal_of(&done["paid_amount"]), decimal_of(&done["outstanding_amount"])), (dec("100"), dec("0")));
+    let advance_id = created.advance_id;
+    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::Completed).await?;
+    assert_eq!((done.paid_amount, done.outstanding_amount), (dec("100"), dec("0")));
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "{debits:?}");
     assert!(debits.iter().all(|d| d.status == TransactionStatus::Success));
     assert_eq!(debits.iter().map(|d| d.amount).sum::<Decimal>(), dec("100"));
-    let keys: HashSet<String> =
-        payments(&done).iter().map(|p| format!("payment-{}", p["payment_id"].as_str().unwrap_or_default())).collect();
+    let keys: HashSet<String> = done.payments.iter().map(|p| format!("payment-{}", p.payment_id)).collect();
     let debit_keys: HashSet<String> = debits.iter().map(|d| d.idempotency_key.clone()).collect();
     assert_eq!(debit_keys, keys, "one debit per payment, by its key");
     assert_eq!(stack.balance(account).await?, dec("50"), "the balance is back where it started");
@@ -76,15 +63,14 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
 
     // Lists read the database's mirror, which the workflow's last activity writes just after the live state
     // (what GET answers) says completed: poll for it.
-    let path = format!("/api/v1/advances?account_id={account}&status=completed");
+    let query = ListQuery { account_id: Some(account), status: Some("completed".into()), limit: None };
     let listed = poll_until(LONG, || async {
-        let reply = stack.get(&stack.api_url, &path).await?;
-        Ok(reply.json["advances"].as_array().filter(|advances| !advances.is_empty()).cloned())
+        let advances = stack.api.advances(&query).await?;
+        Ok((!advances.is_empty()).then_some(advances))
     })
     .await?;
     assert_eq!(listed.len(), 1, "{listed:?}");
-    let alerts = stack.get(&stack.api_url, "/api/v1/alerts").await?;
-    assert_eq!(alerts.json["alerts"].as_array().map(Vec::len), Some(0));
+    assert_eq!(stack.api.alerts(None).await?.len(), 0);
 
     // Operators find it in Temporal (Web UI) by its search attributes.
     let query = format!("AdvanceAccountId = '{account}' AND AdvanceStatus = 'completed'");
@@ -98,34 +84,31 @@ async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra
 ) -> anyhow::Result<()> {
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "700ms")]).await?;
     let account = stack.account("0").await?;
-    let created =
-        stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 120}), None).await?;
-    assert_eq!(status(&created.json), AdvanceStatus::Active, "{}", created.text);
+    let created = stack.create_advance(account, "120", None).await?.advance;
+    assert_eq!(created.status, AdvanceState::Active, "{created:?}");
     stack.ledger.bank(account, "120", Direction::Debit).await?; // spent at once
-    let advance_id = created.str("advance_id").to_owned();
+    let advance_id = created.advance_id;
     let seen = stack
-        .wait_for_advance(&advance_id, LONG, |a| {
-            payments(a).get(11).is_some_and(|p| payment_status(p) == PaymentStatus::Failed)
-        })
+        .wait_for_advance(advance_id, LONG, |a| a.payments.get(11).is_some_and(|p| p.status == PaymentStatus::Failed))
         .await?;
-    let all = payments(&seen);
-    assert!(all.len() >= 13, "an extra payment after the last: {seen}");
+    let all = &seen.payments;
+    assert!(all.len() >= 13, "an extra payment after the last: {seen:?}");
     assert!(all[..12]
         .iter()
-        .all(|p| payment_status(p) == PaymentStatus::Failed && p["failure_reason"] == "Insufficient funds"));
+        .all(|p| p.status == PaymentStatus::Failed && p.failure_reason.as_deref() == Some("Insufficient funds")));
     // The extra payment carries the whole amount. It falls due 700 ms after the 12th failed; on a loaded machine
     // this poll may see it already under way (or, rarely, failed into a second extra payment).
-    assert_eq!(decimal_of(&all[12]["amount"]), dec("120"));
-    assert_eq!(decimal_of(&seen["outstanding_amount"]), dec("120"));
+    assert_eq!(all[12].amount, dec("120"));
+    assert_eq!(seen.outstanding_amount, dec("120"));
     stack.ledger.bank(account, "120", Direction::Credit).await?;
-    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
+    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::Completed).await?;
     let debits = stack.debits(account).await?;
     let (last, failed) = debits.split_last().ok_or_else(|| anyhow::anyhow!("no debits"))?;
     assert!(failed.iter().all(|d| d.status == TransactionStatus::Fail), "{debits:?}");
     assert_eq!((last.status, last.amount), (TransactionStatus::Success, dec("120")), "one debit collects it all");
-    let collected_by = payments(&done).last().map(|p| p["payment_id"].as_str().unwrap_or_default().to_owned());
-    assert_eq!(Some(last.idempotency_key.clone()), collected_by.map(|id| format!("payment-{id}")));
-    assert_eq!(debits.len(), payments(&done).len(), "one debit per payment, each attempted once: {debits:?}");
+    let collected_by = done.payments.last().map(|p| format!("payment-{}", p.payment_id));
+    assert_eq!(Some(last.idempotency_key.clone()), collected_by);
+    assert_eq!(debits.len(), done.payments.len(), "one debit per payment, each attempted once: {debits:?}");
     assert_eq!(stack.balance(account).await?, dec("0"));
     stack.stop().await
 }
@@ -134,43 +117,34 @@ async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra
 async fn a_worker_killed_mid_advance_and_restarted_collects_exactly_twelve_debits() -> anyhow::Result<()> {
     let mut stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "400ms"), ("GRANT_WAIT", "1s")]).await?;
     let account = stack.account("0").await?;
-    let created =
-        stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 60}), None).await?;
-    let advance_id = created.str("advance_id").to_owned();
-    stack
-        .wait_for_advance(&advance_id, LONG, |a| {
-            payments(a).iter().filter(|p| payment_status(p) == PaymentStatus::Paid).count() >= 3
-        })
-        .await?;
+    let created = stack.create_advance(account, "60", None).await?.advance;
+    let advance_id = created.advance_id;
+    let paid = |advance: &AdvanceView| advance.payments.iter().filter(|p| p.status == PaymentStatus::Paid).count();
+    stack.wait_for_advance(advance_id, LONG, |a| paid(a) >= 3).await?;
     stack.kill_worker()?;
     // Payments fall due while no worker runs; the GET still answers, from the database, with one overdue.
-    let overdue = |advance: &Value| {
+    let overdue = |advance: &AdvanceView| {
         let now = chrono::Utc::now();
-        payments(advance).iter().any(|p| {
-            let due = p["due_at"].as_str().and_then(|text| money::timestamp::parse_timestamp(text).ok());
-            payment_status(p) == PaymentStatus::Scheduled
-                && due.is_some_and(|due| due + chrono::Duration::seconds(1) < now)
+        advance.payments.iter().any(|p| {
+            p.status == PaymentStatus::Scheduled && p.due_at.is_some_and(|due| due + chrono::Duration::seconds(1) < now)
         })
     };
-    let while_down = stack.wait_for_advance(&advance_id, LONG, overdue).await?;
-    assert_eq!(status(&while_down), AdvanceStatus::Active, "{while_down}");
-    let paid_while_down = payments(&while_down).iter().filter(|p| payment_status(p) == PaymentStatus::Paid).count();
-    assert!((3..12).contains(&paid_while_down), "collection stopped with the worker: {while_down}");
+    let while_down = stack.wait_for_advance(advance_id, LONG, overdue).await?;
+    assert_eq!(while_down.status, AdvanceState::Active, "{while_down:?}");
+    assert!((3..12).contains(&paid(&while_down)), "collection stopped with the worker: {while_down:?}");
     // An advance asked for while no worker runs is started, and answered `granting` after GRANT_WAIT.
     let other_account = stack.account("0").await?;
-    let body = json!({"account_id": other_account, "amount": 12});
-    let waiting = stack.post(&stack.api_url, "/api/v1/advances", &body, None).await?;
-    assert_eq!((waiting.status, status(&waiting.json)), (201, AdvanceStatus::Granting), "{}", waiting.text);
+    let waiting = stack.create_advance(other_account, "12", None).await?.advance;
+    assert_eq!(waiting.status, AdvanceState::Granting, "{waiting:?}");
     stack.start_worker().await?;
-    let other = waiting.str("advance_id").to_owned();
-    stack.wait_for_advance(&other, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
+    stack.wait_for_advance(waiting.advance_id, LONG, |a| a.status == AdvanceState::Completed).await?;
     assert_eq!(stack.grants(other_account).await?, 1);
-    let done = stack.wait_for_advance(&advance_id, LONG, |a| status(a) == AdvanceStatus::Completed).await?;
+    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::Completed).await?;
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "exactly 12 debits, none twice: {debits:?}");
     assert_eq!(debits.iter().map(|d| &d.idempotency_key).collect::<HashSet<_>>().len(), 12);
     assert!(debits.iter().all(|d| d.status == TransactionStatus::Success));
-    assert_eq!(decimal_of(&done["paid_amount"]), dec("60"));
+    assert_eq!(done.paid_amount, dec("60"));
     assert_eq!(stack.grants(account).await?, 1);
     assert_eq!(stack.balance(account).await?, dec("0"));
     stack.stop().await
@@ -181,16 +155,14 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1h")]).await?;
     let account = stack.account("0").await?;
     let body = json!({"account_id": account, "amount": 90});
-    let attempts = (0..6).map(|_| stack.post(&stack.api_url, "/api/v1/advances", &body, Some("same-key")));
+    let attempts = (0..6).map(|_| stack.create_advance(account, "90", Some("same-key")));
     let replies = futures::future::try_join_all(attempts).await?;
-    let ids: HashSet<&str> = replies.iter().map(|r| r.str("advance_id")).collect();
+    let ids: HashSet<Uuid> = replies.iter().map(|r| r.advance.advance_id).collect();
     assert_eq!(ids.len(), 1, "one advance for one key: {replies:?}");
-    assert!(replies.iter().all(|r| r.status == 201));
-    let replayed = replies.iter().filter(|r| r.headers.get("idempotent-replayed").is_some()).count();
-    assert_eq!(replayed, 5, "the others are replays");
+    assert_eq!(replies.iter().filter(|r| r.replayed).count(), 5, "the others are replays");
     assert_eq!(stack.grants(account).await?, 1);
     assert_eq!(stack.balance(account).await?, dec("90"));
-    let advance_id = replies[0].str("advance_id").to_owned();
+    let advance_id = replies[0].advance.advance_id;
     let count = temporal_client(&stack)
         .await?
         .count_workflows(format!("WorkflowId = 'advance-{advance_id}'"), Default::default())
@@ -205,7 +177,7 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
     let again = stack.post(&stack.api_url, "/api/v1/advances", &by_id, None).await?;
     assert_eq!(
         (again.status, again.str("advance_id")),
-        (201, advance_id.as_str()),
+        (201, advance_id.to_string().as_str()),
         "the same advance id is the same advance"
     );
     assert_eq!(stack.grants(account).await?, 1);
@@ -243,7 +215,7 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
             .await?;
     assert_eq!(theirs.status, 201, "{}", theirs.text);
     assert!(theirs.headers.get("idempotent-replayed").is_none());
-    assert_ne!(theirs.str("advance_id"), advance_id, "not a replay of another client's advance");
+    assert_ne!(theirs.str("advance_id"), advance_id.to_string(), "not a replay of another client's advance");
     assert_eq!(stack.grants(account).await?, 2);
     for command in ["cancel", "pay_off", "pause", "resume"] {
         let path = format!("/api/v1/advances/{advance_id}/{command}");
@@ -255,8 +227,7 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
     assert_eq!((alerts.status, alerts.error_code()), (403, "forbidden"));
     let anonymous = Reply::read(reqwest::Client::new().get(api("/api/v1/advances")).send().await?).await?;
     assert_eq!((anonymous.status, anonymous.error_code()), (401, "unauthorized"));
-    let first = stack.get(&stack.api_url, &format!("/api/v1/advances/{advance_id}")).await?;
-    assert_eq!(status(&first.json), AdvanceStatus::Active, "nothing was cancelled");
+    assert_eq!(stack.api.advance(advance_id).await?.status, AdvanceState::Active, "nothing was cancelled");
 
     let spec = stack.get(&stack.api_url, "/api/v1/openapi.json").await?;
     let paths = spec.json["paths"].as_object().cloned().unwrap_or_default();
@@ -285,66 +256,57 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
     let account = stack.account("0").await?;
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let reply = stack
-            .post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": 120}), None)
-            .await?;
-        assert_eq!(status(&reply.json), AdvanceStatus::Active, "{}", reply.text);
-        ids.push(reply.str("advance_id").to_owned());
+        let created = stack.create_advance(account, "120", None).await?.advance;
+        assert_eq!(created.status, AdvanceState::Active, "{created:?}");
+        ids.push(created.advance_id);
     }
-    let path = |id: &str, command: &str| format!("/api/v1/advances/{id}/{command}");
+    let path = |id: Uuid, command: &str| format!("/api/v1/advances/{id}/{command}");
 
-    let paid_off = stack.post(&stack.api_url, &path(&ids[0], "pay_off"), &json!({}), None).await?;
-    assert_eq!(paid_off.status, 200, "{}", paid_off.text);
-    stack.wait_for_advance(&ids[0], LONG, |a| status(a) == AdvanceStatus::Completed).await?;
-    let cancelled =
-        stack.post(&stack.api_url, &path(&ids[1], "cancel"), &json!({"reason": "customer asked"}), None).await?;
-    assert_eq!(cancelled.status, 200, "{}", cancelled.text);
-    assert_eq!(status(&cancelled.json), AdvanceStatus::Cancelled);
-    assert_eq!(cancelled.str("status_reason"), "customer asked");
-    stack.wait_for_advance(&ids[1], LONG, |a| status(a) == AdvanceStatus::Cancelled).await?;
-    let twice = stack.post(&stack.api_url, &path(&ids[1], "cancel"), &json!({}), None).await?;
+    stack.api.command(ids[0], Command::PayOff, None).await?;
+    stack.wait_for_advance(ids[0], LONG, |a| a.status == AdvanceState::Completed).await?;
+    let cancelled = stack.api.command(ids[1], Command::Cancel, Some("customer asked")).await?;
+    assert_eq!(
+        (cancelled.status, cancelled.status_reason.as_deref()),
+        (AdvanceState::Cancelled, Some("customer asked"))
+    );
+    stack.wait_for_advance(ids[1], LONG, |a| a.status == AdvanceState::Cancelled).await?;
+    let twice = stack.post(&stack.api_url, &path(ids[1], "cancel"), &json!({}), None).await?;
     assert_eq!((twice.status, twice.error_code()), (409, "advance_not_active"));
-    let closed = stack.post(&stack.api_url, &path(&ids[0], "pay_off"), &json!({}), None).await?;
+    let closed = stack.post(&stack.api_url, &path(ids[0], "pay_off"), &json!({}), None).await?;
     assert_eq!(closed.status, 409);
-    let unknown =
-        stack.post(&stack.api_url, &path(&uuid::Uuid::new_v4().to_string(), "cancel"), &json!({}), None).await?;
+    let unknown = stack.post(&stack.api_url, &path(Uuid::new_v4(), "cancel"), &json!({}), None).await?;
     assert_eq!(unknown.status, 404);
     assert_eq!(stack.debits(account).await?.len(), 1, "the pay-off is one debit");
 
     // Pause and resume the third: while paused nothing else goes, and resuming moves the schedule later.
-    let before = stack.get(&stack.api_url, &format!("/api/v1/advances/{}", ids[2])).await?;
-    let paused = stack.post(&stack.api_url, &path(&ids[2], "pause"), &json!({"reason": "fraud check"}), None).await?;
-    assert_eq!(paused.status, 200, "{}", paused.text);
-    assert_eq!((paused.str("pause_reason"), status(&paused.json)), ("fraud check", AdvanceStatus::Active));
-    assert!(paused.json["paused_since"].is_string(), "{}", paused.text);
+    let before = stack.api.advance(ids[2]).await?;
+    let paused = stack.api.command(ids[2], Command::Pause, Some("fraud check")).await?;
+    assert_eq!((paused.pause_reason.as_deref(), paused.status), (Some("fraud check"), AdvanceState::Active));
+    assert!(paused.paused_since.is_some(), "{paused:?}");
     for (command, code) in [("pause", "advance_not_active"), ("pay_off", "advance_not_active")] {
-        let refused = stack.post(&stack.api_url, &path(&ids[2], command), &json!({}), None).await?;
+        let refused = stack.post(&stack.api_url, &path(ids[2], command), &json!({}), None).await?;
         assert_eq!((refused.status, refused.error_code()), (409, code), "{command} while paused: {}", refused.text);
         assert!(refused.text.contains("paused"), "{}", refused.text);
     }
-    let resumed = stack.post(&stack.api_url, &path(&ids[2], "resume"), &json!({}), None).await?;
-    assert_eq!(resumed.status, 200, "{}", resumed.text);
-    assert!(resumed.json.get("paused_since").is_none(), "{}", resumed.text);
-    let due = |view: &serde_json::Value| view["payments"][0]["due_at"].as_str().unwrap_or_default().to_owned();
-    assert!(due(&resumed.json) > due(&before.json), "{} after {}", due(&resumed.json), due(&before.json));
-    let again = stack.post(&stack.api_url, &path(&ids[2], "resume"), &json!({}), None).await?;
+    let resumed = stack.api.command(ids[2], Command::Resume, None).await?;
+    assert!(resumed.paused_since.is_none(), "{resumed:?}");
+    let due = |view: &AdvanceView| view.payments[0].due_at;
+    assert!(due(&resumed) > due(&before), "{:?} after {:?}", due(&resumed), due(&before));
+    let again = stack.post(&stack.api_url, &path(ids[2], "resume"), &json!({}), None).await?;
     assert_eq!((again.status, again.error_code()), (409, "advance_not_active"));
 
     // Tamper with the third advance's mirror: its payments no longer add up to the advance.
-    sqlx::query("UPDATE payments SET amount = amount - 5 WHERE advance_id = $1::uuid AND number = 7")
-        .bind(&ids[2])
+    sqlx::query("UPDATE payments SET amount = amount - 5 WHERE advance_id = $1 AND number = 7")
+        .bind(ids[2])
         .execute(&stack.advances)
         .await?;
     let alert = poll_until(LONG, || async {
-        let reply = stack.get(&stack.api_url, "/api/v1/alerts").await?;
-        let alerts = reply.json["alerts"].as_array().cloned().unwrap_or_default();
-        Ok(alerts
-            .into_iter()
-            .find(|a| AlertKind::deserialize(&a["kind"]).is_ok_and(|k| k == AlertKind::FormulaMismatch)))
+        let alerts = stack.api.alerts(None).await?;
+        Ok(alerts.into_iter().find(|a| a.kind == AlertKind::FormulaMismatch))
     })
     .await?;
-    assert_eq!(alert["advance_id"].as_str(), Some(ids[2].as_str()));
-    assert!(alert["message"].as_str().is_some_and(|m| m.contains("115") && m.contains("120")), "{alert}");
+    assert_eq!(alert.advance_id, Some(ids[2]));
+    assert!(alert.message.contains("115") && alert.message.contains("120"), "{alert:?}");
     // The counter is incremented just after the row is written: poll for it rather than race it.
     let counted = r#"advances_alerts_total{kind="formula_mismatch"} 1"#;
     poll_until(LONG, || async {
@@ -354,7 +316,9 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
     .await?;
     let log = stack.worker_log();
     assert!(
-        log.lines().any(|line| line.contains("ERROR") && line.contains(&ids[2]) && line.contains("formula_mismatch")),
+        log.lines().any(|line| {
+            line.contains("ERROR") && line.contains(&ids[2].to_string()) && line.contains("formula_mismatch")
+        }),
         "an ERROR line names the advance"
     );
     stack.stop().await
@@ -366,26 +330,23 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
 async fn a_client_squatting_every_payment_key_cannot_stop_an_advance_from_being_collected() -> anyhow::Result<()> {
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1s")]).await?;
     let account = stack.account("50").await?;
-    let created =
-        stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": "120"}), None).await?;
-    assert_eq!(created.status, 201, "{}", created.text);
+    let created = stack.create_advance(account, "120", None).await?.advance;
     let shop = [scopes::ACCOUNTS_READ, scopes::ACCOUNTS_WRITE, scopes::TRANSFERS_WRITE];
     let (_, mallory) = stack.ledger.client_with("mallory", &shop).await?;
-    for payment in payments(&created.json) {
-        let key = format!("payment-{}", payment["payment_id"].as_str().unwrap_or_default());
+    for payment in &created.payments {
+        let key = format!("payment-{}", payment.payment_id);
         mallory.create_account(Some(&key)).await?;
         assert!(mallory.transactions_by_key(&key).await?.is_empty(), "the worker's rows are not Mallory's to see");
     }
-    let advance_id = created.str("advance_id").to_owned();
-    let done = stack.wait_for_advance(&advance_id, LONG, |a| !status(a).is_open()).await?;
-    assert_eq!(status(&done), AdvanceStatus::Completed, "{done}");
-    assert!(payments(&done).iter().all(|p| payment_status(p) == PaymentStatus::Paid), "{done}");
+    let done = stack.wait_for_advance(created.advance_id, LONG, |a| !is_open(a)).await?;
+    assert_eq!(done.status, AdvanceState::Completed, "{done:?}");
+    assert!(done.payments.iter().all(|p| p.status == PaymentStatus::Paid), "{done:?}");
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "{debits:?}");
     assert!(debits.iter().all(|d| d.status == TransactionStatus::Success));
     assert_eq!(stack.balance(account).await?, dec("50"));
-    let alerts = stack.get(&stack.api_url, "/api/v1/alerts").await?;
-    assert_eq!(alerts.json["alerts"].as_array().map(Vec::len), Some(0), "{}", alerts.text);
+    let alerts = stack.api.alerts(None).await?;
+    assert!(alerts.is_empty(), "{alerts:?}");
     stack.stop().await
 }
 
@@ -396,31 +357,25 @@ async fn a_ledger_refusal_raises_an_alert_and_waits_for_an_operator_instead_of_f
 ) -> anyhow::Result<()> {
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "500ms")]).await?;
     let account = stack.account("50").await?;
-    let created =
-        stack.post(&stack.api_url, "/api/v1/advances", &json!({"account_id": account, "amount": "120"}), None).await?;
-    assert_eq!((created.status, status(&created.json)), (201, AdvanceStatus::Active), "{}", created.text);
+    let created = stack.create_advance(account, "120", None).await?.advance;
+    assert_eq!(created.status, AdvanceState::Active, "{created:?}");
     let set_revoked = |revoked: bool| {
         sqlx::query("UPDATE api_clients SET revoked_at = CASE WHEN $1 THEN now() END WHERE name = 'advances-worker'")
             .bind(revoked)
             .execute(&stack.ledger.pool)
     };
     set_revoked(true).await?;
-    let alert = poll_until(LONG, || async {
-        let alerts = stack.get(&stack.api_url, "/api/v1/alerts").await?;
-        Ok(alerts.json["alerts"].as_array().and_then(|alerts| alerts.first().cloned()))
-    })
-    .await?;
-    assert_eq!(alert["kind"], "ledger_refused", "{alert}");
-    assert!(alert["message"].as_str().is_some_and(|m| m.contains("401") && m.contains("payment-")), "{alert}");
-    let advance_id = created.str("advance_id").to_owned();
-    let waiting = stack.get(&stack.api_url, &format!("/api/v1/advances/{advance_id}")).await?;
-    assert_eq!(status(&waiting.json), AdvanceStatus::Active);
-    assert!(payments(&waiting.json).iter().all(|p| payment_status(p) != PaymentStatus::Failed), "{}", waiting.text);
-    assert!(payments(&waiting.json).iter().any(|p| payment_status(p) == PaymentStatus::Processing));
+    let alert = poll_until(LONG, || async { Ok(stack.api.alerts(None).await?.into_iter().next()) }).await?;
+    assert_eq!(alert.kind, AlertKind::LedgerRefused, "{alert:?}");
+    assert!(alert.message.contains("401") && alert.message.contains("payment-"), "{alert:?}");
+    let waiting = stack.api.advance(created.advance_id).await?;
+    assert_eq!(waiting.status, AdvanceState::Active);
+    assert!(waiting.payments.iter().all(|p| p.status != PaymentStatus::Failed), "{waiting:?}");
+    assert!(waiting.payments.iter().any(|p| p.status == PaymentStatus::Processing));
 
     set_revoked(false).await?;
-    let done = stack.wait_for_advance(&advance_id, LONG, |a| !status(a).is_open()).await?;
-    assert_eq!(status(&done), AdvanceStatus::Completed, "{done}");
+    let done = stack.wait_for_advance(created.advance_id, LONG, |a| !is_open(a)).await?;
+    assert_eq!(done.status, AdvanceState::Completed, "{done:?}");
     let debits = stack.debits(account).await?;
     assert_eq!((debits.len(), debits.iter().all(|d| d.status == TransactionStatus::Success)), (12, true));
     assert_eq!(stack.balance(account).await?, dec("50"));

@@ -1,0 +1,194 @@
+//! The advances API's requests and responses, as the API serializes them and its clients read them.
+
+use advances_model::{AdvanceStatus, AlertKind, PaymentStatus};
+use chrono::{DateTime, Utc};
+use money::schema::{money as money_schema, money_input as money_input_schema};
+use money::AmountInput;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// A request for an advance.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAdvanceRequest {
+    pub account_id: Uuid,
+    #[schema(schema_with = money_input_schema)]
+    pub amount: AmountInput,
+    /// Optional: the client's own id for the advance. The same id never starts a second advance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advance_id: Option<Uuid>,
+}
+
+/// An operator's command; the note is kept in the advance's status reason (cancel) or its pause reason (pause).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandRequest {
+    /// Why (at most 500 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Where an advance stands, as the API shows it: the model's status, or `workflow_not_running` when the
+/// database says it is open but its workflow does not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdvanceState {
+    Granting,
+    Active,
+    Completed,
+    Failed,
+    Defaulted,
+    Cancelled,
+    WorkflowNotRunning,
+}
+
+impl From<AdvanceStatus> for AdvanceState {
+    fn from(status: AdvanceStatus) -> Self {
+        match status {
+            AdvanceStatus::Granting => Self::Granting,
+            AdvanceStatus::Active => Self::Active,
+            AdvanceStatus::Completed => Self::Completed,
+            AdvanceStatus::Failed => Self::Failed,
+            AdvanceStatus::Defaulted => Self::Defaulted,
+            AdvanceStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
+impl AdvanceState {
+    /// The model's status, unless the workflow is not running.
+    pub fn status(self) -> Option<AdvanceStatus> {
+        match self {
+            Self::Granting => Some(AdvanceStatus::Granting),
+            Self::Active => Some(AdvanceStatus::Active),
+            Self::Completed => Some(AdvanceStatus::Completed),
+            Self::Failed => Some(AdvanceStatus::Failed),
+            Self::Defaulted => Some(AdvanceStatus::Defaulted),
+            Self::Cancelled => Some(AdvanceStatus::Cancelled),
+            Self::WorkflowNotRunning => None,
+        }
+    }
+}
+
+/// One payment of an advance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PaymentView {
+    pub payment_id: Uuid,
+    /// 1 to 12 for the regular payments; above for extra payments that carry failed amounts.
+    pub number: u32,
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub amount: Decimal,
+    /// When it is collected; null until the grant is made.
+    #[serde(with = "money::timestamp::option")]
+    #[schema(value_type = Option<String>, example = "2023-07-18 12:01:27.053")]
+    pub due_at: Option<DateTime<Utc>>,
+    /// `scheduled`, `processing`, `paid`, `failed`, `superseded` (merged by a pay-off) or `cancelled`.
+    #[schema(value_type = String, example = "scheduled")]
+    pub status: PaymentStatus,
+    /// The ledger transaction that collected it (`paid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<Uuid>,
+    /// Why it failed (`failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    /// The payment its amount went to (`failed`, `superseded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<u32>,
+}
+
+/// An advance and its schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AdvanceView {
+    pub advance_id: Uuid,
+    pub account_id: Uuid,
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub amount: Decimal,
+    /// `granting`, `active`, `completed`, `failed` (grant refused), `defaulted` or `cancelled`; or
+    /// `workflow_not_running` when the advance is open but its workflow is not running (terminated, timed out,
+    /// missing): nothing collects it until an operator acts, and `status_reason` says what Temporal says.
+    #[schema(
+        value_type = String,
+        example = "active",
+        pattern = "^(granting|active|completed|failed|defaulted|cancelled|workflow_not_running)$"
+    )]
+    pub status: AdvanceState,
+    /// Why it failed, defaulted or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(with = "money::timestamp::option")]
+    #[schema(value_type = Option<String>, example = "2023-07-11 12:01:27.053")]
+    pub granted_at: Option<DateTime<Utc>>,
+    pub grant_transaction_id: Option<Uuid>,
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub paid_amount: Decimal,
+    /// Scheduled and processing payments: what is still to be collected.
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub outstanding_amount: Decimal,
+    /// Time between payments, in milliseconds, fixed when the advance started.
+    pub payment_interval_ms: u64,
+    /// Set while an operator has paused collection: since when, and why.
+    #[serde(default, with = "money::timestamp::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "2023-07-12 09:30:00.000")]
+    pub paused_since: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_reason: Option<String>,
+    pub payments: Vec<PaymentView>,
+}
+
+/// A page of advances, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdvanceList {
+    pub advances: Vec<AdvanceView>,
+}
+
+/// An alert raised for operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertView {
+    pub alert_id: i64,
+    pub advance_id: Option<Uuid>,
+    /// `defaulted`, `formula_mismatch`, `ledger_mismatch`, `ledger_refused` or `workflow_not_running`.
+    #[schema(value_type = String, example = "formula_mismatch")]
+    pub kind: AlertKind,
+    pub message: String,
+    #[serde(with = "money::timestamp")]
+    #[schema(value_type = String, example = "2023-07-11 12:01:27.053")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// Alerts, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<AlertView>,
+}
+
+/// The filters of the advances list.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<Uuid>,
+    /// `granting`, `active`, `completed`, `failed`, `defaulted` or `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = "^(granting|active|completed|failed|defaulted|cancelled)$")]
+    pub status: Option<String>,
+    /// At most this many, newest first (1 to 1000, default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+/// The alerts' list parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertQuery {
+    /// At most this many, newest first (1 to 1000, default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
