@@ -85,6 +85,41 @@ async fn a_duplicate_of_a_held_key(settings: &[(&str, &str)]) -> anyhow::Result<
     app.stop().await
 }
 
+/// A request on its own waits for its key at most IDEMPOTENCY_WAIT, but for its accounts as long as the
+/// statement timeout allows: an account held a little longer than the key wait is waited for, not refused.
+#[tokio::test]
+async fn without_committers_a_keyed_request_waits_for_its_accounts_beyond_the_key_wait() -> anyhow::Result<()> {
+    let app = TestLedger::start_with(&[("IDEMPOTENCY_WAIT", "300ms"), ("BATCH_COMMITTERS", "0")]).await?;
+    let a = app.funded_account("100").await?;
+    let mut holder = app.pool.begin().await?;
+    sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE").bind(a).execute(&mut *holder).await?;
+    let body = json!({"dst_account_id": a, "amount": 1, "direction": "debit"});
+    let request = app.post("/api/v1/bank_transactions", &body, Some("patient"));
+    let release = async {
+        // Once the request waits for the account, it is held twice the key wait longer, then let go.
+        system_tests::poll_until(Duration::from_secs(10), || async {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'accounts-service'
+                   AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&app.pool)
+            .await?;
+            Ok((waiting > 0).then_some(()))
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        holder.rollback().await?;
+        anyhow::Ok(())
+    };
+    let (reply, released) = tokio::join!(request, release);
+    released?;
+    let reply = reply?;
+    assert_eq!((reply.status, reply.str("status")), (201, "success"), "{}", reply.text);
+    assert_eq!(app.balance(a).await?, Decimal::from(99));
+    app.stop().await
+}
+
 #[tokio::test]
 async fn the_bank_invariant_holds_under_sixteen_concurrent_clients() -> anyhow::Result<()> {
     the_bank_invariant_under_sixteen_clients(&[]).await

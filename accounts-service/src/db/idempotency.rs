@@ -85,7 +85,7 @@ pub async fn claim_keys(
         KeyLock::Try(timeout) => (false, timeout),
     };
     let (clients, texts) = columns(keys);
-    let claims: Vec<(bool, bool)> = sqlx::query_as(
+    let claims: Vec<(bool, bool, Option<String>)> = sqlx::query_as(
         "WITH settings AS (SELECT set_config('lock_timeout', $4, true)),
               requests AS (
                  SELECT k.i, k.client, k.key, k.hash,
@@ -97,7 +97,11 @@ pub async fn claim_keys(
                  SELECT client, key, hash FROM requests WHERE locked
                  ON CONFLICT (client, key) DO NOTHING
                  RETURNING client, key)
-         SELECT r.locked, c.key IS NOT NULL
+         SELECT r.locked, c.key IS NOT NULL,
+                -- A request on its own then waits for its accounts as long as the statement timeout allows. Run
+                -- per output row, once the claims it joins have been made (a later claim of the same statement
+                -- could only wait longer, never less: still bounded by the statement timeout).
+                CASE WHEN $5 THEN set_config('lock_timeout', '0', true) END
          FROM requests r LEFT JOIN claimed c ON c.client = r.client AND c.key = r.key
          ORDER BY r.i",
     )
@@ -112,14 +116,10 @@ pub async fn claim_keys(
         Some(LOCK_NOT_AVAILABLE) if wait => DbError::KeyInFlight,
         _ => error.into(),
     })?;
-    if wait {
-        // A request on its own waits for its accounts as long as the statement timeout allows.
-        sqlx::query("SET LOCAL lock_timeout = 0").execute(&mut *conn).await?;
-    }
     assert_eq!(claims.len(), keys.len(), "one claim per key");
     Ok(claims
         .into_iter()
-        .map(|(locked, fresh)| match (locked, fresh) {
+        .map(|(locked, fresh, _)| match (locked, fresh) {
             (false, _) => Claim::Elsewhere,
             (true, false) => Claim::Used,
             (true, true) => Claim::Fresh,
