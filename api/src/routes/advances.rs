@@ -119,10 +119,8 @@ pub async fn list_advances(
     let status = match query.status.as_deref() {
         None => None,
         Some(text) => Some(AdvanceStatus::parse(text).ok_or_else(|| {
-            ApiError::validation(
-                "invalid_status",
-                format!("status {text:?} is not one of granting, active, completed, failed, defaulted, cancelled"),
-            )
+            let known: Vec<&str> = AdvanceStatus::ALL.iter().map(|status| status.as_str()).collect();
+            ApiError::validation("invalid_status", format!("status {text:?} is not one of {}", known.join(", ")))
         })?),
     };
     let advances = state.store.list(query.account_id, status, super::limit(query.limit)?).await?;

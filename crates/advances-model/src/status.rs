@@ -32,10 +32,12 @@ impl AdvanceStatus {
         }
     }
 
+    /// Every status, in the order of an advance's life.
+    pub const ALL: [Self; 6] =
+        [Self::Granting, Self::Active, Self::Completed, Self::Failed, Self::Defaulted, Self::Cancelled];
+
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Granting, Self::Active, Self::Completed, Self::Failed, Self::Defaulted, Self::Cancelled]
-            .into_iter()
-            .find(|status| status.as_str() == text)
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
     }
 
     /// The statuses of an advance that still collects.
