@@ -15,7 +15,9 @@ use ledger_contract::Direction;
 
 use crate::activities::{AdvanceActivities, MoneyMove, MoneyOutcome};
 use crate::search;
-use advances_model::{grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms, Alert, AlertKind, Mirror};
+use advances_model::{
+    grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms, Alert, AlertKind, Mirror, ScheduleError,
+};
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
 
@@ -75,15 +77,31 @@ fn now<W>(ctx: &WorkflowContext<W>) -> DateTime<Utc> {
     ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default()
 }
 
-fn require_active(state: &AdvanceWorkflow) -> Result<(), Rejection> {
-    match state.advance.as_ref().map(|advance| advance.status) {
-        Some(AdvanceStatus::Active) => Ok(()),
-        Some(other) => Err(format!("the advance is {}, not active", other.as_str()).into()),
-        None => Err("the advance has not started".into()),
-    }
-}
-
 impl AdvanceWorkflow {
+    /// An update validator: the model's own rule for the command (`Advance::can_*`), its refusal in its words.
+    fn allows(&self, rule: impl Fn(&Advance) -> Result<(), ScheduleError>) -> Result<(), Rejection> {
+        let advance = self.advance.as_ref().ok_or("the advance has not started")?;
+        rule(advance).map_err(|refusal| refusal.to_string().into())
+    }
+
+    /// An update handler, after its validator accepted it: applies the command and answers the advance. The
+    /// validator asked the same rule of the same state, so a refusal here is a bug: it is logged, never silent.
+    /// The answer stays `Option<Advance>`, the type recorded in the histories of running advances.
+    fn command(
+        &mut self,
+        name: &str,
+        apply: impl FnOnce(&mut Advance) -> Result<(), ScheduleError>,
+    ) -> Option<Advance> {
+        let advance = self.advance.as_mut()?;
+        match apply(advance) {
+            Ok(()) => Some(advance.clone()),
+            Err(refusal) => {
+                tracing::error!(command = name, %refusal, "an accepted operator command was refused by the model");
+                None
+            }
+        }
+    }
+
     fn revision(&self) -> u64 {
         self.advance.as_ref().map_or(0, |advance| advance.revision)
     }
@@ -301,71 +319,48 @@ impl AdvanceWorkflow {
 
     #[update_validator(cancel)]
     fn validate_cancel(&self, _ctx: &WorkflowContextView, _reason: &String) -> Result<(), Rejection> {
-        require_active(self)
+        self.allows(Advance::can_cancel)
     }
 
     /// Stops future collection; a withdrawal already under way finishes and is recorded.
     #[update]
     pub fn cancel(&mut self, _ctx: &mut SyncWorkflowContext<Self>, reason: String) -> Option<Advance> {
-        let advance = self.advance.as_mut()?;
-        advance.cancel(&reason).ok()?;
-        Some(advance.clone())
+        self.command("cancel", |advance| advance.cancel(&reason))
     }
 
     #[update_validator(pay_off)]
     fn validate_pay_off(&self, _ctx: &WorkflowContextView, _note: &String) -> Result<(), Rejection> {
-        require_active(self)?;
-        if self.advance.as_ref().is_some_and(|advance| advance.paused.is_some()) {
-            return Err("the advance is paused; resume it first".into());
-        }
-        match self.advance.as_ref().and_then(Advance::next_due) {
-            Some(_) => Ok(()),
-            None => Err("nothing is scheduled to pay off".into()),
-        }
+        self.allows(Advance::can_pay_off)
     }
 
     /// Collects everything outstanding now, in one withdrawal.
     #[update]
     pub fn pay_off(&mut self, ctx: &mut SyncWorkflowContext<Self>, _note: String) -> Option<Advance> {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
-        let advance = self.advance.as_mut()?;
-        advance.pay_off(at).ok()?;
-        Some(advance.clone())
+        self.command("pay_off", |advance| advance.pay_off(at).map(|_| ()))
     }
 
     #[update_validator(pause)]
     fn validate_pause(&self, _ctx: &WorkflowContextView, _reason: &String) -> Result<(), Rejection> {
-        require_active(self)?;
-        match self.advance.as_ref().and_then(|advance| advance.paused.as_ref()) {
-            Some(_) => Err("the advance is already paused".into()),
-            None => Ok(()),
-        }
+        self.allows(Advance::can_pause)
     }
 
     /// Stops collection until resumed; a withdrawal already under way finishes and is recorded.
     #[update]
     pub fn pause(&mut self, ctx: &mut SyncWorkflowContext<Self>, reason: String) -> Option<Advance> {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
-        let advance = self.advance.as_mut()?;
-        advance.pause(at, &reason).ok()?;
-        Some(advance.clone())
+        self.command("pause", |advance| advance.pause(at, &reason))
     }
 
     #[update_validator(resume)]
     fn validate_resume(&self, _ctx: &WorkflowContextView, _note: &String) -> Result<(), Rejection> {
-        require_active(self)?;
-        match self.advance.as_ref().and_then(|advance| advance.paused.as_ref()) {
-            Some(_) => Ok(()),
-            None => Err("the advance is not paused".into()),
-        }
+        self.allows(Advance::can_resume)
     }
 
     /// Continues collection; every payment still scheduled moves later by the time the advance was paused.
     #[update]
     pub fn resume(&mut self, ctx: &mut SyncWorkflowContext<Self>, _note: String) -> Option<Advance> {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
-        let advance = self.advance.as_mut()?;
-        advance.resume(at).ok()?;
-        Some(advance.clone())
+        self.command("resume", |advance| advance.resume(at).map(|_| ()))
     }
 }

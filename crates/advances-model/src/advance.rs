@@ -67,6 +67,8 @@ pub enum ScheduleError {
     Paused,
     #[error("the advance is not paused")]
     NotPaused,
+    #[error("the advance is already paused")]
+    AlreadyPaused,
 }
 
 fn add(at: DateTime<Utc>, interval: Duration, times: u32) -> DateTime<Utc> {

@@ -7,13 +7,46 @@ use crate::advance::{Advance, Pause, ScheduleError};
 use crate::status::{AdvanceStatus, PaymentStatus};
 
 impl Advance {
-    /// An operator asks to collect everything outstanding now: the scheduled payments merge into the first
-    /// of them, due at `now`. Returns that payment's number.
-    pub fn pay_off(&mut self, now: DateTime<Utc>) -> Result<u32, ScheduleError> {
+    /// Whether [`Advance::pay_off`] applies now: the one place of its rule, which the workflow's update
+    /// validator asks too.
+    pub fn can_pay_off(&self) -> Result<(), ScheduleError> {
         self.require_active()?;
         if self.paused.is_some() {
             return Err(ScheduleError::Paused);
         }
+        match self.payments.iter().any(|p| p.status == PaymentStatus::Scheduled) {
+            true => Ok(()),
+            false => Err(ScheduleError::NothingOutstanding),
+        }
+    }
+
+    /// Whether [`Advance::pause`] applies now.
+    pub fn can_pause(&self) -> Result<(), ScheduleError> {
+        self.require_active()?;
+        match self.paused {
+            Some(_) => Err(ScheduleError::AlreadyPaused),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether [`Advance::resume`] applies now.
+    pub fn can_resume(&self) -> Result<(), ScheduleError> {
+        self.require_active()?;
+        match self.paused {
+            Some(_) => Ok(()),
+            None => Err(ScheduleError::NotPaused),
+        }
+    }
+
+    /// Whether [`Advance::cancel`] applies now.
+    pub fn can_cancel(&self) -> Result<(), ScheduleError> {
+        self.require_active()
+    }
+
+    /// An operator asks to collect everything outstanding now: the scheduled payments merge into the first
+    /// of them, due at `now`. Returns that payment's number.
+    pub fn pay_off(&mut self, now: DateTime<Utc>) -> Result<u32, ScheduleError> {
+        self.can_pay_off()?;
         let mut scheduled: Vec<u32> =
             self.payments.iter().filter(|p| p.status == PaymentStatus::Scheduled).map(|p| p.number).collect();
         scheduled.sort_unstable();
@@ -37,10 +70,7 @@ impl Advance {
     /// An operator pauses collection at `at`: nothing new is collected (a withdrawal under way finishes) until
     /// [`Advance::resume`]. The amounts do not change, so the formula holds throughout.
     pub fn pause(&mut self, at: DateTime<Utc>, reason: &str) -> Result<(), ScheduleError> {
-        self.require_active()?;
-        if self.paused.is_some() {
-            return Err(ScheduleError::Paused);
-        }
+        self.can_pause()?;
         self.paused = Some(Pause { since: at, reason: reason.to_owned() });
         self.changed();
         Ok(())
@@ -49,7 +79,7 @@ impl Advance {
     /// An operator resumes collection at `at`: every payment still scheduled moves later by the time the advance
     /// was paused, so the client keeps the same spacing between payments it had before the pause. Returns that time.
     pub fn resume(&mut self, at: DateTime<Utc>) -> Result<chrono::Duration, ScheduleError> {
-        self.require_active()?;
+        self.can_resume()?;
         let pause = self.paused.take().ok_or(ScheduleError::NotPaused)?;
         let paused_for = (at - pause.since).max(chrono::Duration::zero());
         for payment in &mut self.payments {
@@ -63,7 +93,7 @@ impl Advance {
 
     /// An operator stops future collection. A withdrawal already under way finishes and is recorded.
     pub fn cancel(&mut self, reason: &str) -> Result<(), ScheduleError> {
-        self.require_active()?;
+        self.can_cancel()?;
         self.close(AdvanceStatus::Cancelled, reason);
         Ok(())
     }
@@ -124,7 +154,7 @@ mod tests {
         assert_eq!(advance.next_due(), None, "nothing falls due while paused");
         assert_eq!(advance.start(2), Err(ScheduleError::Paused));
         assert_eq!(advance.pay_off(at(3)), Err(ScheduleError::Paused));
-        assert_eq!(advance.pause(at(3), "again"), Err(ScheduleError::Paused));
+        assert_eq!(advance.pause(at(3), "again"), Err(ScheduleError::AlreadyPaused));
         assert!(advance.formula_holds());
         assert!(advance.describe().contains("paused since"), "{}", advance.describe());
         assert_eq!(advance.resume(at(4)), Ok(chrono::Duration::milliseconds(2500)));
@@ -148,5 +178,22 @@ mod tests {
         assert_eq!(advance.cancel("fraud"), Ok(()));
         assert_eq!((advance.status, advance.paused.as_ref()), (AdvanceStatus::Cancelled, None));
         assert_eq!(Advance::new(terms("120")).pause(at(0), "x"), Err(ScheduleError::NotActive("granting")));
+    }
+
+    #[test]
+    fn each_commands_check_says_exactly_what_the_command_does() {
+        let mut paused = granted("120");
+        assert_eq!(paused.pause(at(1), "p"), Ok(()));
+        let mut cancelled = granted("120");
+        assert_eq!(cancelled.cancel("c"), Ok(()));
+        let mut paid_off = granted("120");
+        assert!(paid_off.pay_off(at(1)).is_ok() && paid_off.start(1).is_ok(), "nothing scheduled, one processing");
+        for advance in [Advance::new(terms("120")), granted("120"), paused, cancelled, paid_off] {
+            let (mut a, mut b, mut c, mut d) = (advance.clone(), advance.clone(), advance.clone(), advance.clone());
+            assert_eq!(advance.can_pay_off(), a.pay_off(at(2)).map(|_| ()), "{advance:?}");
+            assert_eq!(advance.can_pause(), b.pause(at(2), "p"), "{advance:?}");
+            assert_eq!(advance.can_resume(), c.resume(at(2)).map(|_| ()), "{advance:?}");
+            assert_eq!(advance.can_cancel(), d.cancel("c"), "{advance:?}");
+        }
     }
 }
