@@ -250,7 +250,8 @@ macro_rules! archived_columns {
             [$(<$kind as Column>::select(stringify!($name))),+].join(", ")
         }
 
-        fn schema() -> SchemaRef {
+        /// The Parquet schema of an archive file.
+        pub fn file_schema() -> SchemaRef {
             Arc::new(Schema::new(vec![
                 $(Field::new(stringify!($name), <$kind as Column>::data_type(), <$kind as Column>::NULLABLE)),+
             ]))
@@ -265,7 +266,7 @@ macro_rules! archived_columns {
                 }
                 <$kind as Column>::finish(builder)
             }),+];
-            Ok(RecordBatch::try_new(schema(), columns)?)
+            Ok(RecordBatch::try_new(file_schema(), columns)?)
         }
 
         fn read_batch(batch: &RecordBatch, each: &mut impl FnMut(ArchivedRow)) -> anyhow::Result<()> {
@@ -300,11 +301,6 @@ archived_columns! {
     idempotency_key: OptText,
     created_xid: Xid,
     recorded_by: OptText,
-}
-
-/// The Parquet schema of an archive file.
-pub fn file_schema() -> SchemaRef {
-    schema()
 }
 
 /// Decodes a Parquet file written from [`to_batch`] back into rows, calling `each` for every row in order.

@@ -99,10 +99,9 @@ impl JsonClient {
         builder: RequestBuilder,
         success: StatusCode,
     ) -> Result<(T, bool), CallError> {
-        let service = self.service;
         let response = builder.send().await.map_err(|error| self.transport(error))?;
         let replayed = response.headers().get("idempotent-replayed").is_some_and(|value| value == "true");
-        Ok((read(service, response, success).await.map_err(|error| self.transport_or(error))?, replayed))
+        Ok((self.read(response, success).await?, replayed))
     }
 
     /// Sends `builder` and reads `success` as `T`.
@@ -133,35 +132,22 @@ impl JsonClient {
     fn transport(&self, error: reqwest::Error) -> CallError {
         CallError::Transport { service: self.service, error: error.without_url() }
     }
-
-    fn transport_or(&self, error: Read) -> CallError {
-        match error {
-            Read::Body(error) => self.transport(error),
-            Read::Answer(error) => error,
-        }
-    }
 }
 
-/// Why reading an answer failed: its body did not arrive, or it was not the success.
-enum Read {
-    Body(reqwest::Error),
-    Answer(CallError),
-}
-
-/// Reads `success` as `T`, and any other status as the service's error envelope.
-async fn read<T: DeserializeOwned>(service: &'static str, response: Response, success: StatusCode) -> Result<T, Read> {
-    let status = response.status();
-    let text = response.text().await.map_err(Read::Body)?;
-    let unreadable = |error: serde_json::Error| {
-        Read::Answer(CallError::Unreadable {
+impl JsonClient {
+    /// Reads `success` as `T`, and any other status as the service's error envelope.
+    async fn read<T: DeserializeOwned>(&self, response: Response, success: StatusCode) -> Result<T, CallError> {
+        let (service, status) = (self.service, response.status());
+        let text = response.text().await.map_err(|error| self.transport(error))?;
+        let unreadable = |error: serde_json::Error| CallError::Unreadable {
             service,
             status: status.as_u16(),
             detail: format!("{error}: {}", text.chars().take(200).collect::<String>()),
-        })
-    };
-    if status == success {
-        return serde_json::from_str(&text).map_err(unreadable);
+        };
+        if status == success {
+            return serde_json::from_str(&text).map_err(unreadable);
+        }
+        let body: ErrorBody = serde_json::from_str(&text).map_err(unreadable)?;
+        Err(CallError::Api { service, status: status.as_u16(), body })
     }
-    let body: ErrorBody = serde_json::from_str(&text).map_err(unreadable)?;
-    Err(Read::Answer(CallError::Api { service, status: status.as_u16(), body }))
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use sqlx::postgres::PgPoolOptions;
 use system_tests::TestLedger;
 
-use crate::{create_accounts, env_or, run_transfers, start_ledger_with, Via};
+use crate::{create_accounts, env_or, run_transfers, start_ledger_built, start_ledger_with, Via};
 
 /// One service the lone client runs against.
 struct Subject {
@@ -23,11 +23,7 @@ struct Subject {
 async fn subject(label: &str, binary: Option<&PathBuf>, settings: &[(&str, &str)]) -> anyhow::Result<Subject> {
     let ledger = match binary {
         None => start_ledger_with(settings).await?,
-        Some(binary) => {
-            let mut all = vec![("RUST_LOG", "warn"), ("REQUEST_TIMEOUT", "120s"), ("DB_STATEMENT_TIMEOUT", "120s")];
-            all.extend_from_slice(settings);
-            TestLedger::start_binary(binary.clone(), &all).await?
-        }
+        Some(binary) => start_ledger_built(binary.clone(), settings).await?,
     };
     let pool = PgPoolOptions::new().max_connections(2).connect(&ledger.database.url).await?;
     let accounts = Arc::new(create_accounts(&pool, 10_000).await?);

@@ -80,6 +80,11 @@ async fn start_ledger() -> anyhow::Result<TestLedger> {
 
 /// [`start_ledger`] with more settings.
 async fn start_ledger_with(more: &[(&str, &str)]) -> anyhow::Result<TestLedger> {
+    start_ledger_built(binary_path("accounts-service")?, more).await
+}
+
+/// [`start_ledger_with`] of another build of the accounts-service (an older revision, to compare with).
+async fn start_ledger_built(binary: std::path::PathBuf, more: &[(&str, &str)]) -> anyhow::Result<TestLedger> {
     let pool_size = POOL_SIZE.to_string();
     let mut settings = vec![
         ("DB_POOL_SIZE", pool_size.as_str()),
@@ -88,7 +93,7 @@ async fn start_ledger_with(more: &[(&str, &str)]) -> anyhow::Result<TestLedger> 
         ("DB_STATEMENT_TIMEOUT", "120s"),
     ];
     settings.extend_from_slice(more);
-    TestLedger::start_with(&settings).await
+    TestLedger::start_binary(binary, &settings).await
 }
 
 /// The service's `ledger_batch_size` histogram: (batches, requests) so far.
