@@ -17,14 +17,13 @@ use std::time::Duration;
 
 use std::collections::HashSet;
 
-use advances_model::{AdvanceStatus, PaymentStatus};
+use advances_contract::{AdvanceView, ListQuery};
+use advances_model::AdvanceStatus;
 use ledger_contract::TransactionStatus;
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use system_tests::chaos::{self, pause_unless_stopped, terminate_backends, FaultLog, Target, Workload};
-use system_tests::{binary_path, decimal_of, poll_until, server_url, Lcg, Stack, TestLedger};
+use system_tests::{binary_path, poll_until, server_url, Lcg, Stack, TestLedger};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -37,18 +36,9 @@ fn restart_postgres(command: &str) -> anyhow::Result<()> {
 }
 
 /// Whether an advance's payments, as listed, obey the seed's formula (checked for open advances only).
-fn formula_holds(advance: &serde_json::Value) -> bool {
-    let owed: Decimal = advance["payments"]
-        .as_array()
-        .map(|payments| {
-            payments
-                .iter()
-                .filter(|p| PaymentStatus::deserialize(&p["status"]).is_ok_and(PaymentStatus::is_owed))
-                .map(|p| decimal_of(&p["amount"]))
-                .sum()
-        })
-        .unwrap_or_default();
-    owed == decimal_of(&advance["amount"])
+fn formula_holds(advance: &AdvanceView) -> bool {
+    let owed: Decimal = advance.payments.iter().filter(|p| p.status.is_owed()).map(|p| p.amount).sum();
+    owed == advance.amount
 }
 
 /// Advances on a 1-second interval while the worker is SIGKILLed and restarted again and again, and the
@@ -61,30 +51,25 @@ async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
     let mut accounts = Vec::with_capacity(count);
     for n in 0..count {
         let account = stack.account("0").await?;
-        let body = json!({"account_id": account, "amount": 120});
-        let reply =
-            stack.post(&stack.api_url, "/api/v1/advances", &body, Some(&format!("chaos-{seed}-advance-{n}"))).await?;
-        anyhow::ensure!(reply.status == 201, "{}", reply.text);
+        stack.create_advance(account, "120", Some(&format!("chaos-{seed}-advance-{n}"))).await?;
         accounts.push(account);
     }
     // The formula is sampled from the API all along, through the faults.
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (client, url, stop) =
-            (stack.client.clone(), format!("{}/api/v1/advances?limit=1000", stack.api_url), Arc::clone(&stop));
+        let (api, stop) = (stack.api.clone(), Arc::clone(&stop));
+        let everything = ListQuery { limit: Some(1000), ..ListQuery::default() };
         tokio::spawn(async move {
             let (mut samples, mut violations) = (0u64, Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(reply) = client.get(&url).send().await {
-                    if let Ok(body) = reply.json::<serde_json::Value>().await {
-                        for advance in body["advances"].as_array().into_iter().flatten() {
-                            let open = AdvanceStatus::deserialize(&advance["status"]).is_ok_and(AdvanceStatus::is_open);
-                            if open && !formula_holds(advance) {
-                                violations.push(advance["advance_id"].to_string());
-                            }
+                if let Ok(advances) = api.advances(&everything).await {
+                    for advance in &advances {
+                        let open = advance.status.status().is_some_and(AdvanceStatus::is_open);
+                        if open && !formula_holds(advance) {
+                            violations.push(advance.advance_id.to_string());
                         }
-                        samples += 1;
                     }
+                    samples += 1;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
@@ -106,8 +91,8 @@ async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
     }
     let deadline = Duration::from_secs(600);
     let completed = poll_until(deadline, || async {
-        let reply = stack.get(&stack.api_url, "/api/v1/advances?status=completed&limit=1000").await?;
-        let done = reply.json["advances"].as_array().map_or(0, Vec::len);
+        let completed = ListQuery { status: Some("completed".into()), limit: Some(1000), ..ListQuery::default() };
+        let done = stack.api.advances(&completed).await?.len();
         Ok((done == count).then_some(done))
     })
     .await
