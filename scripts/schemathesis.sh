@@ -42,7 +42,8 @@ LEDGER_TOKEN="$(add_client accounts accounts-service schemathesis \
     accounts:read,accounts:write,transfers:write,bank:write,reports:read)"
 WORKER_TOKEN="$(add_client accounts accounts-service advances-worker bank:write,accounts:read)"
 API_LEDGER_TOKEN="$(add_client accounts accounts-service advances-api accounts:read)"
-ADVANCES_TOKEN="$(add_client advances advances-api schemathesis advances:read,advances:write,advances:operate,alerts:read)"
+ADVANCES_TOKEN="$(add_client advances advances-api schemathesis \
+    advances:read,advances:write,advances:operate,alerts:read,advances:report)"
 TEMPORAL_PORT="$(free_port)"; ACCOUNTS_PORT="$(free_port)"; API_PORT="$(free_port)"; METRICS_PORT="$(free_port)"
 "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --log-level error >"$WORK/temporal.log" 2>&1 &
 PIDS+=($!)
@@ -50,7 +51,8 @@ DATABASE_URL="$BASE/st_accounts_$SUFFIX" LISTEN_ADDR="127.0.0.1:$ACCOUNTS_PORT" 
     "$BIN/accounts-service" >"$WORK/accounts.log" 2>&1 &
 PIDS+=($!)
 export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" ACCOUNTS_URL="http://127.0.0.1:$ACCOUNTS_PORT"
-export DATABASE_URL="$BASE/st_advances_$SUFFIX" ADVANCE_PAYMENT_INTERVAL=1h
+export DATABASE_URL="$BASE/st_advances_$SUFFIX"
+"$BIN/advances-api" product add --name standard --payments 12 --interval 1h --min-amount 10 --max-amount 500 >/dev/null
 ACCOUNTS_API_TOKEN="$WORKER_TOKEN" METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
     "$BIN/advances-worker" >"$WORK/worker.log" 2>&1 &
 PIDS+=($!)

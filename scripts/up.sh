@@ -4,7 +4,8 @@
 #   .data/temporal), the accounts-service, the advances-worker and the advances-api.
 # `make down` (scripts/up.sh down) stops what this started. Logs and pid files live in .data/.
 # Ports can be moved with ACCOUNTS_LISTEN_ADDR, ADVANCES_LISTEN_ADDR, WORKER_METRICS_ADDR, TEMPORAL_PORT and
-# TEMPORAL_UI_PORT; ADVANCE_PAYMENT_INTERVAL and RECONCILE_INTERVAL pass through to the services.
+# TEMPORAL_UI_PORT; RECONCILE_INTERVAL and the exposure caps (MAX_OUTSTANDING_PER_ACCOUNT, …) pass through
+# to the services. Advances get their terms from products (`advances-api product add`), not from settings.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 RUN="$ROOT/.data/run"; LOGS="$ROOT/.data/logs"
@@ -90,6 +91,11 @@ ensure_client API_LEDGER_TOKEN "$ACCOUNTS_DB" accounts-service advances-api acco
 ensure_client LEDGER_DEMO_TOKEN "$ACCOUNTS_DB" accounts-service demo accounts:read,accounts:write,transfers:write,reports:read
 ensure_client ADVANCES_DEMO_TOKEN "$ADVANCES_DB" advances-api demo advances:read,advances:write,alerts:read
 
+# The product an advance gets unless it names another: the seed's 12 weekly payments, from 10 to 500. Adding
+# the same product again changes nothing.
+DATABASE_URL="$ADVANCES_DB" "$BIN/advances-api" product add --name standard --payments 12 --interval 7d \
+    --min-amount 10 --max-amount 500 --max-failed-extra-payments 12 >/dev/null
+
 start_one temporal "curl -fsS http://127.0.0.1:$TEMPORAL_UI_PORT/ && (exec 3<>/dev/tcp/127.0.0.1/$TEMPORAL_PORT)" \
     "$TEMPORAL" server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT" \
     --db-filename "$ROOT/.data/temporal/temporal.db" --log-level warn \
@@ -117,4 +123,6 @@ Tokens (also in .data/tokens.env; more clients: target/release/accounts-service 
     $LEDGER_DEMO_TOKEN
   demo client of the advances-api (advances:read, advances:write, alerts:read):
     $ADVANCES_DEMO_TOKEN
+Products (target/release/advances-api product list; DATABASE_URL=$ADVANCES_DB):
+$(DATABASE_URL="$ADVANCES_DB" "$BIN/advances-api" product list | sed 's/^/  /')
 URLS

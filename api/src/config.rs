@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use advances_model::MAX_PAYMENTS;
+use advances_model::valid_product_name;
+use advances_store::Caps;
 use advances_workflows::temporal::TemporalSettings;
-use anyhow::bail;
+use anyhow::{bail, Context};
+use money::Amount;
+use rust_decimal::Decimal;
 use service_kit::auth::AuthMode;
 use service_kit::serve::ServerLimits;
 
@@ -32,12 +35,13 @@ pub struct ApiSettings {
     pub request_timeout: Duration,
     /// The HTTP server's limits: shutdown grace, header timeout, open connections, stalled responses.
     pub server: ServerLimits,
-    /// Regular payments of a new advance (`ADVANCE_PAYMENTS`, default 12).
-    pub advance_payments: u32,
-    /// Time between payments of a new advance (`ADVANCE_PAYMENT_INTERVAL`, default 7d).
-    pub payment_interval: Duration,
-    /// Extra payments that may fail in a row before an advance defaults (default 12).
-    pub max_failed_extra_payments: u32,
+    /// The product of a request that names none (`DEFAULT_PRODUCT`, default `standard`).
+    pub default_product: String,
+    /// How soon after a request a first due time it chooses may be (`FIRST_DUE_MIN_LEAD`, default 1d).
+    pub first_due_min_lead: Duration,
+    /// The exposure caps (`MAX_OUTSTANDING_PER_ACCOUNT`, `MAX_OPEN_ADVANCES_PER_ACCOUNT`,
+    /// `MAX_OUTSTANDING_TOTAL`; each unset by default: no cap).
+    pub caps: Caps,
     /// How long `POST /advances` waits for the grant before answering with the advance still `granting`.
     pub grant_wait: Duration,
 }
@@ -56,22 +60,41 @@ impl FromEnv for ApiSettings {
             auth_cache_ttl: env.duration("AUTH_CACHE_TTL", "5s")?,
             request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,
             server: ServerLimits::read(&env, STALLED_RESPONSE)?,
-            advance_payments: env.number("ADVANCE_PAYMENTS", "12")?,
-            payment_interval: env.duration("ADVANCE_PAYMENT_INTERVAL", "7d")?,
-            max_failed_extra_payments: env.number("ADVANCE_MAX_FAILED_EXTRA_PAYMENTS", "12")?,
             grant_wait: env.duration("GRANT_WAIT", "5s")?,
+            default_product: env.or("DEFAULT_PRODUCT", "standard"),
+            first_due_min_lead: env.duration("FIRST_DUE_MIN_LEAD", "1d")?,
+            caps: Caps {
+                outstanding_per_account: cap_amount(&env, "MAX_OUTSTANDING_PER_ACCOUNT")?,
+                open_per_account: match env.get("MAX_OPEN_ADVANCES_PER_ACCOUNT").filter(|t| !t.trim().is_empty()) {
+                    None => None,
+                    Some(text) => match text.trim().parse::<u32>() {
+                        Ok(cap) if cap > 0 => Some(cap),
+                        _ => bail!("MAX_OPEN_ADVANCES_PER_ACCOUNT must be a whole number of at least 1"),
+                    },
+                },
+                outstanding_total: cap_amount(&env, "MAX_OUTSTANDING_TOTAL")?,
+            },
         };
-        if !(1..=MAX_PAYMENTS).contains(&settings.advance_payments) {
-            bail!("ADVANCE_PAYMENTS must be between 1 and {MAX_PAYMENTS}");
+        if !valid_product_name(&settings.default_product) {
+            bail!("DEFAULT_PRODUCT {:?} is not a product name", settings.default_product);
         }
-        if !(1..=MAX_PAYMENTS).contains(&settings.max_failed_extra_payments) {
-            bail!("ADVANCE_MAX_FAILED_EXTRA_PAYMENTS must be between 1 and {MAX_PAYMENTS}");
-        }
-        if settings.payment_interval > Duration::from_secs(365 * 24 * 3600) {
-            bail!("ADVANCE_PAYMENT_INTERVAL must be at most 365d");
+        // The terms moved to products: a setting that silently stopped working would lend on other terms than
+        // its operator believes.
+        for gone in ["ADVANCE_PAYMENTS", "ADVANCE_PAYMENT_INTERVAL", "ADVANCE_MAX_FAILED_EXTRA_PAYMENTS"] {
+            if env.get(gone).is_some() {
+                bail!("{gone} is no longer read: an advance's terms come from its product (`advances-api product add`, see README.md); unset it");
+            }
         }
         Ok(settings)
     }
+}
+
+/// An optional cap on an amount: unset (or empty) is no cap; otherwise a valid amount.
+fn cap_amount(env: &Env<impl Fn(&str) -> Option<String>>, name: &str) -> anyhow::Result<Option<Decimal>> {
+    env.get(name)
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| Amount::parse(text.trim()).map(Amount::value).with_context(|| format!("{name} is not an amount")))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -100,8 +123,9 @@ mod tests {
     fn defaults_follow_the_readme() -> anyhow::Result<()> {
         let api = ApiSettings::from_lookup(with("NOTHING", ""))?;
         assert_eq!(api.listen_addr.to_string(), "127.0.0.1:8082");
-        assert_eq!((api.advance_payments, api.max_failed_extra_payments), (12, 12));
-        assert_eq!(api.payment_interval, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(api.default_product, "standard");
+        assert_eq!(api.first_due_min_lead, Duration::from_secs(24 * 3600));
+        assert_eq!(api.caps, Caps::default(), "no cap unless one is set");
         assert_eq!(api.temporal.address, "localhost:7233");
         assert_eq!(api.temporal.task_queue, "advances");
         assert_eq!(api.auth, AuthMode::On);
@@ -109,12 +133,37 @@ mod tests {
     }
 
     #[test]
+    fn caps_are_read_when_set() -> anyhow::Result<()> {
+        let api = ApiSettings::from_lookup(vars(&[
+            ("DATABASE_URL", "postgres://x/advances"),
+            ("MAX_OUTSTANDING_PER_ACCOUNT", "1000.50"),
+            ("MAX_OPEN_ADVANCES_PER_ACCOUNT", "3"),
+            ("MAX_OUTSTANDING_TOTAL", "1000000"),
+        ]))?;
+        let expected = Caps {
+            outstanding_per_account: Some(Decimal::new(100050, 2)),
+            open_per_account: Some(3),
+            outstanding_total: Some(Decimal::from(1_000_000)),
+        };
+        assert_eq!(api.caps, expected);
+        Ok(())
+    }
+
+    #[test]
     fn bad_values_are_refused_at_start() {
-        assert!(ApiSettings::from_lookup(with("ADVANCE_PAYMENTS", "0")).is_err());
-        assert!(ApiSettings::from_lookup(with("ADVANCE_PAYMENTS", "521")).is_err());
-        assert!(ApiSettings::from_lookup(with("ADVANCE_PAYMENT_INTERVAL", "0s")).is_err());
-        assert!(ApiSettings::from_lookup(with("ADVANCE_PAYMENT_INTERVAL", "a week")).is_err());
-        assert!(ApiSettings::from_lookup(with("ADVANCE_PAYMENT_INTERVAL", "366d")).is_err());
+        for (name, value) in [
+            ("ADVANCE_PAYMENTS", "12"),
+            ("ADVANCE_PAYMENT_INTERVAL", "7d"),
+            ("MAX_OUTSTANDING_PER_ACCOUNT", "-5"),
+            ("MAX_OUTSTANDING_PER_ACCOUNT", "1.001"),
+            ("MAX_OUTSTANDING_TOTAL", "lots"),
+            ("MAX_OPEN_ADVANCES_PER_ACCOUNT", "0"),
+            ("MAX_OPEN_ADVANCES_PER_ACCOUNT", "-1"),
+            ("DEFAULT_PRODUCT", "Standard"),
+            ("FIRST_DUE_MIN_LEAD", "0s"),
+        ] {
+            assert!(ApiSettings::from_lookup(with(name, value)).is_err(), "{name}={value}");
+        }
         assert!(ApiSettings::from_lookup(|_| None).is_err(), "DATABASE_URL is required");
     }
 }

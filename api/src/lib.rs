@@ -6,13 +6,15 @@
 //!
 //! - [`routes`]: the handlers, one module per resource; [`views`]: the JSON shapes; [`openapi`]: the document;
 //! - [`state`]: what every handler can reach; [`gateway`]: every call to Temporal;
-//! - [`config`]: the settings; [`scopes`]: what each client may do.
+//! - [`config`]: the settings; [`scopes`]: what each client may do;
+//! - [`product_command`]: `advances-api product add|list|retire` (the API only reads products).
 //!
 //! The worker that runs the workflows is another process (`advances-worker`, in `activities/`).
 
 pub mod config;
 pub mod gateway;
 pub mod openapi;
+pub mod product_command;
 pub mod routes;
 pub mod scopes;
 pub mod state;
@@ -33,7 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::ApiSettings;
 use crate::gateway::Gateway;
-use crate::routes::{advances, alerts, commands, system};
+use crate::routes::{advances, alerts, book, commands, system};
 use crate::state::ApiState;
 
 /// The whole HTTP application.
@@ -54,6 +56,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/advances/{advance_id}/pause", scoped(post(commands::pause_advance), scopes::ADVANCES_OPERATE))
         .route("/api/v1/advances/{advance_id}/resume", scoped(post(commands::resume_advance), scopes::ADVANCES_OPERATE))
         .route("/api/v1/alerts", scoped(get(alerts::list_alerts), scopes::ALERTS_READ))
+        .route("/api/v1/products", scoped(get(book::list_products), scopes::ADVANCES_READ))
+        .route("/api/v1/exposure", scoped(get(book::exposure), scopes::ADVANCES_REPORT))
         .route("/api/v1/openapi.json", get(|| async { Json(openapi::ApiDoc::openapi()) }));
     let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::ApiDoc::openapi());
     let router = Router::new()

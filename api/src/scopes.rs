@@ -1,6 +1,6 @@
 //! The advances-api's scopes: what a client's credential allows.
 
-/// `GET /advances`, `GET /advances/{id}`.
+/// `GET /advances`, `GET /advances/{id}`, `GET /products`.
 pub const ADVANCES_READ: &str = "advances:read";
 /// `POST /advances`: grant an advance (money leaves the bank).
 pub const ADVANCES_WRITE: &str = "advances:write";
@@ -8,9 +8,11 @@ pub const ADVANCES_WRITE: &str = "advances:write";
 pub const ADVANCES_OPERATE: &str = "advances:operate";
 /// `GET /alerts`.
 pub const ALERTS_READ: &str = "alerts:read";
+/// `GET /exposure`: the whole book's figures (risk and finance, not a lending front end).
+pub const ADVANCES_REPORT: &str = "advances:report";
 
 /// The prefix of the advances-api's tokens (`advances_…`).
 pub const TOKEN_PREFIX: &str = "advances";
 
 /// Every advances scope.
-pub const ALL: [&str; 4] = [ADVANCES_READ, ADVANCES_WRITE, ADVANCES_OPERATE, ALERTS_READ];
+pub const ALL: [&str; 5] = [ADVANCES_READ, ADVANCES_WRITE, ADVANCES_OPERATE, ALERTS_READ, ADVANCES_REPORT];

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use advances_model::AdvanceTerms;
 use advances_store::Store;
 use ledger_contract::LedgerClient;
 use prometheus::Registry;
@@ -15,6 +14,7 @@ use uuid::Uuid;
 
 use crate::config::ApiSettings;
 use crate::gateway::Gateway;
+use crate::routes::book::BookGauges;
 use crate::scopes;
 use crate::views::{advance_view, not_running_view};
 use advances_contract::AdvanceView;
@@ -28,6 +28,7 @@ pub struct ApiState {
     pub ledger: LedgerClient,
     pub registry: Registry,
     pub http: HttpMetrics,
+    pub book_gauges: BookGauges,
     pub auth: Authenticator,
 }
 
@@ -41,24 +42,14 @@ impl ApiState {
         )?;
         let registry = Registry::new();
         let http = HttpMetrics::register(&registry)?;
+        let book_gauges = BookGauges::register(&registry)?;
         let auth =
             Authenticator::new(settings.auth, scopes::TOKEN_PREFIX, store.pool().clone(), settings.auth_cache_ttl);
-        Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http, auth })
+        Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http, book_gauges, auth })
     }
 
     pub fn policy(&self) -> HttpPolicy {
         HttpPolicy { request_timeout: self.settings.request_timeout, metrics: self.http.clone() }
-    }
-
-    pub fn terms(&self, advance_id: Uuid, account_id: Uuid, amount: rust_decimal::Decimal) -> AdvanceTerms {
-        AdvanceTerms {
-            advance_id,
-            account_id,
-            amount,
-            payments: self.settings.advance_payments,
-            interval_ms: u64::try_from(self.settings.payment_interval.as_millis()).unwrap_or(u64::MAX),
-            max_failed_extra_payments: self.settings.max_failed_extra_payments,
-        }
     }
 
     /// The freshest view: the workflow's state while the advance is open, else the database's copy; an open

@@ -1,8 +1,10 @@
 //! The advances API's answers built from the model: its JSON shapes are `advances-contract`'s.
 
-use advances_contract::{AdvanceState, AdvanceView, AlertView, PaymentView};
+use advances_contract::{AdvanceState, AdvanceView, AlertView, BookView, CapsView, PaymentView, ProductView};
 use advances_model::{Advance, Payment};
-use advances_store::AlertRow;
+use advances_store::exposure::BookLine;
+use advances_store::products::StoredProduct;
+use advances_store::{AlertRow, Caps};
 
 /// An advance as the API shows it.
 pub fn advance_view(advance: &Advance) -> AdvanceView {
@@ -10,6 +12,7 @@ pub fn advance_view(advance: &Advance) -> AdvanceView {
         advance_id: advance.terms.advance_id,
         account_id: advance.terms.account_id,
         amount: advance.terms.amount,
+        product: advance.terms.product.clone(),
         status: advance.status.into(),
         status_reason: advance.status_reason.clone(),
         granted_at: advance.granted_at,
@@ -56,5 +59,39 @@ pub fn alert_view(row: AlertRow) -> AlertView {
         kind: row.kind,
         message: row.message,
         created_at: row.created_at,
+    }
+}
+
+/// A product as the API shows it.
+pub fn product_view(stored: &StoredProduct) -> ProductView {
+    let product = &stored.product;
+    ProductView {
+        name: product.name.clone(),
+        payments: product.payments,
+        interval_ms: product.interval_ms,
+        min_amount: product.min_amount,
+        max_amount: product.max_amount,
+        max_failed_extra_payments: product.max_failed_extra_payments,
+        created_at: stored.created_at,
+    }
+}
+
+/// A line of the book as the API shows it.
+pub fn book_view(line: &BookLine) -> BookView {
+    BookView {
+        product: line.product.clone(),
+        open_advances: line.open_advances,
+        outstanding: line.outstanding,
+        paid: line.paid,
+        defaulted: line.defaulted,
+    }
+}
+
+/// The caps in force.
+pub fn caps_view(caps: &Caps) -> CapsView {
+    CapsView {
+        max_outstanding_per_account: caps.outstanding_per_account,
+        max_open_advances_per_account: caps.open_per_account,
+        max_outstanding_total: caps.outstanding_total,
     }
 }

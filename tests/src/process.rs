@@ -109,18 +109,19 @@ impl Drop for ChildProcess {
 /// Runs `<binary> client <args…>` against `database_url`, as an operator would; its stdout, or an error with
 /// what it printed when it fails.
 pub async fn client_command(binary: &str, database_url: &str, args: &[&str]) -> anyhow::Result<String> {
+    operator_command(binary, database_url, &[&["client"], args].concat()).await
+}
+
+/// Runs `<binary> <args…>` against `database_url` (`client …`, `product …`), as an operator would; its stdout,
+/// or an error with what it printed when it fails.
+pub async fn operator_command(binary: &str, database_url: &str, args: &[&str]) -> anyhow::Result<String> {
     // A path names another build of the binary (a benchmark's baseline); a name, the workspace's own.
     let program = if binary.contains('/') { PathBuf::from(binary) } else { binary_path(binary)? };
-    let output = tokio::process::Command::new(program)
-        .arg("client")
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .output()
-        .await?;
+    let output = tokio::process::Command::new(program).args(args).env("DATABASE_URL", database_url).output().await?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     anyhow::ensure!(
         output.status.success(),
-        "{binary} client {} failed: {}{stdout}",
+        "{binary} {} failed: {}{stdout}",
         args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );

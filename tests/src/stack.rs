@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::db::TestDatabase;
 use crate::http::{poll_until, post_json, wait_healthy, Reply};
 use crate::ledger::TestLedger;
-use crate::process::{add_client, client_with_token, free_port, ChildProcess};
+use crate::process::{add_client, client_with_token, free_port, operator_command, ChildProcess};
 use crate::temporal::TestTemporal;
 
 /// What the worker's ledger client may do: move money to and from the bank, and read accounts and its own
@@ -23,7 +23,18 @@ use crate::temporal::TestTemporal;
 pub const WORKER_LEDGER_SCOPES: &[&str] = &[scopes::BANK_WRITE, scopes::ACCOUNTS_READ];
 
 /// Every scope of the advances-api.
-pub const ADVANCES_SCOPES: [&str; 4] = ["advances:read", "advances:write", "advances:operate", "alerts:read"];
+pub const ADVANCES_SCOPES: [&str; 5] =
+    ["advances:read", "advances:write", "advances:operate", "alerts:read", "advances:report"];
+
+/// The settings [`Stack::start`] takes as the terms of the product `standard` it adds (with their defaults, the
+/// seed's terms), instead of passing them to the services.
+const PRODUCT_TERMS: [(&str, &str, &str); 5] = [
+    ("ADVANCE_PAYMENTS", "--payments", "12"),
+    ("ADVANCE_PAYMENT_INTERVAL", "--interval", "7d"),
+    ("ADVANCE_MAX_FAILED_EXTRA_PAYMENTS", "--max-failed-extra-payments", "12"),
+    ("PRODUCT_MIN_AMOUNT", "--min-amount", "0.12"),
+    ("PRODUCT_MAX_AMOUNT", "--max-amount", "1000000"),
+];
 
 /// One debit of a payment as the ledger recorded it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -51,12 +62,20 @@ pub struct Stack {
     pub token: String,
     pub logs: PathBuf,
     api_process: ChildProcess,
+    api_env: Vec<(String, String)>,
     worker: Option<ChildProcess>,
     worker_env: Vec<(String, String)>,
 }
 
+/// Another advances-api instance on the same database and Temporal (killed on drop).
+pub struct OtherApi {
+    pub api: AdvancesClient,
+    _process: ChildProcess,
+}
+
 impl Stack {
-    /// Starts everything; `settings` are extra variables for the api and the worker (e.g. the interval).
+    /// Starts everything; `settings` are extra variables for the api and the worker, except the terms of the
+    /// product `standard` it adds first (`ADVANCE_PAYMENT_INTERVAL` and the others of [`PRODUCT_TERMS`]).
     pub async fn start(settings: &[(&str, &str)]) -> anyhow::Result<Self> {
         Self::start_with(settings, &[]).await
     }
@@ -74,6 +93,13 @@ impl Stack {
             add_client("accounts-service", &ledger.database.url, "advances-api", &[scopes::ACCOUNTS_READ]),
             add_client("advances-api", &advances_db.url, "test", &ADVANCES_SCOPES),
         )?;
+        let (terms, settings): (Vec<_>, Vec<_>) =
+            settings.iter().partition(|(name, _)| PRODUCT_TERMS.iter().any(|(term, _, _)| term == name));
+        let mut product = vec!["product", "add", "--name", "standard"];
+        for (term, flag, default) in PRODUCT_TERMS {
+            product.extend([flag, terms.iter().find(|(name, _)| *name == term).map_or(default, |(_, value)| *value)]);
+        }
+        operator_command("advances-api", &advances_db.url, &product).await?;
         let mut common: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), advances_db.url.clone()),
             ("TEMPORAL_ADDRESS".into(), temporal.address.clone()),
@@ -84,9 +110,10 @@ impl Stack {
         worker_env.push(("METRICS_ADDR".into(), format!("127.0.0.1:{metrics_port}")));
         worker_env.push(("ACCOUNTS_API_TOKEN".into(), worker_token));
         let mut api_env = common;
-        api_env.push(("LISTEN_ADDR".into(), format!("127.0.0.1:{api_port}")));
         api_env.push(("ACCOUNTS_API_TOKEN".into(), api_ledger_token));
-        let api_process = ChildProcess::binary("advances-api", &api_env, &logs.join("advances-api.log"))?;
+        let listen = ("LISTEN_ADDR".to_owned(), format!("127.0.0.1:{api_port}"));
+        let api_process =
+            ChildProcess::binary("advances-api", &[&api_env[..], &[listen]].concat(), &logs.join("advances-api.log"))?;
         let api_url = format!("http://127.0.0.1:{api_port}");
         let mut stack = Self {
             temporal,
@@ -100,6 +127,7 @@ impl Stack {
             token,
             logs,
             api_process,
+            api_env,
             worker: None,
             worker_env,
         };
@@ -118,6 +146,24 @@ impl Stack {
         wait_healthy(&self.client, &self.worker_metrics_url, Duration::from_secs(60))
             .await
             .with_context(|| format!("the advances-worker did not come up; logs in {}", self.logs.display()))
+    }
+
+    /// Starts another advances-api on the same database, Temporal and ledger, as a second replica would run.
+    pub async fn other_api(&self, n: usize) -> anyhow::Result<OtherApi> {
+        let url = format!("http://127.0.0.1:{}", free_port()?);
+        let listen = ("LISTEN_ADDR".to_owned(), url.trim_start_matches("http://").to_owned());
+        let log = self.logs.join(format!("advances-api-{n}.log"));
+        let process = ChildProcess::binary("advances-api", &[&self.api_env[..], &[listen]].concat(), &log)?;
+        wait_healthy(&self.client, &url, Duration::from_secs(60)).await?;
+        Ok(OtherApi {
+            api: AdvancesClient::new(&url, Some(self.token.clone()), Duration::from_secs(60))?,
+            _process: process,
+        })
+    }
+
+    /// Runs `advances-api <args…>` (`product add …`) on the stack's advances database; its stdout.
+    pub async fn operator(&self, args: &[&str]) -> anyhow::Result<String> {
+        operator_command("advances-api", &self.advances_db.url, args).await
     }
 
     /// SIGKILLs the worker, as a crash would.
@@ -157,7 +203,8 @@ impl Stack {
     /// Asks for an advance of `amount` to `account` through the typed client.
     pub async fn create_advance(&self, account: Uuid, amount: &str, key: Option<&str>) -> anyhow::Result<Created> {
         let amount = Amount::parse(amount)?.into();
-        let request = CreateAdvanceRequest { account_id: account, amount, advance_id: None };
+        let request =
+            CreateAdvanceRequest { account_id: account, amount, advance_id: None, product: None, first_due_at: None };
         Ok(self.api.create_advance(&request, key).await?)
     }
 

@@ -72,3 +72,64 @@ async fn a_key_claim_is_null_until_answered_and_never_the_old_sentinel() -> anyh
     pool.close().await;
     database.drop_database().await
 }
+
+#[tokio::test]
+async fn products_and_the_book_refuse_impossible_rows_and_the_book_follows_every_advance() -> anyhow::Result<()> {
+    let database = TestDatabase::create().await?;
+    let pool = PgPool::connect(&database.url).await?;
+    // An advances database from before products, with one active advance half paid and one defaulted.
+    let before = sqlx::migrate::Migrator {
+        migrations: advances_store::MIGRATOR.migrations.iter().filter(|m| m.version < 6).cloned().collect(),
+        ..sqlx::migrate::Migrator::DEFAULT
+    };
+    before.run(&pool).await?;
+    let (active, defaulted) = (Uuid::new_v4(), Uuid::new_v4());
+    for (id, status, paid) in [(active, "active", "10"), (defaulted, "defaulted", "5")] {
+        sqlx::query("INSERT INTO advances (id, account_id, amount, status, state) VALUES ($1, $2, 20, $3, '{}')")
+            .bind(id)
+            .bind(Uuid::new_v4())
+            .bind(status)
+            .execute(&pool)
+            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO payments (id, advance_id, number, amount, status, transaction_id)
+             VALUES ('{}', '{id}', 1, {paid}, 'paid', '{}')",
+            Uuid::new_v4(),
+            Uuid::new_v4()
+        ))
+        .execute(&pool)
+        .await?;
+    }
+    advances_store::MIGRATOR.run(&pool).await?;
+    let book = |pool: PgPool| async move {
+        sqlx::query_as::<_, (i64, String, String, String)>(
+            "SELECT open_advances, outstanding::text, paid::text, defaulted::text FROM exposure_book WHERE product = ''",
+        )
+        .fetch_one(&pool)
+        .await
+    };
+    assert_eq!(book(pool.clone()).await?, (1, "10.00".into(), "15.00".into(), "15.00".into()), "the upgrade's book");
+
+    for (sql, constraint) in [
+        ("INSERT INTO products VALUES ('Big', 12, 1000, 10, 500, 12)", "products_name"),
+        ("INSERT INTO products VALUES ('tiny', 12, 1000, 0.11, 500, 12)", "products_min_amount"),
+        ("INSERT INTO products VALUES ('upside', 12, 1000, 600, 500, 12)", "products_max_amount"),
+        ("INSERT INTO products VALUES ('never', 12, 0, 10, 500, 12)", "products_interval"),
+        (&*format!("UPDATE advances SET status = 'completed' WHERE id = '{active}'"), "advances_outstanding_only_open"),
+        (&*format!("UPDATE advances SET paid = 15 WHERE id = '{active}'"), "advances_exposure_within_amount"),
+        (&*format!("UPDATE advances SET defaulted = 1 WHERE id = '{active}'"), "advances_defaulted_only_defaulted"),
+        (&*format!("INSERT INTO advances (id, account_id, amount, status, state, product) VALUES ('{}', '{}', 5, 'active', '{{}}', 'gold')", Uuid::new_v4(), Uuid::new_v4()), "advances_product_fkey"),
+    ] {
+        assert_eq!(refused_by(&pool, sql).await.as_deref(), Some(constraint), "{sql}");
+    }
+    // Every change of a row moves the book with it, in the same transaction.
+    sqlx::query(&format!("UPDATE advances SET status = 'completed', outstanding = 0, paid = 20 WHERE id = '{active}'"))
+        .execute(&pool)
+        .await?;
+    assert_eq!(book(pool.clone()).await?, (0, "0.00".into(), "25.00".into(), "15.00".into()));
+    sqlx::query(&format!("DELETE FROM payments WHERE advance_id = '{defaulted}'")).execute(&pool).await?;
+    sqlx::query(&format!("DELETE FROM advances WHERE id = '{defaulted}'")).execute(&pool).await?;
+    assert_eq!(book(pool.clone()).await?, (0, "0.00".into(), "20.00".into(), "0.00".into()));
+    pool.close().await;
+    database.drop_database().await
+}

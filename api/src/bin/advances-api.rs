@@ -1,7 +1,8 @@
 //! The `advances-api` binary. `advances-api` (or `advances-api serve`) reads its settings from the environment
-//! and serves until SIGTERM; `client add|list|revoke` manages the clients allowed to call it (DATABASE_URL
-//! only). `--help` and `--version` touch nothing; a mistake exits 2.
+//! and serves until SIGTERM; `client add|list|revoke` manages the clients allowed to call it and `product
+//! add|list|retire` the products it lends under (DATABASE_URL only). `--help` and `--version` touch nothing; a mistake exits 2.
 
+use advances_api::product_command::ProductCommand;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use service_kit::clients::ClientCommand;
@@ -23,6 +24,9 @@ enum Command {
     /// Manage the clients allowed to call the API.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage the products advances are granted under.
+    #[command(subcommand)]
+    Product(ProductCommand),
 }
 
 #[tokio::main]
@@ -40,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
             use advances_api::scopes::{ALL, TOKEN_PREFIX};
             service_kit::clients::main(command, &advances_store::MIGRATOR, &ALL, TOKEN_PREFIX).await
         }
+        Command::Product(command) => advances_api::product_command::main(command).await,
     }
 }

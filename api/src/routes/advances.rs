@@ -1,12 +1,14 @@
 //! `POST /api/v1/advances`, `GET /api/v1/advances/{id}`, `GET /api/v1/advances`.
 
-use advances_model::{Advance, AdvanceStatus};
-use advances_store::Registered;
+use advances_model::{Advance, AdvanceStatus, AdvanceTerms, RequestError};
+use advances_store::{products, Registered};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::Utc;
 use ledger_contract::LedgerError;
+use rust_decimal::Decimal;
 use service_kit::auth::Caller;
 use service_kit::extract::{ApiJson, ApiPath, ApiQuery, OptionalIdempotencyKey};
 use service_kit::{ApiError, ApiResult, ErrorBody};
@@ -16,7 +18,7 @@ use crate::state::ApiState;
 use crate::views::advance_view;
 use advances_contract::{AdvanceList, AdvanceView, CreateAdvanceRequest, ListQuery};
 
-/// Grants an advance and schedules its payments, as a durable Temporal workflow.
+/// Grants an advance under a product and schedules its payments, as a durable Temporal workflow.
 #[utoipa::path(
     post, path = "/api/v1/advances", tag = "advances",
     request_body = CreateAdvanceRequest,
@@ -26,7 +28,7 @@ use advances_contract::{AdvanceList, AdvanceView, CreateAdvanceRequest, ListQuer
         (status = 400, description = "Malformed JSON or ids", body = ErrorBody),
         (status = 404, description = "The account does not exist", body = ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = ErrorBody),
-        (status = 422, description = "Invalid amount, or the key/advance id already used for another advance", body = ErrorBody),
+        (status = 422, description = "`invalid_amount` (not an amount, or outside the product's bounds), `unknown_product` (none such, or retired), `invalid_terms` (first_due_at out of range), `limit_exceeded` (an exposure cap: nothing was started and the key stays unused), or the key/advance id already used for another advance", body = ErrorBody),
         (status = 503, description = "The accounts-service, Temporal or the database is unavailable", body = ErrorBody),
     )
 )]
@@ -37,29 +39,26 @@ pub async fn create_advance(
     ApiJson(request): ApiJson<CreateAdvanceRequest>,
 ) -> ApiResult<Response> {
     let amount =
-        request.amount.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
+        request.amount.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?.value();
     let advance_id = request
         .advance_id
         .or_else(|| key.as_ref().map(|key| advance_id_for_key(&caller.name, key.as_str())))
         .unwrap_or_else(Uuid::new_v4);
-    let terms = state.terms(advance_id, request.account_id, amount.value());
-    terms.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
-    match state.ledger.account(terms.account_id).await {
-        Ok(_) => {}
-        Err(LedgerError::Api { status: 404, .. }) => {
-            return Err(ApiError::NotFound(format!("account {} does not exist", terms.account_id)))
+    // A retry of an accepted request is answered as before, whatever became of its product or the caps since.
+    let (created, terms) = match state.store.terms(advance_id).await? {
+        Some(existing) => (false, same_request(existing, &request, amount)?),
+        None => {
+            let terms = new_terms(&state, advance_id, &request, amount).await?;
+            account_exists(&state, terms.account_id).await?;
+            match state.store.register(&Advance::new(terms.clone()), &state.settings.caps).await? {
+                Registered::Created => (true, terms),
+                Registered::Exists(existing) => (false, same_request(*existing, &request, amount)?),
+                Registered::Refused(exceeded) => {
+                    tracing::info!(account_id = %terms.account_id, %exceeded, "advance refused by an exposure cap");
+                    return Err(ApiError::validation("limit_exceeded", exceeded.to_string()));
+                }
+            }
         }
-        Err(error) => {
-            tracing::warn!(%error, "checking the account failed");
-            return Err(ApiError::UpstreamUnavailable("the accounts-service".into()));
-        }
-    }
-    let (created, terms) = match state.store.register(&Advance::new(terms.clone())).await? {
-        Registered::Created => (true, terms),
-        Registered::Exists(existing) if existing.account_id == terms.account_id && existing.amount == terms.amount => {
-            (false, *existing)
-        }
-        Registered::Exists(_) => return Err(ApiError::IdempotencyKeyReused),
     };
     let decided = match state.temporal.start(&terms).await {
         Ok(decided) => decided,
@@ -78,6 +77,62 @@ pub async fn create_advance(
         },
     };
     Ok(super::advance_response(StatusCode::CREATED, &advance, !created))
+}
+
+/// The terms of a new advance: its product's (which must take new advances), checked against the request.
+async fn new_terms(
+    state: &ApiState,
+    advance_id: Uuid,
+    request: &CreateAdvanceRequest,
+    amount: Decimal,
+) -> ApiResult<AdvanceTerms> {
+    let name = request.product.as_deref().unwrap_or(&state.settings.default_product);
+    let product = match products::find(state.store.pool(), name).await? {
+        Some(stored) if stored.retired_at.is_none() => stored.product,
+        _ => {
+            return Err(ApiError::validation(
+                "unknown_product",
+                format!("product {name:?} does not exist or is retired; GET /api/v1/products lists those that lend"),
+            ))
+        }
+    };
+    product.admits(amount, request.first_due_at, Utc::now(), state.settings.first_due_min_lead).map_err(|refusal| {
+        let code = match refusal {
+            RequestError::Amount { .. } => "invalid_amount",
+            RequestError::FirstDue { .. } => "invalid_terms",
+        };
+        ApiError::validation(code, refusal.to_string())
+    })?;
+    let terms = product.terms(advance_id, request.account_id, amount, request.first_due_at);
+    terms.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))?;
+    Ok(terms)
+}
+
+/// An advance with this id exists: the request must be the one that started it (same account and amount, and
+/// the same product and first due time where it names them), else its key or id was used for another one.
+fn same_request(existing: AdvanceTerms, request: &CreateAdvanceRequest, amount: Decimal) -> ApiResult<AdvanceTerms> {
+    let same = existing.account_id == request.account_id
+        && existing.amount == amount
+        && request.product.as_ref().is_none_or(|product| existing.product.as_ref() == Some(product))
+        && request.first_due_at.is_none_or(|first| existing.first_due_at == Some(first));
+    if same {
+        Ok(existing)
+    } else {
+        Err(ApiError::IdempotencyKeyReused)
+    }
+}
+
+async fn account_exists(state: &ApiState, account_id: Uuid) -> ApiResult<()> {
+    match state.ledger.account(account_id).await {
+        Ok(_) => Ok(()),
+        Err(LedgerError::Api { status: 404, .. }) => {
+            Err(ApiError::NotFound(format!("account {account_id} does not exist")))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "checking the account failed");
+            Err(ApiError::UpstreamUnavailable("the accounts-service".into()))
+        }
+    }
 }
 
 /// Reads an advance: the live workflow state while it runs, the stored state once it has closed.

@@ -2,6 +2,7 @@
 
 pub mod advances;
 pub mod alerts;
+pub mod book;
 pub mod commands;
 pub mod system;
 

@@ -44,5 +44,6 @@ pub async fn health(State(state): State<ApiState>) -> Response {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(State(state): State<ApiState>) -> ApiResult<Response> {
+    state.book_gauges.refresh(&state.store).await;
     service_kit::metrics::metrics_response(&state.registry)
 }

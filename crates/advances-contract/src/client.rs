@@ -7,7 +7,8 @@ use reqwest::StatusCode;
 use uuid::Uuid;
 
 use crate::types::{
-    AdvanceList, AdvanceView, AlertList, AlertQuery, AlertView, CommandRequest, CreateAdvanceRequest, ListQuery,
+    AdvanceList, AdvanceView, AlertList, AlertQuery, AlertView, CommandRequest, CreateAdvanceRequest, ExposureView,
+    ListQuery, ProductList, ProductView,
 };
 
 /// How a call went wrong: no answer, an error answer, or an unreadable one (see [`CallError`]).
@@ -82,6 +83,17 @@ impl AdvancesClient {
     pub async fn alerts(&self, limit: Option<i64>) -> Result<Vec<AlertView>, AdvancesError> {
         let list: AlertList = self.api.get("/api/v1/alerts", &AlertQuery { limit }).await?;
         Ok(list.alerts)
+    }
+
+    /// `GET /api/v1/products`: the products that take new advances.
+    pub async fn products(&self) -> Result<Vec<ProductView>, AdvancesError> {
+        let list: ProductList = self.api.get("/api/v1/products", &()).await?;
+        Ok(list.products)
+    }
+
+    /// `GET /api/v1/exposure`: the lender's book and its caps.
+    pub async fn exposure(&self) -> Result<ExposureView, AdvancesError> {
+        self.api.get("/api/v1/exposure", &()).await
     }
 
     /// `POST /api/v1/advances/{id}/cancel`, `/pay_off`, `/pause` or `/resume`, with an optional reason.

@@ -19,6 +19,16 @@ pub struct CreateAdvanceRequest {
     /// Optional: the client's own id for the advance. The same id never starts a second advance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub advance_id: Option<Uuid>,
+    /// Optional: the product whose terms the advance gets (default: the API's `DEFAULT_PRODUCT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "standard", min_length = 1, max_length = 64)]
+    pub product: Option<String>,
+    /// Optional: when the first payment falls due (RFC 3339), at least `FIRST_DUE_MIN_LEAD` (1 day) and at most
+    /// two of the product's intervals ahead; the others follow at the interval. Default: one interval after the
+    /// grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-20T09:00:00Z")]
+    pub first_due_at: Option<DateTime<Utc>>,
 }
 
 /// An operator's command; the note is kept in the advance's status reason (cancel) or its pause reason (pause).
@@ -112,6 +122,9 @@ pub struct AdvanceView {
     #[serde(with = "money::decimal")]
     #[schema(schema_with = money_schema)]
     pub amount: Decimal,
+    /// The product whose terms it got (absent for advances from before products).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
     /// `granting`, `active`, `completed`, `failed` (grant refused), `defaulted` or `cancelled`; or
     /// `workflow_not_running` when the advance is open but its workflow is not running (terminated, timed out,
     /// missing): nothing collects it until an operator acts, and `status_reason` says what Temporal says.
@@ -170,6 +183,75 @@ pub struct AlertView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AlertList {
     pub alerts: Vec<AlertView>,
+}
+
+/// A product: the terms its advances get and the amounts it lends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProductView {
+    pub name: String,
+    /// Regular payments of each advance.
+    pub payments: u32,
+    /// Time between payments, in milliseconds.
+    pub interval_ms: u64,
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub min_amount: Decimal,
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub max_amount: Decimal,
+    /// Extra payments that may fail in a row before an advance defaults.
+    pub max_failed_extra_payments: u32,
+    #[serde(with = "money::timestamp")]
+    #[schema(value_type = String, example = "2026-12-06 12:01:27.053")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// The products that take new advances, by name.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProductList {
+    pub products: Vec<ProductView>,
+}
+
+/// The book's figures, for one product or in total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BookView {
+    /// The product (absent in the total, and null for advances from before products).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// Advances accepted and not closed (granting or active, paused included).
+    pub open_advances: i64,
+    /// What open advances still owe: their amounts less what they paid.
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub outstanding: Decimal,
+    /// Collected, by every advance ever.
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub paid: Decimal,
+    /// What defaulted advances owed when they defaulted.
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub defaulted: Decimal,
+}
+
+/// The exposure caps in force (null: no cap).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CapsView {
+    #[serde(with = "money::decimal::option")]
+    #[schema(value_type = Option<f64>)]
+    pub max_outstanding_per_account: Option<Decimal>,
+    pub max_open_advances_per_account: Option<u32>,
+    #[serde(with = "money::decimal::option")]
+    #[schema(value_type = Option<f64>)]
+    pub max_outstanding_total: Option<Decimal>,
+}
+
+/// The lender's book: in total, by product, and the caps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ExposureView {
+    pub total: BookView,
+    pub by_product: Vec<BookView>,
+    pub caps: CapsView,
 }
 
 /// The filters of the advances list.

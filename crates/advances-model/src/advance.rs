@@ -1,8 +1,6 @@
 //! The state of one advance and its payment schedule: the grant, each payment's start, success and failure,
 //! rolling a failed amount into the next payment (or a new one after the last), and the default.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -10,7 +8,7 @@ use uuid::Uuid;
 
 use crate::keys::payment_id;
 use crate::status::{AdvanceStatus, PaymentStatus};
-use crate::terms::{split, AdvanceTerms};
+use crate::terms::{add, split, AdvanceTerms};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
@@ -71,11 +69,6 @@ pub enum ScheduleError {
     AlreadyPaused,
 }
 
-fn add(at: DateTime<Utc>, interval: Duration, times: u32) -> DateTime<Utc> {
-    let step = chrono::Duration::from_std(interval * times).unwrap_or(chrono::Duration::MAX);
-    at.checked_add_signed(step).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 impl Advance {
     /// A new advance, before its grant: the payments are known, their due times are not.
     pub fn new(terms: AdvanceTerms) -> Self {
@@ -121,11 +114,11 @@ impl Advance {
         }
     }
 
-    /// The grant went through at `at`: payment k is due k intervals later.
+    /// The grant went through at `at`: payment k is due k intervals later, or k − 1 intervals after the first
+    /// due time the client chose.
     pub fn granted(&mut self, at: DateTime<Utc>, transaction_id: Uuid) {
-        let interval = self.terms.interval();
         for payment in &mut self.payments {
-            payment.due_at = Some(add(at, interval, payment.number));
+            payment.due_at = Some(self.terms.due_at(at, payment.number));
         }
         self.status = AdvanceStatus::Active;
         self.granted_at = Some(at);
@@ -306,6 +299,8 @@ mod tests {
             payments: 12,
             interval_ms: 1000,
             max_failed_extra_payments: 3,
+            product: None,
+            first_due_at: None,
         });
         assert_eq!(advance.describe(), "granting: 0 payments paid (0 of 120)");
         let granted = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();

@@ -2,11 +2,13 @@
 //! mirrors and the API shows.
 //!
 //! - [`terms`]: an advance's terms and how its amount splits into payments;
+//! - [`product`]: the products operators define, and what a request under one may ask;
 //! - [`keys`]: ids and ledger keys derived from business ids;
 //! - [`status`]: the statuses of an advance and its payments;
 //! - [`advance`]: the state and its payment schedule (grant, collect, roll over, default);
 //! - [`operator`]: pay off, pause, resume, cancel;
 //! - [`mirror`]: what changed since an earlier state, for the database's copy;
+//! - [`exposure`]: what an advance adds to the lender's book;
 //! - [`alerts`] and [`reconcile`]: what operators are told, and what a reconciliation run reports.
 //!
 //! Every state change keeps the seed's formula, `paid + scheduled + processing = amount`, while the advance is
@@ -14,9 +16,11 @@
 
 pub mod advance;
 pub mod alerts;
+pub mod exposure;
 pub mod keys;
 pub mod mirror;
 pub mod operator;
+pub mod product;
 pub mod reconcile;
 pub mod status;
 pub mod terms;
@@ -28,8 +32,10 @@ mod testing;
 
 pub use advance::{Advance, Pause, Payment, ScheduleError};
 pub use alerts::{Alert, AlertKind};
+pub use exposure::Exposure;
 pub use keys::{grant_key, payment_id, payment_key};
 pub use mirror::{AdvanceChange, ChangeError, Mirror};
+pub use product::{valid_product_name, Product, ProductError, RequestError};
 pub use reconcile::{IdRange, RangeProgress, ReconcileReport};
 pub use status::{AdvanceStatus, PaymentStatus};
 pub use terms::{split, AdvanceTerms, TermsError, MAX_PAYMENTS};

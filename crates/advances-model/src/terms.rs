@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use money::Amount;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,13 @@ pub struct AdvanceTerms {
     pub interval_ms: u64,
     /// After this many extra payments (those after the regular ones) fail in a row, the advance defaults.
     pub max_failed_extra_payments: u32,
+    /// The product the terms were copied from (absent in advances started before products existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// When the first payment falls due, if the client chose it; the others follow at the interval. Absent:
+    /// one interval after the grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_due_at: Option<DateTime<Utc>>,
 }
 
 /// Why terms are refused.
@@ -61,6 +69,23 @@ impl AdvanceTerms {
     pub(crate) fn interval(&self) -> Duration {
         Duration::from_millis(self.interval_ms)
     }
+
+    /// When payment `number` falls due for a grant made at `granted_at`: `first_due_at` and then one interval
+    /// apart, or `number` intervals after the grant. A chosen first due time the grant came too late for (the
+    /// ledger was down past it) is ignored: no payment is ever due before its grant.
+    pub(crate) fn due_at(&self, granted_at: DateTime<Utc>, number: u32) -> DateTime<Utc> {
+        let interval = self.interval();
+        match self.first_due_at.filter(|first| *first > granted_at) {
+            Some(first) => add(first, interval, number.saturating_sub(1)),
+            None => add(granted_at, interval, number),
+        }
+    }
+}
+
+/// `at` plus `times` intervals, saturating at the latest time there is.
+pub(crate) fn add(at: DateTime<Utc>, interval: Duration, times: u32) -> DateTime<Utc> {
+    let step = chrono::Duration::from_std(interval * times).unwrap_or(chrono::Duration::MAX);
+    at.checked_add_signed(step).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Splits `amount` into `count` payments equal to the cent, the remainder on the last.

@@ -18,6 +18,8 @@ pub(crate) fn terms(amount: &str) -> AdvanceTerms {
         payments: 12,
         interval_ms: 1000,
         max_failed_extra_payments: 3,
+        product: None,
+        first_due_at: None,
     }
 }
 

@@ -2,6 +2,12 @@
 //!
 //! The worker's activities write it (one writer per advance: its workflow); the API reads it for lists, for
 //! closed advances and while a workflow does not answer. Both use this one crate.
+//!
+//! - [`products`]: the products operators define;
+//! - [`exposure`]: the caps every new advance is checked against, and the lender's book.
+
+pub mod exposure;
+pub mod products;
 
 use advances_model::{Advance, AdvanceStatus, AdvanceTerms, Mirror, Payment, PaymentStatus};
 use advances_model::{Alert, AlertKind};
@@ -12,6 +18,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+pub use exposure::{Cap, CapExceeded, Caps};
 
 /// The advances database's migrations.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/advances");
@@ -97,6 +105,8 @@ pub enum Registered {
     Created,
     /// An advance with this id already exists, with these terms.
     Exists(Box<AdvanceTerms>),
+    /// It would exceed an exposure cap: nothing was written.
+    Refused(CapExceeded),
 }
 
 /// The advances database, through a bounded pool.
@@ -115,16 +125,23 @@ impl Store {
     }
 
     /// Records a new advance before its workflow starts, so an id (and so a key) is used once, for good,
-    /// even after Temporal has forgotten the workflow. Returns the existing terms if the id is taken.
-    pub async fn register(&self, advance: &Advance) -> sqlx::Result<Registered> {
+    /// even after Temporal has forgotten the workflow. Returns the existing terms if the id is taken, and a
+    /// refusal, writing nothing, if the advance would exceed one of `caps` (checked atomically, see
+    /// [`exposure`]).
+    pub async fn register(&self, advance: &Advance, caps: &Caps) -> sqlx::Result<Registered> {
         let mut tx = self.pool.begin().await?;
+        let terms = &advance.terms;
+        if let Some(existing) = existing_terms(&mut tx, terms.advance_id).await? {
+            return Ok(Registered::Exists(Box::new(existing)));
+        }
+        if let Err(exceeded) = caps.check(&mut tx, terms.account_id, terms.amount).await? {
+            return Ok(Registered::Refused(exceeded));
+        }
         let inserted = write_advance(&mut tx, advance, "ON CONFLICT (id) DO NOTHING").await?;
         if inserted == 0 {
-            let (Json(existing),): (Json<Advance>,) = sqlx::query_as("SELECT state FROM advances WHERE id = $1")
-                .bind(advance.terms.advance_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            return Ok(Registered::Exists(Box::new(existing.terms)));
+            // Registered by a concurrent request with the same id since the first look.
+            let existing = existing_terms(&mut tx, terms.advance_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+            return Ok(Registered::Exists(Box::new(existing)));
         }
         write_payments(&mut tx, advance.terms.advance_id, &advance.payments).await?;
         tx.commit().await?;
@@ -152,7 +169,8 @@ impl Store {
     pub async fn record(&self, advance: &Advance) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let on_conflict = "ON CONFLICT (id) DO UPDATE
-                SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now()
+                SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now(),
+                    outstanding = EXCLUDED.outstanding, paid = EXCLUDED.paid, defaulted = EXCLUDED.defaulted
                 WHERE advances.revision <= EXCLUDED.revision";
         let updated = write_advance(&mut tx, advance, on_conflict).await?;
         if updated == 0 {
@@ -185,11 +203,17 @@ impl Store {
         }
         advance.apply(change.clone())?;
         let on_conflict = "ON CONFLICT (id) DO UPDATE
-                SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now()";
+                SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now(),
+                    outstanding = EXCLUDED.outstanding, paid = EXCLUDED.paid, defaulted = EXCLUDED.defaulted";
         write_advance(&mut tx, &advance, on_conflict).await?;
         write_payments(&mut tx, change.advance_id, &change.payments).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The terms of the advance with this id, if one is registered.
+    pub async fn terms(&self, advance_id: Uuid) -> sqlx::Result<Option<AdvanceTerms>> {
+        existing_terms(&mut *self.pool.acquire().await?, advance_id).await
     }
 
     /// One advance's mirrored state.
@@ -347,13 +371,20 @@ impl Store {
     }
 }
 
+async fn existing_terms(tx: &mut sqlx::PgConnection, advance_id: Uuid) -> sqlx::Result<Option<AdvanceTerms>> {
+    let row: Option<(Json<Advance>,)> =
+        sqlx::query_as("SELECT state FROM advances WHERE id = $1").bind(advance_id).fetch_optional(&mut *tx).await?;
+    Ok(row.map(|(Json(advance),)| advance.terms))
+}
+
 /// Inserts an advance's row; `on_conflict` says what an existing row with its id becomes. Returns the rows
 /// written (0 when the conflict clause left the existing row alone).
 async fn write_advance(tx: &mut sqlx::PgConnection, advance: &Advance, on_conflict: &str) -> sqlx::Result<u64> {
     let sql = format!(
-        "INSERT INTO advances (id, account_id, amount, status, revision, state)
-         VALUES ($1, $2, $3, $4, $5, $6) {on_conflict}"
+        "INSERT INTO advances (id, account_id, amount, status, revision, state, product, outstanding, paid, defaulted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {on_conflict}"
     );
+    let exposure = advance.exposure();
     let result = sqlx::query(&sql)
         .bind(advance.terms.advance_id)
         .bind(advance.terms.account_id)
@@ -361,6 +392,10 @@ async fn write_advance(tx: &mut sqlx::PgConnection, advance: &Advance, on_confli
         .bind(advance.status.as_str())
         .bind(advance.revision as i64)
         .bind(Json(advance))
+        .bind(advance.terms.product.as_deref())
+        .bind(exposure.outstanding)
+        .bind(exposure.paid)
+        .bind(exposure.defaulted)
         .execute(&mut *tx)
         .await?;
     Ok(result.rows_affected())

@@ -163,6 +163,15 @@ pub async fn main(
     known_scopes: &[&str],
     prefix: &str,
 ) -> anyhow::Result<()> {
+    let pool = command_pool(migrator).await?;
+    let result = run(&pool, command, known_scopes, prefix).await;
+    pool.close().await;
+    result
+}
+
+/// The one connection a command-line command (`client`, `product`) works on: `DATABASE_URL`, with the
+/// service's migrations applied (so the tables exist).
+pub async fn command_pool(migrator: &sqlx::migrate::Migrator) -> anyhow::Result<PgPool> {
     let url = crate::secret::Secret::new(
         std::env::var("DATABASE_URL").context("DATABASE_URL must name the service's database")?,
     );
@@ -172,9 +181,7 @@ pub async fn main(
         .await
         .context("cannot connect to DATABASE_URL")?;
     migrator.run(&pool).await?;
-    let result = run(&pool, command, known_scopes, prefix).await;
-    pool.close().await;
-    result
+    Ok(pool)
 }
 
 /// Does what a `client` command says, on `pool`. Prints the token of a new client as the last line of stdout.

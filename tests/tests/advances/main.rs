@@ -3,11 +3,13 @@
 //! - [`workflows`]: AdvanceWorkflow and ReconcileWorkflow started directly on Temporal, with the recorded
 //!   histories that must keep replaying.
 //! - [`end_to_end`]: the same through the advances-api, as an operator runs it.
+//! - [`lending`]: products, exposure caps under concurrency, and the book.
 //!
 //! Both run on a [`Stack`]: the accounts-service, advances-worker and advances-api binaries, a Temporal dev
 //! server and real PostgreSQL, with payment intervals of a second or less; every wait polls with a deadline.
 
 mod end_to_end;
+mod lending;
 mod reconcile;
 mod transport;
 mod workflows;

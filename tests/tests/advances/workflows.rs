@@ -61,6 +61,8 @@ impl Harness {
             payments,
             interval_ms,
             max_failed_extra_payments: max_failed,
+            product: None,
+            first_due_at: None,
         }
     }
 

@@ -74,6 +74,8 @@ fn terms(account_id: Uuid, interval_ms: u64) -> AdvanceTerms {
         payments: 12,
         interval_ms,
         max_failed_extra_payments: 12,
+        product: None,
+        first_due_at: None,
     }
 }
 
