@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use advances_model::{Advance, AdvanceStatus, AdvanceTerms};
+use advances_model::{Advance, AdvanceStatus, AdvanceTerms, Prepay, Reschedule};
 use advances_workflows::temporal::{self, NotRunning};
 use advances_workflows::{search, workflow_id, AdvanceInput, AdvanceWorkflow};
 use service_kit::{ApiError, ApiResult};
@@ -18,13 +18,16 @@ use uuid::Uuid;
 /// How long a query to a running workflow may take before the database's copy answers instead.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// An operator's command, sent to the workflow as an update with the operator's note.
-#[derive(Debug, Clone, Copy)]
+/// An operator's command, sent to the workflow as an update with its input (the operator's note, at least).
+#[derive(Debug, Clone)]
 pub enum Command {
-    Cancel,
-    PayOff,
-    Pause,
-    Resume,
+    Cancel(String),
+    PayOff(String),
+    Pause(String),
+    Resume(String),
+    Reschedule(Reschedule),
+    Prepay(Prepay),
+    WriteOff(String),
 }
 
 /// How an operator command did not apply.
@@ -128,21 +131,18 @@ impl Gateway {
         })
     }
 
-    /// Sends an operator's command and note to the advance's workflow; answers the advance as the command left
-    /// it.
-    pub async fn command(
-        &self,
-        advance_id: Uuid,
-        command: Command,
-        note: String,
-    ) -> ApiResult<Result<Advance, Refused>> {
+    /// Sends an operator's command to the advance's workflow; answers the advance as the command left it.
+    pub async fn command(&self, advance_id: Uuid, command: Command) -> ApiResult<Result<Advance, Refused>> {
         let handle = self.client.get_workflow_handle::<AdvanceWorkflow>(workflow_id(advance_id));
         let options = WorkflowExecuteUpdateOptions::default();
         let result = match command {
-            Command::Cancel => handle.execute_update(AdvanceWorkflow::cancel, note, options).await,
-            Command::PayOff => handle.execute_update(AdvanceWorkflow::pay_off, note, options).await,
-            Command::Pause => handle.execute_update(AdvanceWorkflow::pause, note, options).await,
-            Command::Resume => handle.execute_update(AdvanceWorkflow::resume, note, options).await,
+            Command::Cancel(note) => handle.execute_update(AdvanceWorkflow::cancel, note, options).await,
+            Command::PayOff(note) => handle.execute_update(AdvanceWorkflow::pay_off, note, options).await,
+            Command::Pause(note) => handle.execute_update(AdvanceWorkflow::pause, note, options).await,
+            Command::Resume(note) => handle.execute_update(AdvanceWorkflow::resume, note, options).await,
+            Command::Reschedule(request) => handle.execute_update(AdvanceWorkflow::reschedule, request, options).await,
+            Command::Prepay(request) => handle.execute_update(AdvanceWorkflow::prepay, request, options).await,
+            Command::WriteOff(note) => handle.execute_update(AdvanceWorkflow::write_off, note, options).await,
         };
         match result {
             Ok(Some(advance)) => Ok(Ok(advance)),

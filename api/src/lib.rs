@@ -35,7 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::ApiSettings;
 use crate::gateway::Gateway;
-use crate::routes::{advances, alerts, book, commands, system};
+use crate::routes::{advances, alerts, book, commands, servicing, system};
 use crate::state::ApiState;
 
 /// The whole HTTP application.
@@ -55,6 +55,22 @@ pub fn app(state: ApiState) -> Router {
         )
         .route("/api/v1/advances/{advance_id}/pause", scoped(post(commands::pause_advance), scopes::ADVANCES_OPERATE))
         .route("/api/v1/advances/{advance_id}/resume", scoped(post(commands::resume_advance), scopes::ADVANCES_OPERATE))
+        .route(
+            "/api/v1/advances/{advance_id}/reschedule",
+            scoped(post(servicing::reschedule_advance), scopes::ADVANCES_OPERATE),
+        )
+        .route(
+            "/api/v1/advances/{advance_id}/prepay",
+            scoped(post(servicing::prepay_advance), scopes::ADVANCES_OPERATE),
+        )
+        .route(
+            "/api/v1/advances/{advance_id}/write_off",
+            scoped(post(servicing::write_off_advance), scopes::ADVANCES_OPERATE),
+        )
+        .route(
+            "/api/v1/advances/{advance_id}/payoff_quote",
+            scoped(get(servicing::payoff_quote), scopes::ADVANCES_OPERATE),
+        )
         .route("/api/v1/alerts", scoped(get(alerts::list_alerts), scopes::ALERTS_READ))
         .route("/api/v1/products", scoped(get(book::list_products), scopes::ADVANCES_READ))
         .route("/api/v1/exposure", scoped(get(book::exposure), scopes::ADVANCES_REPORT))

@@ -3,7 +3,7 @@
 use service_kit::openapi::{BearerAuth, CommonResponses};
 use utoipa::OpenApi;
 
-use crate::routes::{advances, alerts, book, commands, system};
+use crate::routes::{advances, alerts, book, commands, servicing, system};
 
 /// The advances API.
 #[derive(OpenApi)]
@@ -16,7 +16,8 @@ use crate::routes::{advances, alerts, book, commands, system};
     ),
     paths(
         advances::create_advance, advances::list_advances, advances::get_advance, commands::cancel_advance,
-        commands::pay_off_advance, commands::pause_advance, commands::resume_advance, alerts::list_alerts, book::list_products, book::exposure,
+        commands::pay_off_advance, commands::pause_advance, commands::resume_advance, servicing::reschedule_advance, servicing::prepay_advance,
+        servicing::write_off_advance, servicing::payoff_quote, alerts::list_alerts, book::list_products, book::exposure,
         system::health, system::metrics
     ),
     modifiers(&BearerAuth, &CommonResponses),

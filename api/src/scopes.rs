@@ -4,7 +4,8 @@
 pub const ADVANCES_READ: &str = "advances:read";
 /// `POST /advances`: grant an advance (money leaves the bank).
 pub const ADVANCES_WRITE: &str = "advances:write";
-/// `POST /advances/{id}/cancel`, `/pay_off` and any later operator command.
+/// `POST /advances/{id}/cancel`, `/pay_off`, `/pause`, `/resume`, `/reschedule`, `/prepay`, `/write_off`, and
+/// `GET /advances/{id}/payoff_quote`.
 pub const ADVANCES_OPERATE: &str = "advances:operate";
 /// `GET /alerts`.
 pub const ALERTS_READ: &str = "alerts:read";

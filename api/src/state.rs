@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use advances_model::Advance;
 use advances_store::Store;
 use ledger_contract::LedgerClient;
 use prometheus::Registry;
@@ -55,8 +56,7 @@ impl ApiState {
     /// The freshest view: the workflow's state while the advance is open, else the database's copy; an open
     /// advance whose workflow is not running says so.
     pub async fn current(&self, advance_id: Uuid) -> ApiResult<AdvanceView> {
-        let stored = self.store.get(advance_id).await?;
-        let stored = stored.ok_or_else(|| ApiError::NotFound(format!("advance {advance_id} does not exist")))?;
+        let stored = self.stored(advance_id).await?;
         if !stored.status.is_open() {
             return Ok(advance_view(&stored));
         }
@@ -64,9 +64,24 @@ impl ApiState {
         if let Some(temporal_says) = self.temporal.not_running(advance_id).await {
             return Ok(not_running_view(&stored, &temporal_says.to_string()));
         }
-        Ok(match self.temporal.live(advance_id).await {
-            Some(live) if live.revision >= stored.revision => advance_view(&live),
-            _ => advance_view(&stored),
-        })
+        Ok(advance_view(&self.live_or(stored).await))
+    }
+
+    /// The freshest state of the model: the workflow's while it runs and answers, else the database's copy.
+    pub async fn freshest(&self, advance_id: Uuid) -> ApiResult<Advance> {
+        let stored = self.stored(advance_id).await?;
+        Ok(if stored.status.is_open() { self.live_or(stored).await } else { stored })
+    }
+
+    async fn stored(&self, advance_id: Uuid) -> ApiResult<Advance> {
+        let stored = self.store.get(advance_id).await?;
+        stored.ok_or_else(|| ApiError::NotFound(format!("advance {advance_id} does not exist")))
+    }
+
+    async fn live_or(&self, stored: Advance) -> Advance {
+        match self.temporal.live(stored.terms.advance_id).await {
+            Some(live) if live.revision >= stored.revision => live,
+            _ => stored,
+        }
     }
 }

@@ -19,6 +19,7 @@ pub fn advance_view(advance: &Advance) -> AdvanceView {
         grant_transaction_id: advance.grant_transaction_id,
         paid_amount: advance.paid_amount(),
         outstanding_amount: advance.outstanding_amount(),
+        written_off_amount: advance.written_off,
         payment_interval_ms: advance.terms.interval_ms,
         paused_since: advance.paused.as_ref().map(|pause| pause.since),
         pause_reason: advance.paused.as_ref().map(|pause| pause.reason.clone()),
@@ -48,6 +49,7 @@ fn payment_view(payment: &Payment) -> PaymentView {
         transaction_id: payment.transaction_id,
         failure_reason: payment.failure_reason.clone(),
         moved_to: payment.moved_to,
+        kind: payment.kind,
     }
 }
 
@@ -84,6 +86,7 @@ pub fn book_view(line: &BookLine) -> BookView {
         outstanding: line.outstanding,
         paid: line.paid,
         defaulted: line.defaulted,
+        written_off: line.written_off,
     }
 }
 

@@ -118,12 +118,23 @@ async fn products_and_the_book_refuse_impossible_rows_and_the_book_follows_every
         (&*format!("UPDATE advances SET status = 'completed' WHERE id = '{active}'"), "advances_outstanding_only_open"),
         (&*format!("UPDATE advances SET paid = 15 WHERE id = '{active}'"), "advances_exposure_within_amount"),
         (&*format!("UPDATE advances SET defaulted = 1 WHERE id = '{active}'"), "advances_defaulted_only_defaulted"),
+        (&*format!("UPDATE advances SET written_off = 1, outstanding = 9 WHERE id = '{active}'"), "advances_written_off_only_written_off"),
+        (&*format!("UPDATE payments SET kind = 'bonus' WHERE advance_id = '{active}'"), "payments_kind_known"),
         (&*format!("INSERT INTO advances (id, account_id, amount, status, state, product) VALUES ('{}', '{}', 5, 'active', '{{}}', 'gold')", Uuid::new_v4(), Uuid::new_v4()), "advances_product_fkey"),
     ] {
         assert_eq!(refused_by(&pool, sql).await.as_deref(), Some(constraint), "{sql}");
     }
     // Every change of a row moves the book with it, in the same transaction.
-    sqlx::query(&format!("UPDATE advances SET status = 'completed', outstanding = 0, paid = 20 WHERE id = '{active}'"))
+    sqlx::query(&format!(
+        "UPDATE advances SET status = 'written_off', outstanding = 0, paid = 12, written_off = 8 WHERE id = '{active}'"
+    ))
+    .execute(&pool)
+    .await?;
+    assert_eq!(book(pool.clone()).await?, (0, "0.00".into(), "17.00".into(), "15.00".into()));
+    let (written_off,): (String,) =
+        sqlx::query_as("SELECT written_off::text FROM exposure_book WHERE product = ''").fetch_one(&pool).await?;
+    assert_eq!(written_off, "8.00");
+    sqlx::query(&format!("UPDATE advances SET status = 'completed', paid = 20, written_off = 0 WHERE id = '{active}'"))
         .execute(&pool)
         .await?;
     assert_eq!(book(pool.clone()).await?, (0, "0.00".into(), "25.00".into(), "15.00".into()));

@@ -16,13 +16,15 @@ use ledger_contract::Direction;
 use crate::activities::{AdvanceActivities, MoneyMove, MoneyOutcome};
 use crate::search;
 use advances_model::{
-    grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms, Alert, AlertKind, Mirror, ScheduleError,
+    grant_key, payment_key, Advance, AdvanceStatus, AdvanceTerms, Alert, AlertKind, Mirror, PaymentKind, Prepay,
+    Reschedule, ScheduleError,
 };
 
 type Rejection = Box<dyn std::error::Error + Send + Sync>;
 
 /// One advance's life. Its state is the [`Advance`] schedule; the query [`AdvanceWorkflow::state`] returns it,
-/// the updates `cancel`, `pay_off`, `pause` and `resume` are the operator's commands; `await_grant` answers
+/// the updates `cancel`, `pay_off`, `pause`, `resume`, `reschedule`, `prepay` and `write_off` are the
+/// operator's commands; `await_grant` answers
 /// when the grant is decided.
 #[workflow]
 #[derive(Default)]
@@ -30,6 +32,8 @@ pub struct AdvanceWorkflow {
     advance: Option<Advance>,
     /// The state as last mirrored into the database (this run's), from which the next mirror is a change.
     mirrored: Option<Advance>,
+    /// What a servicing command did, for the summary of the mirror that records it in the Web UI.
+    note: Option<String>,
 }
 
 /// What an advance's workflow starts from: its terms, and, in a run continued as new, the state the previous
@@ -134,7 +138,10 @@ impl AdvanceWorkflow {
             Some(before) => Mirror::Change { change: advance.changes_since(before) },
             None => Mirror::Whole { advance: advance.clone() },
         });
-        let summary = format!("Record the advance ({}, revision {})", advance.status.as_str(), advance.revision);
+        let mut summary = format!("Record the advance ({}, revision {})", advance.status.as_str(), advance.revision);
+        if let Some(note) = ctx.state_mut(|state| state.note.take()) {
+            summary = format!("{summary}: {note}");
+        }
         ctx.execute_activity(AdvanceActivities::mirror_advance, mirror, activity_options(summary)).await?;
         ctx.state_mut(|state| state.mirrored = Some(advance));
         Ok(())
@@ -225,8 +232,17 @@ impl AdvanceWorkflow {
         let Some(debit) = started else { return Ok(()) };
         Self::publish(ctx).await?;
 
-        let of = ctx.state(|state| state.advance.as_ref().map_or(0, |advance| advance.payments.len()));
-        let summary = format!("Collect payment {number} of {of}: {}", debit.amount);
+        let (of, prepayment) = ctx.state(|state| {
+            let advance = state.advance.as_ref();
+            let prepayment = advance
+                .and_then(|advance| advance.payments.iter().find(|p| p.number == number))
+                .is_some_and(|payment| payment.kind == PaymentKind::Prepayment);
+            (advance.map_or(0, |advance| advance.payments.len()), prepayment)
+        });
+        let summary = match prepayment {
+            true => format!("Collect prepayment {number}: {}", debit.amount),
+            false => format!("Collect payment {number} of {of}: {}", debit.amount),
+        };
         let outcome = ctx.execute_activity(AdvanceActivities::collect, debit, activity_options(summary)).await;
         let defaulted = ctx.state_mut(|state| {
             let advance = state.advance.as_mut()?;
@@ -362,5 +378,67 @@ impl AdvanceWorkflow {
     pub fn resume(&mut self, ctx: &mut SyncWorkflowContext<Self>, _note: String) -> Option<Advance> {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
         self.command("resume", |advance| advance.resume(at).map(|_| ()))
+    }
+
+    #[update_validator(reschedule)]
+    fn validate_reschedule(&self, _ctx: &WorkflowContextView, request: &Reschedule) -> Result<(), Rejection> {
+        self.allows(|advance| advance.can_reschedule(request))
+    }
+
+    /// Re-spreads what is scheduled over new payments (a customer in hardship); paused advances included.
+    #[update]
+    pub fn reschedule(&mut self, ctx: &mut SyncWorkflowContext<Self>, request: Reschedule) -> Option<Advance> {
+        let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
+        let answer = self.command("reschedule", |advance| advance.reschedule(&request, at).map(|_| ()));
+        self.note = answer.as_ref().map(|advance| {
+            let first = advance.payments.iter().rev().nth((request.payments as usize).saturating_sub(1));
+            let from = first.and_then(|p| p.due_at).map(|due| due.format("%Y-%m-%d %H:%M:%S UTC").to_string());
+            format!(
+                "rescheduled {} over {} payments from {}{}",
+                advance.outstanding_amount(),
+                request.payments,
+                from.unwrap_or_default(),
+                reason_suffix(&request.reason)
+            )
+        });
+        answer
+    }
+
+    #[update_validator(prepay)]
+    fn validate_prepay(&self, _ctx: &WorkflowContextView, request: &Prepay) -> Result<(), Rejection> {
+        self.allows(|advance| advance.can_prepay(request))
+    }
+
+    /// Collects an amount now, in one debit, before anything else; it reduces the last scheduled payments.
+    #[update]
+    pub fn prepay(&mut self, ctx: &mut SyncWorkflowContext<Self>, request: Prepay) -> Option<Advance> {
+        let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
+        let answer = self.command("prepay", |advance| advance.prepay(&request, at).map(|_| ()));
+        self.note = answer.as_ref().map(|advance| {
+            let number = advance.payments.last().map_or(0, |p| p.number);
+            format!("prepayment {number} of {} due now{}", request.amount, reason_suffix(&request.reason))
+        });
+        answer
+    }
+
+    #[update_validator(write_off)]
+    fn validate_write_off(&self, _ctx: &WorkflowContextView, _reason: &String) -> Result<(), Rejection> {
+        self.allows(Advance::can_write_off)
+    }
+
+    /// Stops collection and records what is scheduled as written off; a withdrawal under way finishes.
+    #[update]
+    pub fn write_off(&mut self, _ctx: &mut SyncWorkflowContext<Self>, reason: String) -> Option<Advance> {
+        let answer = self.command("write_off", |advance| advance.write_off(&reason));
+        self.note = answer.as_ref().map(|advance| format!("wrote off {}: {reason}", advance.written_off));
+        answer
+    }
+}
+
+/// An operator's reason, as the end of a summary.
+fn reason_suffix(reason: &str) -> String {
+    match reason.is_empty() {
+        true => String::new(),
+        false => format!(" ({reason})"),
     }
 }

@@ -1,4 +1,5 @@
-//! Operator commands: `POST /api/v1/advances/{id}/cancel`, `/pay_off`, `/pause`, `/resume`.
+//! Operator commands: `POST /api/v1/advances/{id}/cancel`, `/pay_off`, `/pause`, `/resume`; and what every
+//! command shares (the note, sending it, what a refusal means).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,26 +15,28 @@ use advances_contract::{AdvanceView, CommandRequest};
 /// The longest note an operator may give with a command, in characters.
 const MAX_REASON_CHARS: usize = 500;
 
-async fn command(state: &ApiState, advance_id: Uuid, command: Command, request: CommandRequest) -> ApiResult<Response> {
-    let note = request.reason.unwrap_or_default();
+/// An operator's note: at most [`MAX_REASON_CHARS`]; `default` when none is given.
+pub(super) fn note(reason: Option<String>, default: &str) -> ApiResult<String> {
+    let note = reason.unwrap_or_default();
     if note.chars().count() > MAX_REASON_CHARS {
         return Err(ApiError::validation(
             "invalid_reason",
             format!("reason may be at most {MAX_REASON_CHARS} characters"),
         ));
     }
+    Ok(if note.is_empty() { default.to_owned() } else { note })
+}
+
+/// Sends a command to an active advance's workflow; answers the advance as it left it. A refusal is 409 with
+/// the model's reason.
+pub(super) async fn send(state: &ApiState, advance_id: Uuid, command: Command) -> ApiResult<Response> {
     let stored = state.store.get(advance_id).await?;
     let stored = stored.ok_or_else(|| ApiError::NotFound(format!("advance {advance_id} does not exist")))?;
     let not_active = |detail: String| ApiError::Conflict { code: "advance_not_active", message: detail };
     if !stored.status.is_open() {
         return Err(not_active(format!("the advance is {}, not active", stored.status.as_str())));
     }
-    let note = match command {
-        Command::Cancel if note.is_empty() => "cancelled by an operator".to_owned(),
-        Command::Pause if note.is_empty() => "paused by an operator".to_owned(),
-        _ => note,
-    };
-    match state.temporal.command(advance_id, command, note).await? {
+    match state.temporal.command(advance_id, command).await? {
         Ok(advance) => Ok(super::advance_response(StatusCode::OK, &advance, false)),
         Err(Refused::NotApplicable(reason)) => Err(not_active(reason)),
         Err(Refused::NotRunning) => Err(not_active("the advance's workflow is not running".into())),
@@ -59,7 +62,7 @@ pub async fn cancel_advance(
     ApiPath(advance_id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CommandRequest>,
 ) -> ApiResult<Response> {
-    command(&state, advance_id, Command::Cancel, request).await
+    send(&state, advance_id, Command::Cancel(note(request.reason, "cancelled by an operator")?)).await
 }
 
 /// Collects everything outstanding now, in one withdrawal (if it fails, it rolls over like any payment).
@@ -81,7 +84,7 @@ pub async fn pay_off_advance(
     ApiPath(advance_id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CommandRequest>,
 ) -> ApiResult<Response> {
-    command(&state, advance_id, Command::PayOff, request).await
+    send(&state, advance_id, Command::PayOff(note(request.reason, "")?)).await
 }
 
 /// Stops collection of an active advance until it is resumed; a withdrawal already under way finishes.
@@ -103,7 +106,7 @@ pub async fn pause_advance(
     ApiPath(advance_id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CommandRequest>,
 ) -> ApiResult<Response> {
-    command(&state, advance_id, Command::Pause, request).await
+    send(&state, advance_id, Command::Pause(note(request.reason, "paused by an operator")?)).await
 }
 
 /// Continues collection of a paused advance: every payment still scheduled moves later by the time it was paused.
@@ -125,5 +128,5 @@ pub async fn resume_advance(
     ApiPath(advance_id): ApiPath<Uuid>,
     ApiJson(request): ApiJson<CommandRequest>,
 ) -> ApiResult<Response> {
-    command(&state, advance_id, Command::Resume, request).await
+    send(&state, advance_id, Command::Resume(note(request.reason, "")?)).await
 }

@@ -4,6 +4,7 @@ pub mod advances;
 pub mod alerts;
 pub mod book;
 pub mod commands;
+pub mod servicing;
 pub mod system;
 
 use advances_model::Advance;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::types::{
     AdvanceList, AdvanceView, AlertList, AlertQuery, AlertView, CommandRequest, CreateAdvanceRequest, ExposureView,
-    ListQuery, ProductList, ProductView,
+    ListQuery, PayoffQuote, PrepayRequest, ProductList, ProductView, QuoteQuery, RescheduleRequest, WriteOffRequest,
 };
 
 /// How a call went wrong: no answer, an error answer, or an unreadable one (see [`CallError`]).
@@ -94,6 +94,35 @@ impl AdvancesClient {
     /// `GET /api/v1/exposure`: the lender's book and its caps.
     pub async fn exposure(&self) -> Result<ExposureView, AdvancesError> {
         self.api.get("/api/v1/exposure", &()).await
+    }
+
+    /// `POST /api/v1/advances/{id}/reschedule`.
+    pub async fn reschedule(
+        &self,
+        advance_id: Uuid,
+        request: &RescheduleRequest,
+    ) -> Result<AdvanceView, AdvancesError> {
+        self.api.post(&format!("/api/v1/advances/{advance_id}/reschedule"), request, None, StatusCode::OK).await
+    }
+
+    /// `POST /api/v1/advances/{id}/prepay`.
+    pub async fn prepay(&self, advance_id: Uuid, request: &PrepayRequest) -> Result<AdvanceView, AdvancesError> {
+        self.api.post(&format!("/api/v1/advances/{advance_id}/prepay"), request, None, StatusCode::OK).await
+    }
+
+    /// `POST /api/v1/advances/{id}/write_off`.
+    pub async fn write_off(&self, advance_id: Uuid, reason: &str) -> Result<AdvanceView, AdvancesError> {
+        let body = WriteOffRequest { reason: reason.to_owned() };
+        self.api.post(&format!("/api/v1/advances/{advance_id}/write_off"), &body, None, StatusCode::OK).await
+    }
+
+    /// `GET /api/v1/advances/{id}/payoff_quote`.
+    pub async fn payoff_quote(
+        &self,
+        advance_id: Uuid,
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<PayoffQuote, AdvancesError> {
+        self.api.get(&format!("/api/v1/advances/{advance_id}/payoff_quote"), &QuoteQuery { at }).await
     }
 
     /// `POST /api/v1/advances/{id}/cancel`, `/pay_off`, `/pause` or `/resume`, with an optional reason.

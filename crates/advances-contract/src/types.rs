@@ -1,6 +1,6 @@
 //! The advances API's requests and responses, as the API serializes them and its clients read them.
 
-use advances_model::{AdvanceStatus, AlertKind, PaymentStatus};
+use advances_model::{AdvanceStatus, AlertKind, PaymentKind, PaymentStatus};
 use chrono::{DateTime, Utc};
 use money::schema::{money as money_schema, money_input as money_input_schema};
 use money::AmountInput;
@@ -38,6 +38,67 @@ pub struct CommandRequest {
     /// Why (at most 500 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A reschedule, for a customer in hardship: what is scheduled, re-spread over new equal payments.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RescheduleRequest {
+    /// How many new payments (1 to 520), at the product's interval, the remainder on the last.
+    #[schema(minimum = 1, maximum = 520)]
+    pub payments: u32,
+    /// When the first new payment falls due (RFC 3339): at least `FIRST_DUE_MIN_LEAD` and at most 365 days ahead.
+    /// Default: one interval from now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2027-01-04T09:00:00Z")]
+    pub first_due_at: Option<DateTime<Utc>>,
+    /// Why (at most 500 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A prepayment: an amount collected now, in one debit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrepayRequest {
+    /// At most what is scheduled.
+    #[schema(schema_with = money_input_schema)]
+    pub amount: AmountInput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A write-off: collection stops and what is scheduled is recorded as lost.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteOffRequest {
+    /// Why (required, 1 to 500 characters): it stays in the advance's `status_reason`.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+/// What `pay_off` would collect at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PayoffQuote {
+    pub advance_id: Uuid,
+    #[serde(with = "money::timestamp")]
+    #[schema(value_type = String, example = "2026-12-20 09:00:00.000")]
+    pub at: DateTime<Utc>,
+    /// The scheduled payments due after `at` (all of them while the advance is paused), assuming those due
+    /// before are collected when due.
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub amount: Decimal,
+}
+
+/// The quote's parameter.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct QuoteQuery {
+    /// When (RFC 3339; default now): not in the past, at most 365 days ahead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// Where an advance stands, as the API shows it: the model's status, or `workflow_not_running` when the
@@ -100,7 +161,8 @@ pub struct PaymentView {
     #[serde(with = "money::timestamp::option")]
     #[schema(value_type = Option<String>, example = "2023-07-18 12:01:27.053")]
     pub due_at: Option<DateTime<Utc>>,
-    /// `scheduled`, `processing`, `paid`, `failed`, `superseded` (merged by a pay-off) or `cancelled`.
+    /// `scheduled`, `processing`, `paid`, `failed`, `superseded` (merged by a pay-off, re-spread by a reschedule
+    /// or covered by a prepayment) or `cancelled`.
     #[schema(value_type = String, example = "scheduled")]
     pub status: PaymentStatus,
     /// The ledger transaction that collected it (`paid`).
@@ -112,6 +174,9 @@ pub struct PaymentView {
     /// The payment its amount went to (`failed`, `superseded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_to: Option<u32>,
+    /// `regular`, or `prepayment` (collected ahead of the schedule; it reduced the last scheduled payments).
+    #[schema(value_type = String, example = "regular")]
+    pub kind: PaymentKind,
 }
 
 /// An advance and its schedule.
@@ -125,13 +190,13 @@ pub struct AdvanceView {
     /// The product whose terms it got (absent for advances from before products).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
-    /// `granting`, `active`, `completed`, `failed` (grant refused), `defaulted` or `cancelled`; or
+    /// `granting`, `active`, `completed`, `failed` (grant refused), `defaulted`, `cancelled` or `written_off`; or
     /// `workflow_not_running` when the advance is open but its workflow is not running (terminated, timed out,
     /// missing): nothing collects it until an operator acts, and `status_reason` says what Temporal says.
     #[schema(
         value_type = String,
         example = "active",
-        pattern = "^(granting|active|completed|failed|defaulted|cancelled|workflow_not_running)$"
+        pattern = "^(granting|active|completed|failed|defaulted|cancelled|written_off|workflow_not_running)$"
     )]
     pub status: AdvanceState,
     /// Why it failed, defaulted or was cancelled.
@@ -148,6 +213,10 @@ pub struct AdvanceView {
     #[serde(with = "money::decimal")]
     #[schema(schema_with = money_schema)]
     pub outstanding_amount: Decimal,
+    /// What an operator wrote off (`written_off`).
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub written_off_amount: Decimal,
     /// Time between payments, in milliseconds, fixed when the advance started.
     pub payment_interval_ms: u64,
     /// Set while an operator has paused collection: since when, and why.
@@ -232,6 +301,10 @@ pub struct BookView {
     #[serde(with = "money::decimal")]
     #[schema(schema_with = money_schema)]
     pub defaulted: Decimal,
+    /// What operators wrote off.
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub written_off: Decimal,
 }
 
 /// The exposure caps in force (null: no cap).
@@ -260,9 +333,9 @@ pub struct ExposureView {
 pub struct ListQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_id: Option<Uuid>,
-    /// `granting`, `active`, `completed`, `failed`, `defaulted` or `cancelled`.
+    /// `granting`, `active`, `completed`, `failed`, `defaulted`, `cancelled` or `written_off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(pattern = "^(granting|active|completed|failed|defaulted|cancelled)$")]
+    #[param(pattern = "^(granting|active|completed|failed|defaulted|cancelled|written_off)$")]
     pub status: Option<String>,
     /// At most this many, newest first (1 to 1000, default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]

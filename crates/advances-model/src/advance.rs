@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::keys::payment_id;
-use crate::status::{AdvanceStatus, PaymentStatus};
+use crate::status::{AdvanceStatus, PaymentKind, PaymentStatus};
 use crate::terms::{add, split, AdvanceTerms};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,37 @@ pub struct Payment {
     pub failure_reason: Option<String>,
     /// The number of the payment its amount went to (failed or superseded).
     pub moved_to: Option<u32>,
+    /// Regular, or a prepayment (absent in states recorded before prepayments existed: regular).
+    #[serde(default, skip_serializing_if = "PaymentKind::is_regular")]
+    pub kind: PaymentKind,
+    /// A prepayment's: what it took from which scheduled payments, given back if it fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covers: Vec<Cover>,
+}
+
+/// An amount a prepayment took from a scheduled payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cover {
+    pub number: u32,
+    pub amount: Decimal,
+}
+
+impl Payment {
+    /// A scheduled regular payment.
+    pub(crate) fn scheduled(advance_id: Uuid, number: u32, amount: Decimal, due_at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            payment_id: payment_id(advance_id, number),
+            number,
+            amount,
+            due_at,
+            status: PaymentStatus::Scheduled,
+            transaction_id: None,
+            failure_reason: None,
+            moved_to: None,
+            kind: PaymentKind::Regular,
+            covers: Vec::new(),
+        }
+    }
 }
 
 /// The state of one advance: the workflow's state, what its query returns, what the database mirrors.
@@ -43,6 +74,13 @@ pub struct Advance {
     /// Set while an operator has paused collection (absent in states recorded before pausing existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<Pause>,
+    /// What was recorded as lost by a write-off (absent until then).
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub written_off: Decimal,
+    /// The last regular payment's number once a reschedule made a new plan (absent: the terms' count); failed
+    /// payments after it count toward a default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regular_through: Option<u32>,
 }
 
 /// An operator's pause: nothing new is collected until it is resumed.
@@ -67,6 +105,12 @@ pub enum ScheduleError {
     NotPaused,
     #[error("the advance is already paused")]
     AlreadyPaused,
+    #[error("a withdrawal is under way; try again once it is recorded")]
+    Processing,
+    #[error("a prepayment is under way; try again once it is recorded")]
+    PrepaymentUnderWay,
+    #[error("{0}")]
+    Terms(String),
 }
 
 impl Advance {
@@ -75,16 +119,7 @@ impl Advance {
         let payments = split(terms.amount, terms.payments)
             .into_iter()
             .zip(1..)
-            .map(|(amount, number)| Payment {
-                payment_id: payment_id(terms.advance_id, number),
-                number,
-                amount,
-                due_at: None,
-                status: PaymentStatus::Scheduled,
-                transaction_id: None,
-                failure_reason: None,
-                moved_to: None,
-            })
+            .map(|(amount, number)| Payment::scheduled(terms.advance_id, number, amount, None))
             .collect();
         Self {
             terms,
@@ -96,7 +131,14 @@ impl Advance {
             failed_extra_in_row: 0,
             revision: 0,
             paused: None,
+            written_off: Decimal::ZERO,
+            regular_through: None,
         }
+    }
+
+    /// The last regular payment's number: the terms' count, or the end of a reschedule's new plan.
+    pub fn regular_through(&self) -> u32 {
+        self.regular_through.unwrap_or(self.terms.payments)
     }
 
     pub(crate) fn changed(&mut self) {
@@ -143,7 +185,8 @@ impl Advance {
         self.changed();
     }
 
-    /// The next payment to collect and when it is due: the lowest-numbered scheduled payment.
+    /// The next payment to collect and when it is due: a scheduled prepayment first, else the lowest-numbered
+    /// scheduled payment.
     pub fn next_due(&self) -> Option<(u32, DateTime<Utc>)> {
         if self.status != AdvanceStatus::Active || self.paused.is_some() {
             return None;
@@ -151,7 +194,7 @@ impl Advance {
         self.payments
             .iter()
             .filter(|payment| payment.status == PaymentStatus::Scheduled)
-            .min_by_key(|payment| payment.number)
+            .min_by_key(|payment| (payment.kind.is_regular(), payment.number))
             .and_then(|payment| payment.due_at.map(|due| (payment.number, due)))
     }
 
@@ -186,7 +229,10 @@ impl Advance {
     /// A payment was refused. Its amount goes to the next scheduled payment or, after the last, to a new
     /// payment one interval after it; after too many extra payments failed in a row, the advance defaults.
     pub fn failed(&mut self, number: u32, reason: &str) -> Result<(), ScheduleError> {
-        let regular = self.terms.payments;
+        if self.payments.iter().any(|p| p.number == number && p.kind == PaymentKind::Prepayment) {
+            return self.prepayment_failed(number, reason);
+        }
+        let regular = self.regular_through();
         let limit = self.terms.max_failed_extra_payments;
         let interval = self.terms.interval();
         let next = self
@@ -206,7 +252,11 @@ impl Advance {
             self.failed_extra_in_row += 1;
         }
         if !active {
-            // Cancelled while this one was processing: nothing more is collected.
+            // Closed while this one was processing: nothing more is collected. After a write-off, what it failed
+            // to collect is written off too.
+            if self.status == AdvanceStatus::WrittenOff {
+                self.written_off += amount;
+            }
             self.changed();
             return Ok(());
         }
@@ -219,16 +269,8 @@ impl Advance {
             Some(next) => next,
             None => {
                 let number = last_number + 1;
-                self.payments.push(Payment {
-                    payment_id: payment_id(self.terms.advance_id, number),
-                    number,
-                    amount: Decimal::ZERO,
-                    due_at: due.map(|due| add(due, interval, 1)),
-                    status: PaymentStatus::Scheduled,
-                    transaction_id: None,
-                    failure_reason: None,
-                    moved_to: None,
-                });
+                let due_at = due.map(|due| add(due, interval, 1));
+                self.payments.push(Payment::scheduled(self.terms.advance_id, number, Decimal::ZERO, due_at));
                 number
             }
         };
@@ -250,8 +292,12 @@ impl Advance {
         if let Some(pause) = &self.paused {
             text.push_str(&format!("; paused since {}: {}", pause.since.format("%Y-%m-%d %H:%M:%S UTC"), pause.reason));
         }
+        if !self.written_off.is_zero() {
+            text.push_str(&format!("; {} written off", self.written_off));
+        }
         if let Some(payment) = self.payments.iter().find(|p| p.status == PaymentStatus::Processing) {
-            text.push_str(&format!("; collecting payment {}: {}", payment.number, payment.amount));
+            let what = if payment.kind.is_regular() { "payment" } else { "prepayment" };
+            text.push_str(&format!("; collecting {what} {}: {}", payment.number, payment.amount));
         } else if let Some((number, due)) = self.next_due() {
             text.push_str(&format!("; next: payment {number} due {}", due.format("%Y-%m-%d %H:%M:%S UTC")));
         }
@@ -274,9 +320,9 @@ impl Advance {
         self.sum(|status| matches!(status, PaymentStatus::Scheduled | PaymentStatus::Processing))
     }
 
-    /// The seed's formula: paid + scheduled + processing = the advance's amount.
+    /// The seed's formula, generalised: paid + scheduled + processing + written off = the advance's amount.
     pub fn formula_holds(&self) -> bool {
-        self.sum(PaymentStatus::is_owed) == self.terms.amount
+        self.sum(PaymentStatus::is_owed) + self.written_off == self.terms.amount
     }
 
     /// Whether a withdrawal is under way.

@@ -17,19 +17,22 @@ pub struct Exposure {
     pub paid: Decimal,
     /// What was outstanding when it defaulted.
     pub defaulted: Decimal,
+    /// What an operator wrote off.
+    pub written_off: Decimal,
 }
 
 impl Advance {
     /// This advance's part of the book.
     pub fn exposure(&self) -> Exposure {
         let paid = self.paid_amount();
-        let unpaid = self.terms.amount - paid;
+        let unpaid = self.terms.amount - paid - self.written_off;
         let open = self.status.is_open();
         Exposure {
             open,
             outstanding: if open { unpaid } else { Decimal::ZERO },
             paid,
             defaulted: if self.status == AdvanceStatus::Defaulted { unpaid } else { Decimal::ZERO },
+            written_off: self.written_off,
         }
     }
 }
@@ -44,7 +47,13 @@ mod tests {
         let accepted = Advance::new(terms("120"));
         assert_eq!(
             accepted.exposure(),
-            Exposure { open: true, outstanding: dec("120"), paid: Decimal::ZERO, defaulted: Decimal::ZERO }
+            Exposure {
+                open: true,
+                outstanding: dec("120"),
+                paid: Decimal::ZERO,
+                defaulted: Decimal::ZERO,
+                written_off: Decimal::ZERO
+            }
         );
         let mut advance = granted("120");
         collect(&mut advance, true);
@@ -54,7 +63,13 @@ mod tests {
         advance.cancel("stop").ok();
         assert_eq!(
             advance.exposure(),
-            Exposure { open: false, outstanding: Decimal::ZERO, paid: dec("10"), defaulted: Decimal::ZERO }
+            Exposure {
+                open: false,
+                outstanding: Decimal::ZERO,
+                paid: dec("10"),
+                defaulted: Decimal::ZERO,
+                written_off: Decimal::ZERO
+            }
         );
     }
 

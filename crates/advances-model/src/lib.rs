@@ -7,12 +7,13 @@
 //! - [`status`]: the statuses of an advance and its payments;
 //! - [`advance`]: the state and its payment schedule (grant, collect, roll over, default);
 //! - [`operator`]: pay off, pause, resume, cancel;
+//! - [`servicing`]: reschedule, prepay, write off, and a pay-off's quote;
 //! - [`mirror`]: what changed since an earlier state, for the database's copy;
 //! - [`exposure`]: what an advance adds to the lender's book;
 //! - [`alerts`] and [`reconcile`]: what operators are told, and what a reconciliation run reports.
 //!
-//! Every state change keeps the seed's formula, `paid + scheduled + processing = amount`, while the advance is
-//! open.
+//! Every state change keeps the seed's formula, generalised: `paid + scheduled + processing + written off =
+//! amount`, while the advance is open and once it is written off.
 
 pub mod advance;
 pub mod alerts;
@@ -22,6 +23,7 @@ pub mod mirror;
 pub mod operator;
 pub mod product;
 pub mod reconcile;
+pub mod servicing;
 pub mod status;
 pub mod terms;
 
@@ -30,12 +32,13 @@ mod properties;
 #[cfg(test)]
 mod testing;
 
-pub use advance::{Advance, Pause, Payment, ScheduleError};
+pub use advance::{Advance, Cover, Pause, Payment, ScheduleError};
 pub use alerts::{Alert, AlertKind};
 pub use exposure::Exposure;
 pub use keys::{grant_key, payment_id, payment_key};
 pub use mirror::{AdvanceChange, ChangeError, Mirror};
 pub use product::{valid_product_name, Product, ProductError, RequestError};
 pub use reconcile::{IdRange, RangeProgress, ReconcileReport};
-pub use status::{AdvanceStatus, PaymentStatus};
+pub use servicing::{Prepay, Reschedule};
+pub use status::{AdvanceStatus, PaymentKind, PaymentStatus};
 pub use terms::{split, AdvanceTerms, TermsError, MAX_PAYMENTS};

@@ -1,6 +1,7 @@
 //! What the workflow sends to be mirrored into the database: its whole state once, then only what changed.
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,6 +24,11 @@ pub struct AdvanceChange {
     pub failed_extra_in_row: u32,
     pub paused: Option<Pause>,
     pub payments: Vec<Payment>,
+    /// Absent in changes recorded before write-offs and reschedules existed.
+    #[serde(default, skip_serializing_if = "Decimal::is_zero")]
+    pub written_off: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regular_through: Option<u32>,
 }
 
 /// What the workflow sends to be mirrored: its whole state the first time, then what changed.
@@ -78,6 +84,8 @@ impl Advance {
             failed_extra_in_row: self.failed_extra_in_row,
             paused: self.paused.clone(),
             payments,
+            written_off: self.written_off,
+            regular_through: self.regular_through,
         }
     }
 
@@ -96,6 +104,8 @@ impl Advance {
         self.status_reason = change.status_reason;
         self.failed_extra_in_row = change.failed_extra_in_row;
         self.paused = change.paused;
+        self.written_off = change.written_off;
+        self.regular_through = change.regular_through;
         for payment in change.payments {
             match self.payment_mut(payment.number) {
                 Some(slot) => *slot = payment,

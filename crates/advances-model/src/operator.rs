@@ -14,6 +14,7 @@ impl Advance {
         if self.paused.is_some() {
             return Err(ScheduleError::Paused);
         }
+        self.require_no_prepayment()?;
         match self.payments.iter().any(|p| p.status == PaymentStatus::Scheduled) {
             true => Ok(()),
             false => Err(ScheduleError::NothingOutstanding),

@@ -18,6 +18,8 @@ pub enum AdvanceStatus {
     Defaulted,
     /// An operator stopped future collection.
     Cancelled,
+    /// An operator stopped collection and recorded what was outstanding as lost.
+    WrittenOff,
 }
 
 impl AdvanceStatus {
@@ -29,12 +31,20 @@ impl AdvanceStatus {
             Self::Failed => "failed",
             Self::Defaulted => "defaulted",
             Self::Cancelled => "cancelled",
+            Self::WrittenOff => "written_off",
         }
     }
 
     /// Every status, in the order of an advance's life.
-    pub const ALL: [Self; 6] =
-        [Self::Granting, Self::Active, Self::Completed, Self::Failed, Self::Defaulted, Self::Cancelled];
+    pub const ALL: [Self; 7] = [
+        Self::Granting,
+        Self::Active,
+        Self::Completed,
+        Self::Failed,
+        Self::Defaulted,
+        Self::Cancelled,
+        Self::WrittenOff,
+    ];
 
     pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|status| status.as_str() == text)
@@ -60,10 +70,35 @@ pub enum PaymentStatus {
     Paid,
     /// Refused; its amount moved to `moved_to`.
     Failed,
-    /// Merged into an earlier payment by a pay-off; its amount moved to `moved_to`.
+    /// Replaced: merged into an earlier payment by a pay-off, re-spread by a reschedule, or covered by a
+    /// prepayment; its amount moved to `moved_to`.
     Superseded,
     /// Will never be collected (cancelled advance or refused grant).
     Cancelled,
+}
+
+/// What a payment is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentKind {
+    /// Part of the schedule (or an extra payment carrying a failed amount).
+    #[default]
+    Regular,
+    /// An amount an operator collects ahead of the schedule; it reduces the last scheduled payments.
+    Prepayment,
+}
+
+impl PaymentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Regular => "regular",
+            Self::Prepayment => "prepayment",
+        }
+    }
+
+    pub fn is_regular(&self) -> bool {
+        *self == Self::Regular
+    }
 }
 
 impl TryFrom<String> for AdvanceStatus {

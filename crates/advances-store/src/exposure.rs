@@ -137,12 +137,14 @@ pub struct BookLine {
     pub outstanding: Decimal,
     pub paid: Decimal,
     pub defaulted: Decimal,
+    pub written_off: Decimal,
 }
 
 /// The book by product (by name; advances from before products last) and its total.
 pub async fn book(pool: &sqlx::PgPool) -> sqlx::Result<(Vec<BookLine>, BookLine)> {
     let lines: Vec<BookLine> = sqlx::query_as(
-        "SELECT nullif(product, '') AS product, open_advances, outstanding, paid, defaulted FROM exposure_book
+        "SELECT nullif(product, '') AS product, open_advances, outstanding, paid, defaulted, written_off
+         FROM exposure_book
          ORDER BY product = '', product",
     )
     .fetch_all(pool)
@@ -153,6 +155,7 @@ pub async fn book(pool: &sqlx::PgPool) -> sqlx::Result<(Vec<BookLine>, BookLine)
         total.outstanding += line.outstanding;
         total.paid += line.paid;
         total.defaulted += line.defaulted;
+        total.written_off += line.written_off;
     }
     Ok((lines, total))
 }

@@ -170,7 +170,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let on_conflict = "ON CONFLICT (id) DO UPDATE
                 SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now(),
-                    outstanding = EXCLUDED.outstanding, paid = EXCLUDED.paid, defaulted = EXCLUDED.defaulted
+                    outstanding = EXCLUDED.outstanding, paid = EXCLUDED.paid, defaulted = EXCLUDED.defaulted,
+                    written_off = EXCLUDED.written_off
                 WHERE advances.revision <= EXCLUDED.revision";
         let updated = write_advance(&mut tx, advance, on_conflict).await?;
         if updated == 0 {
@@ -204,7 +205,8 @@ impl Store {
         advance.apply(change.clone())?;
         let on_conflict = "ON CONFLICT (id) DO UPDATE
                 SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now(),
-                    outstanding = EXCLUDED.outstanding, paid = EXCLUDED.paid, defaulted = EXCLUDED.defaulted";
+                    outstanding = EXCLUDED.outstanding, paid = EXCLUDED.paid, defaulted = EXCLUDED.defaulted,
+                    written_off = EXCLUDED.written_off";
         write_advance(&mut tx, &advance, on_conflict).await?;
         write_payments(&mut tx, change.advance_id, &change.payments).await?;
         tx.commit().await?;
@@ -381,8 +383,9 @@ async fn existing_terms(tx: &mut sqlx::PgConnection, advance_id: Uuid) -> sqlx::
 /// written (0 when the conflict clause left the existing row alone).
 async fn write_advance(tx: &mut sqlx::PgConnection, advance: &Advance, on_conflict: &str) -> sqlx::Result<u64> {
     let sql = format!(
-        "INSERT INTO advances (id, account_id, amount, status, revision, state, product, outstanding, paid, defaulted)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) {on_conflict}"
+        "INSERT INTO advances (id, account_id, amount, status, revision, state, product, outstanding, paid, defaulted,
+                               written_off)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {on_conflict}"
     );
     let exposure = advance.exposure();
     let result = sqlx::query(&sql)
@@ -396,6 +399,7 @@ async fn write_advance(tx: &mut sqlx::PgConnection, advance: &Advance, on_confli
         .bind(exposure.outstanding)
         .bind(exposure.paid)
         .bind(exposure.defaulted)
+        .bind(exposure.written_off)
         .execute(&mut *tx)
         .await?;
     Ok(result.rows_affected())
@@ -414,11 +418,14 @@ async fn write_payments(tx: &mut sqlx::PgConnection, advance_id: Uuid, payments:
     let transactions: Vec<Option<Uuid>> = payments.iter().map(|p| p.transaction_id).collect();
     let reasons: Vec<Option<String>> = payments.iter().map(|p| p.failure_reason.clone()).collect();
     let moved: Vec<Option<i32>> = payments.iter().map(|p| p.moved_to.map(|number| number as i32)).collect();
+    let kinds: Vec<&str> = payments.iter().map(|p| p.kind.as_str()).collect();
     sqlx::query(
-        "INSERT INTO payments (id, advance_id, number, amount, due_at, status, transaction_id, failure_reason, moved_to)
-         SELECT id, $2, number, amount, due_at, status, transaction_id, failure_reason, moved_to
+        "INSERT INTO payments (id, advance_id, number, amount, due_at, status, transaction_id, failure_reason, moved_to,
+                               kind)
+         SELECT id, $2, number, amount, due_at, status, transaction_id, failure_reason, moved_to, kind
          FROM unnest($1::uuid[], $3::int[], $4::numeric[], $5::timestamptz[], $6::text[], $7::uuid[], $8::text[],
-                     $9::int[]) AS p (id, number, amount, due_at, status, transaction_id, failure_reason, moved_to)
+                     $9::int[], $10::text[])
+              AS p (id, number, amount, due_at, status, transaction_id, failure_reason, moved_to, kind)
          ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, due_at = EXCLUDED.due_at,
             status = EXCLUDED.status, transaction_id = EXCLUDED.transaction_id,
             failure_reason = EXCLUDED.failure_reason, moved_to = EXCLUDED.moved_to",
@@ -432,6 +439,7 @@ async fn write_payments(tx: &mut sqlx::PgConnection, advance_id: Uuid, payments:
     .bind(transactions)
     .bind(reasons)
     .bind(moved)
+    .bind(kinds)
     .execute(&mut *tx)
     .await?;
     Ok(())

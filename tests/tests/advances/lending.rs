@@ -24,11 +24,17 @@ fn request(account: Uuid, amount: &str, product: Option<&str>) -> anyhow::Result
 }
 
 /// The error code and message of a refused call (panics on anything else, with what it was).
-fn refusal(result: Result<Created, AdvancesError>) -> (u16, String, String) {
+fn refusal<T: std::fmt::Debug>(result: Result<T, AdvancesError>) -> (u16, String, String) {
     match result {
         Err(AdvancesError::Api { status, body, .. }) => (status, body.error.code, body.error.message),
         other => panic!("expected a refusal, got {other:?}"),
     }
+}
+
+/// The status and error code of a refused call.
+fn code<T: std::fmt::Debug>(result: Result<T, AdvancesError>) -> (u16, String) {
+    let (status, code, _) = refusal(result);
+    (status, code)
 }
 
 async fn advances_of(stack: &Stack, account: Uuid) -> anyhow::Result<i64> {
@@ -348,5 +354,82 @@ async fn the_book_follows_every_advance_from_acceptance_to_close() -> anyhow::Re
         add_client("advances-api", &stack.advances_db.url, "front", &["advances:read", "advances:write"]).await?;
     let front = advances_contract::AdvancesClient::new(&stack.api_url, Some(token), Duration::from_secs(60))?;
     assert_eq!(front.exposure().await.err().and_then(|e| e.status()), Some(403));
+    stack.stop().await
+}
+
+/// The servicing commands through the API, each one's arithmetic and each one's refusals.
+#[tokio::test]
+async fn servicing_reschedules_prepays_quotes_and_writes_off_through_the_api() -> anyhow::Result<()> {
+    use advances_contract::{PaymentView, PrepayRequest, RescheduleRequest};
+    use advances_model::{PaymentKind, PaymentStatus};
+
+    let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1h"), ("FIRST_DUE_MIN_LEAD", "500ms")]).await?;
+    let account = stack.account("100").await?;
+    let advance = stack.create_advance(account, "120", None).await?.advance;
+    let id = advance.advance_id;
+    let advance = stack.wait_for_advance(id, LONG, |a| a.status == AdvanceState::ACTIVE).await?;
+    let scheduled = |advance: &advances_contract::AdvanceView| -> Vec<(u32, Decimal)> {
+        advance.payments.iter().filter(|p| p.status == PaymentStatus::Scheduled).map(|p| (p.number, p.amount)).collect()
+    };
+
+    // The quote: everything now; less the payments due before a later time.
+    assert_eq!(stack.api.payoff_quote(id, None).await?.amount, dec("120"));
+    let after_first = advance.payments[0].due_at.unwrap_or_default() + chrono::Duration::seconds(1);
+    assert_eq!(stack.api.payoff_quote(id, Some(after_first)).await?.amount, dec("110"));
+    let past = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(code(stack.api.payoff_quote(id, Some(past)).await), (422, "invalid_at".into()));
+
+    // A reschedule of a paused advance: 120 over 6 payments of 20, from the chosen day, still paused.
+    let bad = |payments, first_due_at| RescheduleRequest { payments, first_due_at, reason: None };
+    assert_eq!(code(stack.api.reschedule(id, &bad(0, None)).await), (422, "invalid_terms".into()));
+    assert_eq!(code(stack.api.reschedule(id, &bad(6, Some(Utc::now()))).await), (422, "invalid_terms".into()));
+    assert_eq!(code(stack.api.reschedule(id, &bad(12_001, None)).await), (422, "invalid_terms".into()));
+    stack.api.command(id, advances_contract::Command::Pause, Some("lost job")).await?;
+    let first = DateTime::from_timestamp(Utc::now().timestamp() + 7200, 0).unwrap_or_default();
+    let request = RescheduleRequest { payments: 6, first_due_at: Some(first), reason: Some("hardship".into()) };
+    let rescheduled = stack.api.reschedule(id, &request).await?;
+    assert_eq!(scheduled(&rescheduled), (13..=18).map(|n| (n, dec("20"))).collect::<Vec<_>>());
+    assert_eq!(rescheduled.payments[12].due_at, Some(first));
+    assert!(rescheduled.payments[..12].iter().all(|p| p.status == PaymentStatus::Superseded && p.moved_to == Some(13)));
+    assert!(rescheduled.paused_since.is_some(), "still paused");
+    let prepay = |amount: &str| -> anyhow::Result<PrepayRequest> {
+        Ok(PrepayRequest { amount: Amount::parse(amount)?.into(), reason: None })
+    };
+    assert_eq!(code(stack.api.prepay(id, &prepay("30")?).await), (409, "advance_not_active".into()), "paused");
+    stack.api.command(id, advances_contract::Command::Resume, None).await?;
+
+    // A prepayment of 30: collected now, from the last payments backwards.
+    assert_eq!(code(stack.api.prepay(id, &prepay("120.01")?).await), (409, "advance_not_active".into()));
+    let asked = stack.api.prepay(id, &prepay("30")?).await?;
+    let prepayment: &PaymentView = asked.payments.last().ok_or_else(|| anyhow::anyhow!("no prepayment"))?;
+    assert_eq!((prepayment.number, prepayment.kind, prepayment.amount), (19, PaymentKind::Prepayment, dec("30")));
+    let prepaid = stack
+        .wait_for_advance(id, LONG, |a| a.payments.last().is_some_and(|p| p.status == PaymentStatus::Paid))
+        .await?;
+    assert_eq!((prepaid.paid_amount, prepaid.outstanding_amount), (dec("30"), dec("90")));
+    assert_eq!(
+        scheduled(&prepaid),
+        [(13, dec("20")), (14, dec("20")), (15, dec("20")), (16, dec("20")), (17, dec("10"))]
+    );
+    assert_eq!(stack.balance(account).await?, dec("190"));
+    assert_eq!(stack.debits(account).await?.len(), 1, "one debit, keyed like every payment");
+
+    // Written off: what was left is lost, and the book says so.
+    let reader = add_client("advances-api", &stack.advances_db.url, "reader", &["advances:read"]).await?;
+    let reader = advances_contract::AdvancesClient::new(&stack.api_url, Some(reader), Duration::from_secs(60))?;
+    assert_eq!(reader.write_off(id, "no").await.err().and_then(|e| e.status()), Some(403));
+    assert_eq!(code(stack.api.write_off(id, " ").await), (422, "invalid_reason".into()));
+    let written_off = stack.api.write_off(id, "fraud").await?;
+    assert_eq!(written_off.status, AdvanceState::Status(advances_model::AdvanceStatus::WrittenOff));
+    assert_eq!((written_off.written_off_amount, written_off.status_reason.as_deref()), (dec("90"), Some("fraud")));
+    assert!(scheduled(&written_off).is_empty(), "nothing left to collect");
+    assert_eq!(code(stack.api.payoff_quote(id, None).await), (409, "advance_not_active".into()));
+    assert_eq!(code(stack.api.write_off(id, "again").await), (409, "advance_not_active".into()));
+    let book = system_tests::poll_until(LONG, || async {
+        let book = stack.api.exposure().await?.total;
+        Ok((book.written_off == dec("90")).then_some(book))
+    })
+    .await?;
+    assert_eq!((book.open_advances, book.outstanding, book.paid), (0, Decimal::ZERO, dec("30")));
     stack.stop().await
 }

@@ -1,7 +1,7 @@
 //! AdvanceWorkflow and ReconcileWorkflow started directly on Temporal and run by the real worker binary against
 //! the real ledger; the recorded histories in tests/fixtures must keep replaying against the current code.
 
-use advances_model::{payment_key, Advance, AdvanceStatus, AdvanceTerms, PaymentStatus};
+use advances_model::{payment_key, Advance, AdvanceStatus, AdvanceTerms, PaymentStatus, Prepay, Reschedule};
 use advances_model::{AlertKind, ReconcileReport};
 use advances_store::Store;
 use advances_workflows::{workflow_id, AdvanceInput, AdvanceWorkflow, ReconcileWorkflow, TASK_QUEUE};
@@ -11,8 +11,9 @@ use rust_decimal::Decimal;
 use system_tests::{dec, poll_until, Stack};
 use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowExecutionInfo, WorkflowFetchHistoryOptions, WorkflowGetResultOptions,
-    WorkflowHandle, WorkflowHistory, WorkflowQueryOptions, WorkflowStartOptions, WorkflowTerminateOptions,
+    Client, WorkflowDescribeOptions, WorkflowExecuteUpdateOptions, WorkflowExecutionInfo, WorkflowFetchHistoryOptions,
+    WorkflowGetResultOptions, WorkflowHandle, WorkflowHistory, WorkflowQueryOptions, WorkflowStartOptions,
+    WorkflowTerminateOptions,
 };
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
@@ -530,9 +531,79 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     h.stop().await
 }
 
+/// An advance started under a product with a chosen first due time, paused and rescheduled, prepaid (once
+/// collected, once refused), and written off: each command's arithmetic on the real workflow, recorded as the
+/// fixtures `v3-advance-serviced.json` (until the failed prepayment) and `v3-advance-written-off.json`.
+#[tokio::test]
+async fn servicing_commands_reschedule_prepay_and_write_off_a_running_advance() -> anyhow::Result<()> {
+    let h = Harness::new().await?;
+    let account = h.account().await?;
+    h.bank(account, "100", Direction::Credit).await?;
+    let first_due = chrono::Utc::now() + chrono::Duration::seconds(60);
+    let terms = AdvanceTerms {
+        product: Some("standard".into()),
+        first_due_at: Some(first_due),
+        ..h.terms(account, "120", 12, 60_000, 3)
+    };
+    let handle = h.start(&terms).await?;
+    let granted = wait_for(&handle, |a| a.status == AdvanceStatus::Active).await?;
+    assert_eq!(granted.payments[0].due_at, Some(first_due), "the chosen first due time");
+    let options = || WorkflowExecuteUpdateOptions::default();
+    let answer = |advance: Option<Advance>| advance.ok_or_else(|| anyhow::anyhow!("the update answered nothing"));
+
+    // Paused, then rescheduled over 4 payments: 120 in 4 × 30, still paused; then resumed.
+    operate(&handle, "pause").await?;
+    let reschedule = Reschedule { payments: 4, first_due_at: None, reason: "hardship".into() };
+    let rescheduled = answer(handle.execute_update(AdvanceWorkflow::reschedule, reschedule, options()).await?)?;
+    let scheduled: Vec<_> = rescheduled.payments.iter().filter(|p| p.status == PaymentStatus::Scheduled).collect();
+    assert_eq!(
+        scheduled.iter().map(|p| (p.number, p.amount)).collect::<Vec<_>>(),
+        [(13, dec("30")), (14, dec("30")), (15, dec("30")), (16, dec("30"))]
+    );
+    assert!(rescheduled.paused.is_some() && rescheduled.formula_holds());
+    operate(&handle, "resume").await?;
+
+    // A prepayment of 40: collected now, taking the last payment whole and 10 of the one before.
+    let prepay = Prepay { amount: dec("40"), reason: String::new() };
+    answer(handle.execute_update(AdvanceWorkflow::prepay, prepay, options()).await?)?;
+    let prepaid =
+        wait_for(&handle, |a| a.payments.iter().any(|p| p.number == 17 && p.status == PaymentStatus::Paid)).await?;
+    assert_eq!(prepaid.paid_amount(), dec("40"));
+    assert_eq!((prepaid.payments[15].status, prepaid.payments[14].amount), (PaymentStatus::Superseded, dec("20")));
+    assert!(prepaid.formula_holds());
+    check_replay(&handle, "v3-advance-serviced.json").await?;
+
+    // The account emptied: a prepayment fails and gives its amount back; nothing else changes.
+    let balance = h.stack.balance(account).await?;
+    h.bank(account, &balance.to_string(), Direction::Debit).await?;
+    let prepay = Prepay { amount: dec("50"), reason: String::new() };
+    answer(handle.execute_update(AdvanceWorkflow::prepay, prepay, options()).await?)?;
+    let refused =
+        wait_for(&handle, |a| a.payments.iter().any(|p| p.number == 18 && p.status == PaymentStatus::Failed)).await?;
+    assert_eq!(refused.payments[..17], prepaid.payments[..17], "the schedule is as it was");
+    assert_eq!(refused.payments[17].failure_reason.as_deref(), Some("Insufficient funds"));
+
+    // Written off: 80 recorded as lost, nothing left to collect, the workflow completes.
+    answer(handle.execute_update(AdvanceWorkflow::write_off, "customer deceased".to_owned(), options()).await?)?;
+    let advance = result(&handle).await?;
+    check_replay(&handle, "v3-advance-written-off.json").await?;
+    assert_eq!((advance.status, advance.written_off), (AdvanceStatus::WrittenOff, dec("80")));
+    assert!(advance.formula_holds() && advance.payments.iter().all(|p| p.status != PaymentStatus::Scheduled));
+    let debits: Vec<_> =
+        h.ledger_rows(account).await?.into_iter().filter(|r| r.direction == Direction::Debit).collect();
+    assert_eq!(debits.len(), 3, "the emptying debit and two prepayments: {debits:?}");
+    let summaries = summaries(&handle).await?;
+    for expected in
+        ["rescheduled 120 over 4 payments", "prepayment 17 of 40 due now", "Collect prepayment 17: 40", "wrote off 80"]
+    {
+        assert!(summaries.iter().any(|s| s.contains(expected)), "{expected}: {summaries:?}");
+    }
+    h.stop().await
+}
+
 /// The recorded histories, each of which must replay. Adding a fixture means naming it here; deleting one (or
 /// all of a version) fails the test instead of replaying fewer.
-const FIXTURES: [&str; 9] = [
+const FIXTURES: [&str; 11] = [
     "v1-advance-completed.json",
     "v1-advance-paid-off.json",
     "v1-advance-rolled-over.json",
@@ -542,6 +613,8 @@ const FIXTURES: [&str; 9] = [
     "v2-advance-paused.json",
     "v2-advance-rolled-over.json",
     "v2-advance-started-with-update.json",
+    "v3-advance-serviced.json",
+    "v3-advance-written-off.json",
 ];
 
 /// Histories recorded from earlier versions of the code (tests/fixtures, written with `RECORD_HISTORIES=1`)
