@@ -1,5 +1,6 @@
 //! Reconciliation: every open advance's payments add up to its amount, every paid payment and grant matches
-//! exactly one successful ledger transaction under its key, and every open advance's workflow runs.
+//! exactly one successful ledger transaction under its key, every open advance's workflow runs, and no
+//! written-off advance has a payment left to collect.
 
 use std::collections::{HashMap, HashSet};
 
@@ -157,6 +158,16 @@ impl Activities {
                 report.found(alert);
             }
             heartbeat().await?;
+        }
+        // A written-off advance's workflow has ended; nothing may be left for anyone to collect.
+        for (advance_id, number) in self.store.written_off_with_scheduled(PAGE_ADVANCES).await? {
+            let alert = Alert {
+                advance_id: Some(advance_id),
+                kind: AlertKind::FormulaMismatch,
+                message: format!("advance {advance_id} is written off, but its payment {number} is still scheduled"),
+            };
+            self.raise(&alert).await?;
+            report.found(alert);
         }
         Ok(report)
     }

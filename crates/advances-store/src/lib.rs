@@ -304,6 +304,19 @@ impl Store {
             .collect())
     }
 
+    /// Written-off advances that still have a payment scheduled (a write-off leaves nothing to collect), with
+    /// the first such payment's number: up to `limit`, by id. Reads the written-off advances, not the others.
+    pub async fn written_off_with_scheduled(&self, limit: i64) -> sqlx::Result<Vec<(Uuid, i32)>> {
+        sqlx::query_as(
+            "SELECT p.advance_id, min(p.number) FROM advances a JOIN payments p ON p.advance_id = a.id
+             WHERE a.status = 'written_off' AND p.status = 'scheduled'
+             GROUP BY p.advance_id ORDER BY p.advance_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// Remembers that the ledger agreed with these payments (as they were read: a payment changed since is
     /// left to check again) and with these advances' grants.
     pub async fn mark_checked(&self, payments: &[PaymentRow], grants: &[Uuid]) -> sqlx::Result<()> {

@@ -496,6 +496,20 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     .execute(&mut *debit)
     .await?;
     debit.commit().await?;
+    // And a written-off advance with a payment still scheduled.
+    let written_off = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO advances (id, account_id, amount, status, state, written_off) VALUES ($1, $2, 10, 'written_off', '{}', 5)",
+    )
+    .bind(written_off)
+    .bind(account)
+    .execute(h.store.pool())
+    .await?;
+    sqlx::query("INSERT INTO payments (id, advance_id, number, amount, status) VALUES ($1, $2, 2, 5, 'scheduled')")
+        .bind(Uuid::new_v4())
+        .bind(written_off)
+        .execute(h.store.pool())
+        .await?;
     // And a workflow terminated behind everyone's back: the database still says active.
     let options = WorkflowTerminateOptions::builder().reason("an operator's mistake").build();
     h.temporal.get_workflow_handle::<AdvanceWorkflow>(workflow_id(terminated.advance_id)).terminate(options).await?;
@@ -512,10 +526,11 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
         (AlertKind::FormulaMismatch.as_str(), Some(tampered_amount.advance_id)),
         (AlertKind::LedgerMismatch.as_str(), Some(tampered_paid.advance_id)),
         (AlertKind::LedgerMismatch.as_str(), Some(tampered_failed.advance_id)),
+        (AlertKind::FormulaMismatch.as_str(), Some(written_off)),
     ];
     expected.sort();
     assert_eq!(sorted(&report), expected, "{report:?}");
-    assert_eq!(report.mismatch_count, 4);
+    assert_eq!(report.mismatch_count, 5);
     let about = |id: Uuid| report.mismatches.iter().find(|m| m.advance_id == Some(id)).map(|m| m.message.clone());
     assert!(about(terminated.advance_id).unwrap_or_default().contains("Temporal says terminated"), "{report:?}");
     assert!(about(tampered_failed.advance_id).unwrap_or_default().contains("recorded as failed"), "{report:?}");
@@ -525,9 +540,10 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     assert_eq!(dead.str("status"), "workflow_not_running", "{}", dead.text);
     assert!(dead.str("status_reason").contains("terminated"), "{}", dead.text);
     assert_eq!(h.stack.get(&h.stack.api_url, &path(&healthy)).await?.str("status"), "active");
-    assert_eq!(again.mismatches.len(), 4, "the mismatches persist");
+    assert!(about(written_off).unwrap_or_default().contains("payment 2 is still scheduled"), "{report:?}");
+    assert_eq!(again.mismatches.len(), 5, "the mismatches persist");
     let alerts = h.store.alerts(10).await?;
-    assert_eq!(alerts.len(), 4, "one alert per mismatch, not one per run: {alerts:?}");
+    assert_eq!(alerts.len(), 5, "one alert per mismatch, not one per run: {alerts:?}");
     h.stop().await
 }
 
