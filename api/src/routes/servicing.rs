@@ -19,6 +19,7 @@ use advances_contract::{AdvanceView, PayoffQuote, PrepayRequest, QuoteQuery, Res
 const MAX_AHEAD_DAYS: i64 = 365;
 
 /// Re-spreads what is scheduled over new equal payments at the product's interval: for a customer in hardship.
+/// A withdrawal under way is left alone; if it fails, its amount rolls into the new plan's first payment.
 #[utoipa::path(
     post, path = "/api/v1/advances/{advance_id}/reschedule", tag = "advances",
     params(("advance_id" = Uuid, Path, description = "The advance's id")),
@@ -27,7 +28,7 @@ const MAX_AHEAD_DAYS: i64 = 365;
         (status = 200, description = "Rescheduled: the replaced payments are `superseded`, moved to the first new one", body = AdvanceView),
         (status = 400, description = "Malformed id or body", body = ErrorBody),
         (status = 404, description = "No such advance", body = ErrorBody),
-        (status = 409, description = "The advance is not active, a withdrawal is under way, or nothing is scheduled", body = ErrorBody),
+        (status = 409, description = "The advance is not active, a prepayment is under way, or nothing is scheduled", body = ErrorBody),
         (status = 422, description = "`invalid_terms`: payments out of 1–520, or first_due_at out of range; `invalid_reason`", body = ErrorBody),
         (status = 503, description = "Temporal is unavailable", body = ErrorBody),
     )

@@ -60,11 +60,10 @@ impl Advance {
         }
     }
 
-    /// Whether [`Advance::reschedule`] applies now (paused advances included): active, no withdrawal under way,
-    /// something scheduled, and at least a cent for each new payment.
+    /// Whether [`Advance::reschedule`] applies now (paused advances, and a regular withdrawal under way,
+    /// included): active, no prepayment under way, something scheduled, and at least a cent a new payment.
     pub fn can_reschedule(&self, request: &Reschedule) -> Result<(), ScheduleError> {
         self.require_active()?;
-        self.require_nothing_processing()?;
         self.require_no_prepayment()?;
         let outstanding = self.scheduled_amount();
         if outstanding.is_zero() {
@@ -82,7 +81,8 @@ impl Advance {
         Ok(())
     }
 
-    /// Re-spreads what is scheduled over `payments` new payments, equal to the cent with the remainder on the last,
+    /// Re-spreads what is scheduled (not a withdrawal under way: if it fails, its amount rolls into the new plan's
+    /// first payment, as into any next payment) over `payments` new payments, equal to the cent with the remainder on the last,
     /// one interval apart from `first_due_at` (a time already past when this runs: one interval after `now`). The
     /// replaced payments are superseded, moved to the first new one; the new plan's payments are regular, and
     /// the count of failed extra payments starts over. A paused advance stays paused, its pause counted from now.
@@ -264,12 +264,16 @@ mod tests {
     }
 
     #[test]
-    fn a_reschedule_needs_an_active_advance_with_nothing_under_way_and_a_cent_a_payment() {
+    fn a_reschedule_needs_an_active_advance_and_a_cent_a_payment_and_leaves_a_debit_under_way_alone() {
         let mut advance = granted("0.12");
         assert!(matches!(advance.can_reschedule(&reschedule(13, None)), Err(ScheduleError::Terms(_))));
         assert!(matches!(advance.can_reschedule(&reschedule(0, None)), Err(ScheduleError::Terms(_))));
         assert!(advance.start(1).is_ok());
-        assert_eq!(advance.can_reschedule(&reschedule(2, None)), Err(ScheduleError::Processing));
+        assert_eq!(advance.reschedule(&reschedule(2, None), at(0)), Ok(13), "what is scheduled, not the debit");
+        assert_eq!(amounts(&advance, PaymentStatus::Scheduled), vec![(13, dec("0.05")), (14, dec("0.06"))]);
+        assert!(advance.failed(1, "Insufficient funds").is_ok());
+        assert_eq!(advance.payments[0].moved_to, Some(13), "a failed debit rolls into the new plan");
+        assert!(advance.formula_holds() && advance.failed_extra_in_row == 0);
         assert!(advance.cancel("stop").is_ok());
         assert_eq!(advance.can_reschedule(&reschedule(2, None)), Err(ScheduleError::NotActive("cancelled")));
     }
