@@ -54,7 +54,10 @@ impl BookGauges {
             &["product"],
         )?;
         let amounts = GaugeVec::new(
-            Opts::new("advances_book_amount", "The book by product: outstanding, paid and defaulted amounts"),
+            Opts::new(
+                "advances_book_amount",
+                "The book by product: outstanding, paid, defaulted and written-off amounts",
+            ),
             &["product", "kind"],
         )?;
         registry.register(Box::new(open.clone()))?;
@@ -66,9 +69,13 @@ impl BookGauges {
         for line in lines {
             let product = line.product.as_deref().unwrap_or("");
             self.open.with_label_values(&[product]).set(line.open_advances);
-            for (kind, amount) in
-                [("outstanding", line.outstanding), ("paid", line.paid), ("defaulted", line.defaulted)]
-            {
+            let amounts = [
+                ("outstanding", line.outstanding),
+                ("paid", line.paid),
+                ("defaulted", line.defaulted),
+                ("written_off", line.written_off),
+            ];
+            for (kind, amount) in amounts {
                 self.amounts.with_label_values(&[product, kind]).set(amount.to_f64().unwrap_or(f64::NAN));
             }
         }

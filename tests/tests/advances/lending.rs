@@ -431,5 +431,7 @@ async fn servicing_reschedules_prepays_quotes_and_writes_off_through_the_api() -
     })
     .await?;
     assert_eq!((book.open_advances, book.outstanding, book.paid), (0, Decimal::ZERO, dec("30")));
+    let metrics = stack.client.get(format!("{}/metrics", stack.api_url)).send().await?.text().await?;
+    assert!(metrics.contains("advances_book_amount{kind=\"written_off\",product=\"standard\"} 90"), "{metrics}");
     stack.stop().await
 }
