@@ -91,6 +91,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let pool = advances_store::connect(settings.database_url.expose(), 16).await?;
+    // Not fatal (an operator may add it next), but every request that names no product is refused until then.
+    match advances_store::products::find(&pool, &settings.default_product).await? {
+        Some(product) if product.retired_at.is_none() => {}
+        found => tracing::warn!(
+            product = %settings.default_product,
+            state = if found.is_some() { "retired" } else { "missing" },
+            "DEFAULT_PRODUCT does not lend: requests that name no product get 422 unknown_product \
+             (add one with `advances-api product add`)"
+        ),
+    }
     let client = temporal::connect(&settings.temporal, "advances-api", Duration::from_secs(60)).await?;
     temporal::ensure_search_attributes(&client, &settings.temporal.namespace).await?;
     let (namespace, task_queue) = (settings.temporal.namespace.clone(), settings.temporal.task_queue.clone());
