@@ -124,7 +124,7 @@ async fn products_give_their_terms_and_a_retired_one_lends_no_more() -> anyhow::
         "--payments",
         "6",
         "--interval",
-        "2s",
+        "10s",
         "--min-amount",
         "1",
         "--max-amount",
@@ -135,30 +135,31 @@ async fn products_give_their_terms_and_a_retired_one_lends_no_more() -> anyhow::
     stack.operator(&add).await?;
     assert!(stack.operator(&add).await?.contains("already exists with these terms"), "adding it again is harmless");
     let mut other_terms = add;
-    other_terms[7] = "3s";
+    other_terms[7] = "11s";
     assert!(stack.operator(&other_terms).await.is_err(), "a name is never given other terms");
     let names: Vec<String> = stack.api.products().await?.into_iter().map(|p| p.name).collect();
     assert_eq!(names, ["fortnightly", "standard"]);
     let listed = stack.api.products().await?;
-    assert_eq!((listed[0].payments, listed[0].interval_ms, listed[0].min_amount), (6, 2000, dec("1")));
+    assert_eq!((listed[0].payments, listed[0].interval_ms, listed[0].min_amount), (6, 10_000, dec("1")));
 
     // The product's terms, and a first payment on the client's day; the others follow at the interval.
     let account = stack.account("0").await?;
     let now = Utc::now();
-    let first = DateTime::from_timestamp_millis(now.timestamp_millis() + 3000).unwrap_or(now);
+    // Far enough ahead that a slow grant still comes before it (a grant after it would ignore it).
+    let first = DateTime::from_timestamp_millis(now.timestamp_millis() + 15_000).unwrap_or(now);
     let chosen = CreateAdvanceRequest { first_due_at: Some(first), ..request(account, "120", Some("fortnightly"))? };
     let advance = stack.api.create_advance(&chosen, Some("payday")).await?.advance;
     assert_eq!(
         (advance.product.as_deref(), advance.payments.len(), advance.payment_interval_ms),
-        (Some("fortnightly"), 6, 2000)
+        (Some("fortnightly"), 6, 10_000)
     );
     let advance = stack.wait_for_advance(advance.advance_id, LONG, |a| a.status == AdvanceState::ACTIVE).await?;
     assert_eq!(advance.payments[0].due_at, Some(first));
-    assert_eq!(advance.payments[5].due_at, Some(first + chrono::Duration::seconds(10)));
+    assert_eq!(advance.payments[5].due_at, Some(first + chrono::Duration::seconds(50)));
     assert!(advance.payments.iter().all(|p| p.amount == dec("20")));
 
     // A first due time too soon or more than two intervals ahead.
-    for offset_ms in [100, 4_100] {
+    for offset_ms in [100, 20_100] {
         let at = DateTime::from_timestamp_millis(Utc::now().timestamp_millis() + offset_ms).unwrap_or(now);
         let early = CreateAdvanceRequest { first_due_at: Some(at), ..request(account, "120", Some("fortnightly"))? };
         let (status, code, message) = refusal(stack.api.create_advance(&early, None).await);
@@ -177,7 +178,7 @@ async fn products_give_their_terms_and_a_retired_one_lends_no_more() -> anyhow::
     // A retry of the accepted request still answers it.
     assert!(stack.api.create_advance(&chosen, Some("payday")).await?.replayed);
     let still = stack.wait_for_advance(advance.advance_id, LONG, |a| a.payments[0].status.is_owed()).await?;
-    assert_eq!((still.payment_interval_ms, still.payments.len()), (2000, 6));
+    assert_eq!((still.payment_interval_ms, still.payments.len()), (10_000, 6));
     // Bad definitions never reach the database.
     for bad in [
         [
