@@ -389,9 +389,10 @@ impl AdvanceWorkflow {
     #[update]
     pub fn reschedule(&mut self, ctx: &mut SyncWorkflowContext<Self>, request: Reschedule) -> Option<Advance> {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
-        let answer = self.command("reschedule", |advance| advance.reschedule(&request, at).map(|_| ()));
+        let mut first = 0;
+        let answer = self.command("reschedule", |advance| advance.reschedule(&request, at).map(|n| first = n));
         self.note = answer.as_ref().map(|advance| {
-            let first = advance.payments.iter().rev().nth((request.payments as usize).saturating_sub(1));
+            let first = advance.payments.iter().find(|p| p.number == first);
             let from = first.and_then(|p| p.due_at).map(|due| due.format("%Y-%m-%d %H:%M:%S UTC").to_string());
             format!(
                 "rescheduled {} over {} payments from {}{}",
@@ -413,11 +414,11 @@ impl AdvanceWorkflow {
     #[update]
     pub fn prepay(&mut self, ctx: &mut SyncWorkflowContext<Self>, request: Prepay) -> Option<Advance> {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
-        let answer = self.command("prepay", |advance| advance.prepay(&request, at).map(|_| ()));
-        self.note = answer.as_ref().map(|advance| {
-            let number = advance.payments.last().map_or(0, |p| p.number);
-            format!("prepayment {number} of {} due now{}", request.amount, reason_suffix(&request.reason))
-        });
+        let mut number = 0;
+        let answer = self.command("prepay", |advance| advance.prepay(&request, at).map(|n| number = n));
+        self.note = answer
+            .as_ref()
+            .map(|_| format!("prepayment {number} of {} due now{}", request.amount, reason_suffix(&request.reason)));
         answer
     }
 

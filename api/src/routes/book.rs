@@ -31,7 +31,6 @@ pub async fn list_products(State(state): State<ApiState>) -> ApiResult<Json<Prod
 )]
 pub async fn exposure(State(state): State<ApiState>) -> ApiResult<Json<ExposureView>> {
     let (lines, total) = book(state.store.pool()).await?;
-    state.book_gauges.set(&lines);
     Ok(Json(ExposureView {
         total: book_view(&total),
         by_product: lines.iter().map(book_view).collect(),
@@ -65,7 +64,7 @@ impl BookGauges {
         Ok(Self { open, amounts })
     }
 
-    pub fn set(&self, lines: &[BookLine]) {
+    fn set(&self, lines: &[BookLine]) {
         for line in lines {
             let product = line.product.as_deref().unwrap_or("");
             self.open.with_label_values(&[product]).set(line.open_advances);

@@ -76,10 +76,6 @@ const ACCOUNT_LOCK: i32 = 0x4144_5601;
 const BOOK_LOCK: i32 = 0x4144_5602;
 
 impl Caps {
-    pub fn any(&self) -> bool {
-        *self != Self::default()
-    }
-
     /// Checks a new advance of `amount` for `account_id` against the caps, inside the transaction that will
     /// insert it, holding the locks until it ends.
     pub(crate) async fn check(
