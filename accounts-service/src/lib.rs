@@ -49,9 +49,16 @@ pub struct AppState {
     pub downloads: ClientLimiter,
     /// The group-commit queue for transfers and bank transactions (`None` with `BATCH_COMMITTERS=0`).
     pub committer: Option<Committer>,
+    /// Cold storage (`ARCHIVE_URL`): where statements read archived days.
+    pub archive: Option<archive::Archive>,
 }
 
 impl AppState {
+    /// Where an account's book is read: the reports' pool and the archive.
+    pub fn book(&self) -> db::statements::Book<'_> {
+        db::statements::Book { pool: &self.report_pool, archive: self.archive.as_ref() }
+    }
+
     /// With reports on a standby: the primary and how long reads wait for the standby to catch up.
     pub fn replica(&self) -> Option<db::reports::Replica<'_>> {
         let wait = self.settings.report_replica_wait;
@@ -74,6 +81,7 @@ impl AppState {
         let auth = Authenticator::new(settings.auth, scopes::TOKEN_PREFIX, pool.clone(), settings.auth_cache_ttl);
         let per_client = settings.report_concurrency_per_client;
         let metrics = Arc::new(metrics::Metrics::new()?);
+        let archive = settings.archive_url.as_deref().map(archive::Archive::open).transpose()?;
         let committer = (settings.batch_committers > 0).then(|| {
             let batch = BatchSettings {
                 committers: settings.batch_committers,
@@ -90,6 +98,7 @@ impl AppState {
             report_pool,
             snapshot_writer,
             committer,
+            archive,
             metrics,
             auth,
             snapshots: ClientLimiter::new("report snapshots", per_client, 1),
@@ -105,6 +114,14 @@ pub fn app(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/v1/accounts", scoped(post(routes::accounts::create_account), scopes::ACCOUNTS_WRITE))
         .route("/api/v1/accounts/{account_id}", scoped(get(routes::accounts::get_account), scopes::ACCOUNTS_READ))
+        .route(
+            "/api/v1/accounts/{account_id}/statement",
+            scoped(get(routes::statements::statement), scopes::ACCOUNTS_READ),
+        )
+        .route(
+            "/api/v1/accounts/{account_id}/statement/export",
+            scoped(get(routes::statements::export_statement), scopes::ACCOUNTS_READ),
+        )
         .route("/api/v1/transaction", scoped(post(routes::transactions::create_transfer), scopes::TRANSFERS_WRITE))
         .route(
             "/api/v1/bank_transactions",
@@ -150,8 +167,7 @@ pub async fn run(
         Ok(created) => tracing::info!(created, "daily partitions of transactions are ready"),
         Err(error) => tracing::warn!(error = %error, "creating daily partitions failed; will retry"),
     }
-    let archive = settings.archive_url.as_deref().map(archive::Archive::open).transpose()?;
-    let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone(), archive));
+    let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone(), state.archive.clone()));
     let sealer = tokio::spawn(seal_periodically(pool.clone(), settings.report_seal_interval, state.metrics.clone()));
     tracing::info!(addr = %listener.local_addr()?, "accounts-service listening");
     let served = service_kit::serve::serve(listener, app(state), shutdown, settings.server).await;

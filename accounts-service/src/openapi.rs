@@ -3,7 +3,7 @@
 use service_kit::openapi::{BearerAuth, CommonResponses};
 use utoipa::OpenApi;
 
-use crate::routes::{accounts, reports, system, transactions};
+use crate::routes::{accounts, reports, statements, system, transactions};
 
 /// The accounts-service API.
 #[derive(OpenApi)]
@@ -11,13 +11,16 @@ use crate::routes::{accounts, reports, system, transactions};
     info(
         title = "accounts-service",
         description = "The ledger: accounts, atomic transfers that never overdraw, bank transactions, and a \
-                       paged transaction report read from one snapshot. Money is exact decimal: send amounts as \
+                       paged transaction report read from one snapshot, and every account's own book (statements with the \
+                       balance after each transaction, and the balance at any time). Money is exact decimal: send amounts as \
                        JSON numbers or strings; they come back as JSON numbers with their exact value. \
                        Errors are `{\"error\":{\"code\",\"message\"}}`."
     ),
     paths(
         accounts::create_account,
         accounts::get_account,
+        statements::statement,
+        statements::export_statement,
         transactions::create_transfer,
         transactions::create_bank_transaction,
         transactions::transactions_by_key,
@@ -30,7 +33,7 @@ use crate::routes::{accounts, reports, system, transactions};
     modifiers(&BearerAuth, &CommonResponses),
     security(("bearer" = [])),
     tags(
-        (name = "accounts", description = "Accounts and balances"),
+        (name = "accounts", description = "Accounts, balances and statements"),
         (name = "transactions", description = "Moving money"),
         (name = "reports", description = "The last 5 days of transactions"),
         (name = "system", description = "Health and metrics (no token needed)"),

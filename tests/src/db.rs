@@ -77,3 +77,46 @@ pub async fn migrate_accounts_up_to(pool: &sqlx::PgPool, last: i64) -> anyhow::R
     std::fs::remove_dir_all(&dir)?;
     Ok(migrated?)
 }
+
+/// Gives rows written straight into `transactions` (synthetic histories) a consistent book: every account
+/// starts at `opening` before its first row, and each row's balances-after follow its effects in `created_at, id`
+/// order, as the service writes them; `accounts.balance` becomes the balance after each account's last row.
+/// For tests only: the service never rewrites a row.
+pub async fn fill_books(pool: &sqlx::PgPool, opening: rust_decimal::Decimal) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "WITH effects AS (
+             SELECT created_at, id, src_account_id AS account_id, true AS is_src,
+                    CASE WHEN status <> 'success' THEN 0 WHEN direction = 'debit' THEN -amount ELSE amount END AS effect
+             FROM transactions WHERE src_account_id IS NOT NULL
+             UNION ALL
+             SELECT created_at, id, dst_account_id, false,
+                    CASE WHEN status <> 'success' THEN 0
+                         WHEN (kind = 'transfer') = (direction = 'debit') THEN amount ELSE -amount END
+             FROM transactions),
+         after AS (
+             SELECT created_at, id, is_src,
+                    $1 + sum(effect) OVER (PARTITION BY account_id ORDER BY created_at, id) AS balance
+             FROM effects),
+         rows AS (
+             SELECT created_at, id, max(balance) FILTER (WHERE is_src) AS src,
+                    max(balance) FILTER (WHERE NOT is_src) AS dst
+             FROM after GROUP BY created_at, id)
+         UPDATE transactions t SET src_balance_after = r.src, dst_balance_after = r.dst
+         FROM rows r WHERE t.created_at = r.created_at AND t.id = r.id",
+    )
+    .bind(opening)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE accounts a SET balance = coalesce(
+             (SELECT CASE WHEN t.src_account_id = a.id THEN t.src_balance_after ELSE t.dst_balance_after END
+              FROM transactions t WHERE t.src_account_id = a.id OR t.dst_account_id = a.id
+              ORDER BY t.created_at DESC, t.id DESC LIMIT 1), $1)",
+    )
+    .bind(opening)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

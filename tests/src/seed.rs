@@ -68,8 +68,8 @@ pub async fn seed_open_advances(
     copy_in.finish().await?;
     sqlx::query(
         "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, idempotency_key,
-                                   recorded_by)
-         SELECT id, clock_timestamp(), kind, dst_account_id, amount, direction, status, idempotency_key, recorded_by
+                                   recorded_by, dst_balance_after)
+         SELECT id, clock_timestamp(), kind, dst_account_id, amount, direction, status, idempotency_key, recorded_by, 0
          FROM seeded",
     )
     .execute(&mut *target)

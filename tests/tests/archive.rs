@@ -154,7 +154,7 @@ impl Fixture {
             sqlx::query(
                 "INSERT INTO transactions
                      (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason,
-                      description, idempotency_key, recorded_by)
+                      description, idempotency_key, recorded_by, src_balance_after, dst_balance_after)
                  SELECT gen_random_uuid(),
                         date_trunc('day', now(), 'UTC') - make_interval(days => $1) + g * interval '7 seconds',
                         CASE WHEN g % 3 = 0 THEN 'bank' ELSE 'transfer' END,
@@ -164,7 +164,7 @@ impl Fixture {
                         CASE WHEN g % 13 = 0 THEN 'Insufficient funds' END,
                         CASE WHEN g % 3 = 0 THEN 'paid, \"in full\" — ' || g END,
                         CASE WHEN g % 5 = 0 THEN 'key-' || g END,
-                        'client-' || (g % 4)
+                        'client-' || (g % 4), CASE WHEN g % 3 = 0 THEN NULL ELSE 0 END, 0
                  FROM generate_series(1, $4) AS g",
             )
             .bind(days_ago)
@@ -174,6 +174,7 @@ impl Fixture {
             .execute(&pool)
             .await?;
         }
+        system_tests::db::fill_books(&pool, rust_decimal::Decimal::from(1_000_000_000)).await?;
         Ok((database, pool))
     }
 
@@ -218,7 +219,8 @@ impl Fixture {
         let rows: Vec<(Value,)> = sqlx::query_as(
             "SELECT json_build_array(id::text, (extract(epoch FROM created_at) * 1000000)::bigint, kind,
                                      src_account_id::text, dst_account_id::text, amount::text, direction, status,
-                                     reason, description, idempotency_key, created_xid::text::bigint, recorded_by)
+                                     reason, description, idempotency_key, created_xid::text::bigint, recorded_by,
+                                     src_balance_after::text, dst_balance_after::text)
              FROM transactions
              WHERE (created_at AT TIME ZONE 'UTC')::date = ANY(SELECT (now() AT TIME ZONE 'UTC')::date - d
                                                               FROM unnest($1::int[]) AS d)
@@ -243,7 +245,8 @@ fn read_with_duckdb(archive: &Path) -> anyhow::Result<Vec<Value>> {
 import duckdb, json, sys
 rows = duckdb.sql(f"""
     SELECT id, epoch_us(created_at), kind, src_account_id, dst_account_id, amount::VARCHAR, direction, status,
-           reason, description, idempotency_key, created_xid, recorded_by
+           reason, description, idempotency_key, created_xid, recorded_by, src_balance_after::VARCHAR,
+           dst_balance_after::VARCHAR
     FROM read_parquet('{sys.argv[1]}/transactions/*/*.parquet') ORDER BY created_at, id""").fetchall()
 print(json.dumps([list(row) for row in rows]))
 "#;

@@ -214,8 +214,8 @@ async fn a_report_snapshot_holds_still_while_other_connections_keep_writing() ->
     sqlx::query("SELECT pg_current_xact_id()").execute(&mut *late).await?;
     sqlx::query(
         "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, description,
-                                   recorded_by)
-         VALUES ($1, clock_timestamp(), 'bank', $2, 1, 'credit', 'success', 'late commit', 'test')",
+                                   recorded_by, dst_balance_after)
+         VALUES ($1, clock_timestamp(), 'bank', $2, 1, 'credit', 'success', 'late commit', 'test', 1)",
     )
     .bind(late_id)
     .bind(a)

@@ -37,14 +37,14 @@ async fn write_history(pool: &PgPool, days: i32, per_day: i32) -> anyhow::Result
         sqlx::query(
             "INSERT INTO transactions
                  (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason,
-                  description, idempotency_key, recorded_by)
+                  description, idempotency_key, recorded_by, src_balance_after, dst_balance_after)
              SELECT gen_random_uuid(), t, k, CASE k WHEN 'transfer' THEN $2 END, $3, (1 + g % 5000) / 100.0,
                     CASE WHEN g % 2 = 0 THEN 'debit' ELSE 'credit' END,
                     CASE WHEN g % 17 = 0 THEN 'fail' ELSE 'success' END,
                     CASE WHEN g % 17 = 0 THEN 'insufficient_funds' END,
                     CASE k WHEN 'bank' THEN 'history ' || g END,
                     CASE WHEN g % 3 = 0 THEN 'key-' || $4 || '-' || g END,
-                    'history'
+                    'history', CASE k WHEN 'transfer' THEN 0 END, 0
              FROM generate_series(1, $1) AS g,
                   LATERAL (SELECT CASE WHEN g % 4 = 0 THEN 'bank' ELSE 'transfer' END AS k) AS kinds,
                   LATERAL (SELECT least(date_trunc('day', now(), 'UTC') - make_interval(days => $4)
@@ -192,8 +192,9 @@ async fn the_seal_waits_for_a_slow_transaction_and_every_snapshot_stays_exact() 
     sqlx::query("SELECT pg_current_xact_id()").execute(&mut *slow).await?;
     let slow_id = Uuid::now_v7();
     let (slow_at,): (chrono::DateTime<chrono::Utc>,) = sqlx::query_as(
-        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by)
-         VALUES ($1, clock_timestamp(), 'bank', $2, 5, 'credit', 'success', 'test') RETURNING created_at",
+        "INSERT INTO transactions
+             (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by, dst_balance_after)
+         VALUES ($1, clock_timestamp(), 'bank', $2, 5, 'credit', 'success', 'test', 5) RETURNING created_at",
     )
     .bind(slow_id)
     .bind(a)
@@ -370,8 +371,9 @@ async fn reports_from_a_streaming_replica_keep_every_snapshot_guarantee() -> any
     sqlx::query("SELECT pg_current_xact_id()").execute(&mut *late).await?;
     let late_id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by)
-         VALUES ($1, clock_timestamp(), 'bank', $2, 5, 'credit', 'success', 'test')",
+        "INSERT INTO transactions
+             (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by, dst_balance_after)
+         VALUES ($1, clock_timestamp(), 'bank', $2, 5, 'credit', 'success', 'test', 5)",
     )
     .bind(late_id)
     .bind(a)

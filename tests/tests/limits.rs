@@ -20,8 +20,9 @@ async fn seed_rows(app: &TestLedger, rows: i64) -> anyhow::Result<()> {
     sqlx::query("SELECT pg_current_xact_id()").execute(&mut *tx).await?;
     sqlx::query(
         "INSERT INTO transactions
-             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, recorded_by)
-         SELECT gen_random_uuid(), clock_timestamp(), 'transfer', $2, $3, 1.25, 'debit', 'success', 'seed'
+             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, recorded_by,
+              src_balance_after, dst_balance_after)
+         SELECT gen_random_uuid(), clock_timestamp(), 'transfer', $2, $3, 1.25, 'debit', 'success', 'seed', 0, 0
          FROM generate_series(1, $1) AS g",
     )
     .bind(rows)

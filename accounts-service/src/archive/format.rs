@@ -18,7 +18,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 /// The manifest's `format`: bump it when the file's columns change.
-pub const FORMAT: &str = "ledger-transactions-archive/1";
+///
+/// - `/1`: the columns up to `recorded_by`.
+/// - `/2`: and `src_balance_after`, `dst_balance_after` (every account's book; `archived_days.has_book`).
+pub const FORMAT: &str = "ledger-transactions-archive/2";
 /// Rows per Parquet row group and per batch read from PostgreSQL.
 pub const BATCH_ROWS: usize = 65_536;
 
@@ -58,6 +61,8 @@ pub struct Time;
 pub struct Amount;
 /// A database transaction id (`xid8`), as a 64-bit integer.
 pub struct Xid;
+/// A balance that may be NULL (a bank row has no source account), `DECIMAL(20,2)`.
+pub struct OptBalance;
 
 impl Column for Text {
     type Value = String;
@@ -206,6 +211,37 @@ impl Column for Amount {
     }
 }
 
+impl Column for OptBalance {
+    type Value = Option<Decimal>;
+    type Builder = Decimal128Builder;
+    const NULLABLE: bool = true;
+    fn data_type() -> DataType {
+        DataType::Decimal128(20, 2)
+    }
+    fn builder(capacity: usize) -> anyhow::Result<Self::Builder> {
+        Ok(Decimal128Builder::with_capacity(capacity).with_precision_and_scale(20, 2)?)
+    }
+    fn append(builder: &mut Self::Builder, value: &Option<Decimal>) {
+        builder.append_option(value.map(|mut balance| {
+            balance.rescale(2);
+            balance.mantissa()
+        }));
+    }
+    fn finish(mut builder: Self::Builder) -> ArrayRef {
+        Arc::new(builder.finish())
+    }
+    fn read(array: &dyn Array, i: usize) -> anyhow::Result<Option<Decimal>> {
+        let values = downcast::<Decimal128Array>(array)?;
+        Ok((!array.is_null(i)).then(|| Decimal::from_i128_with_scale(values.value(i), 2)))
+    }
+    fn json(value: &Option<Decimal>) -> Value {
+        json!(value.map(|mut balance| {
+            balance.rescale(2);
+            balance.to_string()
+        }))
+    }
+}
+
 impl Column for Xid {
     type Value = i64;
     type Builder = Int64Builder;
@@ -301,6 +337,8 @@ archived_columns! {
     idempotency_key: OptText,
     created_xid: Xid,
     recorded_by: OptText,
+    src_balance_after: OptBalance,
+    dst_balance_after: OptBalance,
 }
 
 /// Decodes a Parquet file written from [`to_batch`] back into rows, calling `each` for every row in order.
@@ -385,6 +423,8 @@ mod tests {
             idempotency_key: Some(format!("k-{n}")),
             created_xid: 42,
             recorded_by: None,
+            src_balance_after: n.is_multiple_of(2).then(|| Decimal::new(1_000_000_000_000_000_00, 2)),
+            dst_balance_after: Some(Decimal::new(5, 1)),
         }
     }
 
@@ -398,7 +438,7 @@ mod tests {
         let mut back = Vec::new();
         read_rows(Bytes::from(file), |row| back.push(row))?;
         assert_eq!(back, rows);
-        assert_eq!(COLUMNS.len(), 13);
+        assert_eq!(COLUMNS.len(), 15);
         assert_eq!(file_schema().fields().len(), COLUMNS.len());
         Ok(())
     }
@@ -410,7 +450,7 @@ mod tests {
             line,
             "[\"00000000-0000-0000-0000-000000000002\",1700000000123456,\"transfer\",\
              \"00000000-0000-0000-0000-000000000007\",\"00000000-0000-0000-0000-000000000008\",\"123.45\",\
-             \"debit\",\"fail\",\"Insufficient funds\",null,\"k-2\",42,null]"
+             \"debit\",\"fail\",\"Insufficient funds\",null,\"k-2\",42,null,\"1000000000000000.00\",\"0.50\"]"
         );
         assert!(select_list().contains("created_xid::text::bigint AS created_xid"));
     }

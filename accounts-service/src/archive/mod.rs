@@ -124,7 +124,7 @@ async fn archive_days(
             // Verified just now, from the bytes read back.
             None => {
                 let manifest = export_and_verify(conn, archive, &table, day, stop_after).await?;
-                sql::record_verified(conn, &manifest).await?;
+                sql::record_verified(conn, &table, &manifest).await?;
                 stop_if(stop_after, Step::Verified);
                 (manifest.object, manifest.rows, manifest.file_bytes)
             }
@@ -211,4 +211,29 @@ async fn write_parquet(conn: &mut PgConnection, table: &str, local: &std::path::
     }
     writer.close()?;
     Ok(tally.finish())
+}
+
+/// The rows of `account` (either side) in an archived day's file, in `(created_at, id)` order. The whole file is
+/// fetched and decoded: cold reads cost a day's file, and statements read only the days where the account has
+/// rows (`archived_account_days`).
+pub async fn account_rows(
+    archive: &Archive,
+    day: NaiveDate,
+    account: Uuid,
+) -> anyhow::Result<Vec<format::ArchivedRow>> {
+    // A day file is decoded whole: a few at a time across all requests bound the memory and CPU cold reads take.
+    static COLD_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+    let _permit = COLD_READS.acquire().await?;
+    let bytes = archive.fetch(&Archive::object(day)).await?;
+    let mut rows = Vec::new();
+    // Decoding is CPU work: off the runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        read_rows(bytes, |row| {
+            if row.dst_account_id == account || row.src_account_id == Some(account) {
+                rows.push(row);
+            }
+        })?;
+        Ok(rows)
+    })
+    .await?
 }

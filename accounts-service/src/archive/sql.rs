@@ -62,11 +62,14 @@ pub async fn each_row(
     Ok(())
 }
 
-pub async fn record_verified(conn: &mut PgConnection, manifest: &Manifest) -> anyhow::Result<()> {
+/// Records the day as verified, with every account's place in it (`archived_account_days`, read from the day's
+/// table, which holds exactly the rows verified), in one transaction.
+pub async fn record_verified(conn: &mut PgConnection, table: &str, manifest: &Manifest) -> anyhow::Result<()> {
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO archived_days
-             (day, object, row_count, rows_sha256, file_sha256, file_bytes, min_created_at, max_created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             (day, object, row_count, rows_sha256, file_sha256, file_bytes, min_created_at, max_created_at, has_book)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, true)",
     )
     .bind(manifest.day)
     .bind(&manifest.object)
@@ -76,8 +79,24 @@ pub async fn record_verified(conn: &mut PgConnection, manifest: &Manifest) -> an
     .bind(manifest.file_bytes)
     .bind(manifest.min_created_at)
     .bind(manifest.max_created_at)
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
+    sqlx::query(&format!(
+        "INSERT INTO archived_account_days
+             (account_id, day, row_count, first_created_at, last_created_at, last_id, closing_balance)
+         SELECT account_id, $1, count(*), min(created_at), max(created_at),
+                (array_agg(id ORDER BY created_at DESC, id DESC))[1],
+                (array_agg(balance ORDER BY created_at DESC, id DESC))[1]
+         FROM (SELECT src_account_id AS account_id, created_at, id, src_balance_after AS balance
+               FROM {table} WHERE src_account_id IS NOT NULL
+               UNION ALL
+               SELECT dst_account_id, created_at, id, dst_balance_after FROM {table}) AS sides
+         GROUP BY account_id"
+    ))
+    .bind(manifest.day)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(())
 }
 

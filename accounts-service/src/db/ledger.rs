@@ -23,7 +23,13 @@ struct AccountRow {
 
 impl From<AccountRow> for Account {
     fn from(row: AccountRow) -> Self {
-        Self { account_id: row.id, balance: row.balance, created_at: row.created_at, updated_at: row.updated_at }
+        Self {
+            account_id: row.id,
+            balance: row.balance,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            as_of: None,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod movements;
 pub mod partitions;
 pub mod reports;
 pub mod seal;
+pub mod statements;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -36,6 +37,12 @@ pub enum DbError {
     /// The report replica did not replay up to a report snapshot (a new one, or a token's) in time.
     #[error("the report replica is too far behind the primary")]
     ReplicaBehind,
+    /// A statement or a balance needs a day archived before balances-after were recorded (`archived_days.has_book`).
+    #[error("the transactions of {0} were archived before balances were recorded with them")]
+    NoBook(chrono::NaiveDate),
+    /// An archived day's file could not be read (or there is no archive).
+    #[error("the archive cannot be read: {0}")]
+    ArchiveUnavailable(String),
     /// Something the schema's constraints should have made impossible.
     #[error("inconsistent data: {0}")]
     Inconsistent(String),

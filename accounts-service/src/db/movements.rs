@@ -10,8 +10,13 @@
 //! 3. the requests are applied in arrival order against the running balances ([`Balances`]), so an
 //!    insufficient balance is recorded as `fail` exactly as for a request alone; a missing account is that
 //!    request's 404, and its key is released;
-//! 4. the balances and the transaction rows are written in one statement, the keys' responses in another, and
-//!    the transaction commits.
+//! 4. the balances and the transaction rows, each with the balances after it of the accounts it touched (the
+//!    running balances of step 3, which make every account's book: `db::statements`), are written in one
+//!    statement, the keys' responses in another, and the transaction commits.
+//!
+//! An account's rows are dated after its lock is taken, and the lock is held until the commit: the next writer of
+//! that account dates its rows later. So one account's rows commit in `(created_at, id)` order (ids are UUIDv7,
+//! ordered within the process, given in arrival order), the order its balances-after follow.
 //!
 //! A retryable error (serialization, deadlock) runs the group again. What any other error means is the
 //! caller's to decide ([`GroupError`]): before the commit nothing happened; at the commit it may have.
@@ -123,7 +128,7 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
                 decided[i] = Some(Decided::Reply(Err(DbError::AccountNotFound(missing))));
                 released.extend(requests[i].client_key());
             }
-            Ok(failure) => rows.push((i, NewRow::new(requests[i], failure))),
+            Ok(failure) => rows.push((i, NewRow::new(requests[i], failure, &balances)?)),
         }
     }
 
@@ -206,10 +211,14 @@ struct NewRow {
     description: Option<String>,
     key: Option<String>,
     client: String,
+    /// The balances of `src_account_id` and `dst_account_id` after this row (unchanged by a failed one).
+    src_balance_after: Option<Decimal>,
+    dst_balance_after: Decimal,
 }
 
 impl NewRow {
-    fn new(request: &MoneyRequest, failure: Option<&'static str>) -> Self {
+    /// The row of a request just applied to `balances`.
+    fn new(request: &MoneyRequest, failure: Option<&'static str>, balances: &Balances) -> DbResult<Self> {
         let status = if failure.is_some() { TransactionStatus::Fail } else { TransactionStatus::Success };
         let (kind, src_account_id, dst_account_id, amount, direction, description) = match &request.movement {
             Movement::Transfer(t) => {
@@ -219,7 +228,12 @@ impl NewRow {
                 (TransactionKind::Bank, None, b.account_id, b.amount, b.direction, b.description.clone())
             }
         };
-        Self {
+        let after = |id: Uuid| {
+            balances.after(id).ok_or_else(|| DbError::Inconsistent(format!("account {id} was applied but not read")))
+        };
+        Ok(Self {
+            src_balance_after: src_account_id.map(after).transpose()?,
+            dst_balance_after: after(dst_account_id)?,
             id: Uuid::now_v7(),
             kind,
             src_account_id,
@@ -231,7 +245,7 @@ impl NewRow {
             description,
             key: request.key.as_ref().map(|key| key.as_str().to_owned()),
             client: request.client.to_string(),
-        }
+        })
     }
 }
 
@@ -251,17 +265,21 @@ async fn write_rows(
     let sources: Vec<Option<Uuid>> = rows.iter().map(|(_, r)| r.src_account_id).collect();
     let targets: Vec<Uuid> = rows.iter().map(|(_, r)| r.dst_account_id).collect();
     let amounts: Vec<Decimal> = rows.iter().map(|(_, r)| r.amount).collect();
+    let src_after: Vec<Option<Decimal>> = rows.iter().map(|(_, r)| r.src_balance_after).collect();
+    let dst_after: Vec<Decimal> = rows.iter().map(|(_, r)| r.dst_balance_after).collect();
     let sql = format!(
         "WITH moved AS (
              UPDATE accounts a SET balance = v.balance, updated_at = clock_timestamp()
              FROM unnest($12::uuid[], $13::numeric[]) AS v (id, balance) WHERE a.id = v.id)
          INSERT INTO transactions AS t
              (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
-              idempotency_key, recorded_by)
-         SELECT id, clock_timestamp(), kind, src, dst, amount, direction, status, reason, description, key, client
+              idempotency_key, recorded_by, src_balance_after, dst_balance_after)
+         SELECT id, clock_timestamp(), kind, src, dst, amount, direction, status, reason, description, key, client,
+                src_after, dst_after
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::numeric[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[], $11::text[])
-              WITH ORDINALITY AS r (id, kind, src, dst, amount, direction, status, reason, description, key, client, i)
+                     $8::text[], $9::text[], $10::text[], $11::text[], $14::numeric[], $15::numeric[])
+              WITH ORDINALITY AS r (id, kind, src, dst, amount, direction, status, reason, description, key, client,
+                                    src_after, dst_after, i)
          ORDER BY i
          RETURNING {TRANSACTION_COLUMNS}"
     );
@@ -279,6 +297,8 @@ async fn write_rows(
         .bind(text(|r| Some(r.client.clone())))
         .bind(&changed)
         .bind(&values)
+        .bind(&src_after)
+        .bind(&dst_after)
         .fetch_all(&mut *conn)
         .await?;
     // Matched by id: the order of RETURNING is not something PostgreSQL promises.

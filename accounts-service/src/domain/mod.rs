@@ -1,6 +1,7 @@
 //! Domain rules with no I/O. Money itself is the `money` crate's; the ledger's own rules are the transfer and
 //! the report's window.
 
+pub mod book;
 pub mod transfer;
 
 use sha2::{Digest, Sha256};

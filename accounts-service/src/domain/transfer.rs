@@ -123,6 +123,11 @@ impl Balances {
         Ok(None)
     }
 
+    /// An account's balance after every movement applied so far (`None` for an account not read).
+    pub fn after(&self, id: Uuid) -> Option<Decimal> {
+        self.values.get(&id).copied()
+    }
+
     /// The accounts whose balance changed, in id order, with their balance now.
     pub fn changed(&self) -> (Vec<Uuid>, Vec<Decimal>) {
         self.changed.iter().map(|id| (*id, self.values[id])).unzip()
@@ -206,8 +211,11 @@ mod tests {
         let (a, b) = (account(1), account(2));
         let mut balances = Balances::new([(a, cents(500)), (b, cents(0))]);
         assert_eq!(balances.apply(&transfer(a, b, 300, Direction::Debit)), Ok(None));
+        assert_eq!((balances.after(a), balances.after(b)), (Some(cents(200)), Some(cents(300))));
         assert_eq!(balances.apply(&transfer(a, b, 300, Direction::Debit)), Ok(Some(INSUFFICIENT_FUNDS)));
+        assert_eq!((balances.after(a), balances.after(b)), (Some(cents(200)), Some(cents(300))), "unchanged");
         assert_eq!(balances.apply(&transfer(a, b, 300, Direction::Credit)), Ok(None), "credit: b pays a");
+        assert_eq!((balances.after(a), balances.after(b)), (Some(cents(500)), Some(cents(0))));
         assert_eq!(balances.changed(), (vec![a, b], vec![cents(500), cents(0)]));
     }
 

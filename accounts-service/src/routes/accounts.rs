@@ -3,13 +3,17 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::Json;
-use ledger_contract::{Account, CreateAccountRequest};
+use chrono::Utc;
+use ledger_contract::{Account, AccountQuery, CreateAccountRequest};
+use rust_decimal::Decimal;
 use service_kit::auth::Caller;
-use service_kit::extract::{ApiJson, ApiPath, OptionalIdempotencyKey};
-use service_kit::{ApiResult, ErrorBody};
+use service_kit::extract::{ApiJson, ApiPath, ApiQuery, OptionalIdempotencyKey};
+use service_kit::{ApiError, ApiResult, ErrorBody};
 use uuid::Uuid;
 
-use crate::db::ledger;
+use super::reports::parse_optional_timestamp;
+use crate::db::{ledger, statements};
+use crate::domain::book::Key;
 use crate::AppState;
 
 /// Opens an account with a balance of 0.
@@ -32,19 +36,33 @@ pub async fn create_account(
     super::create_account(&state, &caller, key).await
 }
 
-/// Reads an account and its balance.
+/// Reads an account and its balance, now or (with `as_of`) at any past time, archived days included.
 #[utoipa::path(
     get, path = "/api/v1/accounts/{account_id}", tag = "accounts",
-    params(("account_id" = Uuid, Path, description = "The account's id")),
+    params(("account_id" = Uuid, Path, description = "The account's id"), AccountQuery),
     responses(
         (status = 200, description = "The account", body = Account),
-        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 400, description = "Malformed id or time", body = ErrorBody),
         (status = 404, description = "No such account", body = ErrorBody),
+        (status = 409, description = "`as_of` falls where days were archived before balances were recorded", body = ErrorBody),
+        (status = 422, description = "`as_of` in the future", body = ErrorBody),
+        (status = 503, description = "The archive cannot be read now; retry", body = ErrorBody),
     )
 )]
 pub async fn get_account(
     State(state): State<AppState>,
     ApiPath(account_id): ApiPath<Uuid>,
+    ApiQuery(query): ApiQuery<AccountQuery>,
 ) -> ApiResult<Json<Account>> {
-    Ok(Json(ledger::get_account(&state.pool, account_id).await?))
+    let Some(as_of) = parse_optional_timestamp("as_of", query.as_of.as_deref())? else {
+        return Ok(Json(ledger::get_account(&state.pool, account_id).await?));
+    };
+    if as_of > Utc::now() {
+        return Err(ApiError::validation("as_of_in_future", "as_of must not be in the future"));
+    }
+    let account = ledger::get_account(&state.report_pool, account_id).await?;
+    // The balance after the account's newest row dated `as_of` or before; 0 before its first.
+    let found = statements::last_before(state.book(), account_id, Key::after(as_of)).await?;
+    let balance = found.map_or(Decimal::ZERO, |(_, balance)| balance);
+    Ok(Json(Account { balance, as_of: Some(as_of), ..account }))
 }

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod reports;
+pub mod statements;
 pub mod system;
 pub mod transactions;
 
@@ -28,6 +29,11 @@ impl From<DbError> for ApiError {
             DbError::KeyInFlight => ApiError::IdempotencyInFlight,
             DbError::KeyReused => ApiError::IdempotencyKeyReused,
             DbError::Inconsistent(_) => ApiError::Internal(error.into()),
+            DbError::NoBook(_) => ApiError::Conflict { code: "archived_without_balances", message: error.to_string() },
+            DbError::ArchiveUnavailable(_) => {
+                tracing::error!(%error, "answering 503");
+                ApiError::UpstreamUnavailable("the archive".into())
+            }
             DbError::CommitUnknown(_) => {
                 tracing::warn!(%error, "answering 503: retry with the same Idempotency-Key to learn the outcome");
                 ApiError::UpstreamUnavailable("the database".into())

@@ -31,7 +31,7 @@ struct Window {
     end: DateTime<Utc>,
 }
 
-fn parse_optional_timestamp(name: &str, text: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
+pub(crate) fn parse_optional_timestamp(name: &str, text: Option<&str>) -> ApiResult<Option<DateTime<Utc>>> {
     text.map(|text| parse_timestamp(text).map_err(|error| ApiError::MalformedRequest(format!("{name}: {error}"))))
         .transpose()
 }
@@ -147,15 +147,44 @@ pub async fn list_transactions(
     }))
 }
 
+/// A download's format.
 #[derive(Clone, Copy)]
-enum Format {
+pub(crate) enum Format {
     Csv,
     Ndjson,
 }
 
+impl Format {
+    /// `csv` (the default) or `ndjson`; anything else is a 422.
+    pub(crate) fn parse(format: Option<&str>) -> ApiResult<Self> {
+        match format.unwrap_or("csv") {
+            "csv" => Ok(Self::Csv),
+            "ndjson" => Ok(Self::Ndjson),
+            other => {
+                Err(ApiError::validation("invalid_format", format!("format must be csv or ndjson, not {other:?}")))
+            }
+        }
+    }
+
+    /// A streamed body as a download of this format, saved as `{name}.csv` or `{name}.ndjson`.
+    pub(crate) fn download(self, body: Body, name: &str) -> Response {
+        let (content_type, extension) = match self {
+            Self::Csv => ("text/csv; charset=utf-8", "csv"),
+            Self::Ndjson => ("application/x-ndjson", "ndjson"),
+        };
+        let disposition = format!("attachment; filename=\"{name}.{extension}\"");
+        let mut response = body.into_response();
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if let Ok(value) = HeaderValue::from_str(&disposition) {
+            response.headers_mut().insert(CONTENT_DISPOSITION, value);
+        }
+        response
+    }
+}
+
 /// Rows are sent in chunks of about this many bytes: small enough to keep memory flat, large enough to
 /// keep per-chunk overhead low.
-const CHUNK_BYTES: usize = 64 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Downloads the report's rows as CSV or NDJSON, streamed.
 #[utoipa::path(
@@ -177,13 +206,7 @@ pub async fn export_transactions(
     caller: Caller,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
-    let format = match query.format.as_deref().unwrap_or("csv") {
-        "csv" => Format::Csv,
-        "ndjson" => Format::Ndjson,
-        other => {
-            return Err(ApiError::validation("invalid_format", format!("format must be csv or ndjson, not {other:?}")))
-        }
-    };
+    let format = Format::parse(query.format.as_deref())?;
     let requested = requested_window(query.start_timestamp.as_deref(), query.end_timestamp.as_deref())?;
     let (window, snapshot) = match query.snapshot.as_deref() {
         Some(token) => {
@@ -223,17 +246,7 @@ pub async fn export_transactions(
         }
         Ok(Bytes::from(buffer))
     }));
-    let (content_type, extension) = match format {
-        Format::Csv => ("text/csv; charset=utf-8", "csv"),
-        Format::Ndjson => ("application/x-ndjson", "ndjson"),
-    };
-    let disposition = format!("attachment; filename=\"transactions.{extension}\"");
-    let mut response = Body::from_stream(body).into_response();
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(value) = HeaderValue::from_str(&disposition) {
-        response.headers_mut().insert(CONTENT_DISPOSITION, value);
-    }
-    Ok(response)
+    Ok(format.download(Body::from_stream(body), "transactions"))
 }
 
 fn write_row(buffer: &mut String, row: &Transaction, format: Format) {
@@ -270,7 +283,7 @@ fn write_row(buffer: &mut String, row: &Transaction, format: Format) {
 /// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. A field that a
 /// spreadsheet would run as a formula (a leading `=`, `+`, `-`, `@`, tab or carriage return: CSV injection)
 /// gets a leading `'`, which spreadsheets show as text, and is quoted.
-fn push_csv_field(buffer: &mut String, field: &str) {
+pub(crate) fn push_csv_field(buffer: &mut String, field: &str) {
     let formula = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
     if formula || field.contains([',', '"', '\n', '\r']) {
         buffer.push('"');

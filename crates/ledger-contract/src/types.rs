@@ -170,7 +170,143 @@ pub struct Account {
     #[serde(with = "money::timestamp")]
     #[schema(value_type = String, example = "2023-07-11 12:01:27.053")]
     pub updated_at: DateTime<Utc>,
+    /// Present when asked with `?as_of=`: `balance` is then the balance at that time (after every transaction
+    /// dated then or before), not now.
+    #[serde(default, with = "money::timestamp::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "2023-11-01 00:00:00.000")]
+    pub as_of: Option<DateTime<Utc>>,
 }
+
+/// The query of an account read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AccountQuery {
+    /// The balance at this time instead of now (not in the future). `YYYY-MM-DD HH:MM:SS.mmm` UTC or RFC 3339.
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+}
+
+/// The query of an account's statement. With `cursor`, the other parameters may be left out; given, they must
+/// be the ones the cursor was made with.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatementQuery {
+    /// The window's start (default: 30 days before `to`). `YYYY-MM-DD HH:MM:SS.mmm` UTC or RFC 3339.
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The window's end, included (default: now).
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page: the next page of the same statement, as of its first page.
+    #[param(max_length = 512, pattern = "^[0-9a-f]+$")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// The query of a statement's download.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatementExportQuery {
+    /// `csv` (default, with a header row) or `ndjson` (one entry per line).
+    #[param(pattern = "^(csv|ndjson)$")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// As for the statement.
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// As for the statement.
+    #[param(
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?$"
+    )]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+/// One transaction as the account's statement shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatementEntry {
+    pub transaction_id: Uuid,
+    #[serde(with = "money::timestamp")]
+    #[schema(value_type = String, example = "2023-07-11 12:01:27.053")]
+    pub transaction_timestamp: DateTime<Utc>,
+    pub kind: TransactionKind,
+    pub direction: Direction,
+    pub status: TransactionStatus,
+    /// The other account of a transfer; absent for a bank transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counterparty_account_id: Option<Uuid>,
+    #[schema(schema_with = money_schema)]
+    pub amount: Amount,
+    /// What it did to this account's balance: positive in, negative out, 0 when it failed.
+    #[serde(with = "money::decimal")]
+    #[schema(value_type = f64, example = -12.5)]
+    pub effect: Decimal,
+    /// This account's balance after it.
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub balance_after: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "Insufficient funds")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// One page of an account's statement, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Statement {
+    pub account_id: Uuid,
+    #[serde(with = "money::timestamp")]
+    #[schema(value_type = String, example = "2023-11-01 00:00:00.000")]
+    pub from: DateTime<Utc>,
+    #[serde(with = "money::timestamp")]
+    #[schema(value_type = String, example = "2023-12-01 00:00:00.000")]
+    pub to: DateTime<Utc>,
+    /// The balance before the window (after every transaction dated before `from`).
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub opening_balance: Decimal,
+    /// The balance at the window's end as of the first page: after its last transaction.
+    #[serde(with = "money::decimal")]
+    #[schema(schema_with = money_schema)]
+    pub closing_balance: Decimal,
+    pub entries: Vec<StatementEntry>,
+    pub limit: i64,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The columns of a statement's CSV download, in order (its header row).
+pub const STATEMENT_CSV_COLUMNS: [&str; 11] = [
+    "transaction_id",
+    "transaction_timestamp",
+    "kind",
+    "direction",
+    "status",
+    "counterparty_account_id",
+    "amount",
+    "effect",
+    "balance_after",
+    "reason",
+    "description",
+];
 
 /// One ledger transaction, successful or failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

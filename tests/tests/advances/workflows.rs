@@ -486,8 +486,8 @@ async fn reconciliation_reports_each_injected_mismatch_once() -> anyhow::Result<
     sqlx::query("SELECT pg_current_xact_id()").execute(&mut *debit).await?;
     sqlx::query(
         "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, idempotency_key,
-                                   recorded_by)
-         VALUES ($1, clock_timestamp(), 'bank', $2, $3, 'debit', 'success', $4, 'advances-worker')",
+                                   recorded_by, dst_balance_after)
+         VALUES ($1, clock_timestamp(), 'bank', $2, $3, 'debit', 'success', $4, 'advances-worker', 0)",
     )
     .bind(Uuid::now_v7())
     .bind(account)

@@ -133,8 +133,9 @@ async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal) -> a
     }
     sqlx::query(
         "INSERT INTO transactions
-             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, recorded_by)
-         VALUES ($1, clock_timestamp(), 'transfer', $2, $3, $4, 'debit', $5, $6, 'bench')",
+             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, recorded_by,
+              src_balance_after, dst_balance_after)
+         VALUES ($1, clock_timestamp(), 'transfer', $2, $3, $4, 'debit', $5, $6, 'bench', $7, $8)",
     )
     .bind(Uuid::now_v7())
     .bind(src)
@@ -142,6 +143,8 @@ async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal) -> a
     .bind(amount)
     .bind(if ok { "success" } else { "fail" })
     .bind(if ok { None } else { Some("Insufficient funds") })
+    .bind(if ok { balance(src) - amount } else { balance(src) })
+    .bind(if ok { balance(dst) + amount } else { balance(dst) })
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -64,9 +64,10 @@ async fn loaded_ledger(rows: u64) -> anyhow::Result<(TestLedger, f64, f64)> {
     for first in (0..rows).step_by(chunk as usize) {
         sqlx::query(
             "INSERT INTO transactions
-                 (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, recorded_by)
+                 (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, recorded_by,
+                  src_balance_after, dst_balance_after)
              SELECT lpad(to_hex($1 - g), 32, '0')::uuid, now() - (g * interval '4 days' / $1), 'transfer', $2, $3,
-                    1 + (g % 500) / 100.0, 'debit', 'success', 'bench'
+                    1 + (g % 500) / 100.0, 'debit', 'success', 'bench', 0, 0
              FROM generate_series($4, $5) AS g",
         )
         .bind(rows as i64)
@@ -275,10 +276,10 @@ async fn key_lookup_cost(report: &mut String) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO transactions
              (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, idempotency_key,
-              recorded_by)
+              recorded_by, src_balance_after, dst_balance_after)
          SELECT gen_random_uuid(),
                 date_trunc('day', now(), 'UTC') - (g % 90 + 1) * interval '1 day' + (g / 90) * interval '1 second',
-                'transfer', $2, $3, 1, 'debit', 'success', 'key-' || g, 'advances-worker'
+                'transfer', $2, $3, 1, 'debit', 'success', 'key-' || g, 'advances-worker', 0, 0
          FROM generate_series(1, $1) AS g",
     )
     .bind(rows)
@@ -351,12 +352,13 @@ async fn archive_cost(report: &mut String) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO transactions
              (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
-              idempotency_key, recorded_by)
+              idempotency_key, recorded_by, src_balance_after, dst_balance_after)
          SELECT gen_random_uuid(), date_trunc('day', now(), 'UTC') - interval '100 days' + g * interval '1 day' / ($1 + 1),
                 CASE WHEN g % 4 = 0 THEN 'bank' ELSE 'transfer' END, CASE WHEN g % 4 = 0 THEN NULL ELSE $2::uuid END,
                 $3, (g % 100000) / 100.0 + 0.01, CASE WHEN g % 2 = 0 THEN 'debit' ELSE 'credit' END,
                 CASE WHEN g % 17 = 0 THEN 'fail' ELSE 'success' END, CASE WHEN g % 17 = 0 THEN 'Insufficient funds' END,
-                CASE WHEN g % 4 = 0 THEN 'payment ' || g END, 'payment-' || gen_random_uuid(), 'advances-worker'
+                CASE WHEN g % 4 = 0 THEN 'payment ' || g END, 'payment-' || gen_random_uuid(), 'advances-worker',
+                CASE WHEN g % 4 = 0 THEN NULL ELSE 0 END, 0
          FROM generate_series(1, $1) AS g",
     )
     .bind(rows as i64)

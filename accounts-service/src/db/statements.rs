@@ -1,0 +1,345 @@
+//! Every account's own book, read: a statement's pages, and the balance before any point in time.
+//!
+//! Each row holds the balance after it of both its accounts (`movements`), and one account's rows commit in
+//! `(created_at, id)` order, so:
+//!
+//! - the balance before a time is the balance after the account's newest row before it: one seek per side into
+//!   the book indexes (`transactions_src_book`, `transactions_dst_book`), however many rows there are;
+//! - a statement's snapshot is its newest row when the first page was read (the cursor's `bound`): a row that
+//!   commits later is dated after it, so "no row after the bound" is "no row committed later";
+//! - a page is a seek from the last row sent, bounded by the page size.
+//!
+//! Days in cold storage are read from their Parquet files, where `archived_account_days` says the account has
+//! rows. Hot rows are read from the day after the newest archived day (the "floor"): a day is recorded as
+//! verified before its partition is detached and dropped, so every row is in one place or the other. If an
+//! archiving pass moves the floor while a read runs, the read runs again.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use ledger_contract::{Direction, StatementEntry, TransactionKind, TransactionStatus};
+use money::Amount;
+use rust_decimal::Decimal;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{DbError, DbResult};
+use crate::archive::{self, format::ArchivedRow, Archive};
+use crate::domain::book::{effect, Key, Side};
+
+/// The most archived day files one page reads; a page that reaches it comes back short, with a cursor.
+pub const MAX_COLD_DAYS_PER_PAGE: usize = 7;
+
+/// How many times a read runs again when an archiving pass moved the floor under it.
+const FLOOR_ATTEMPTS: usize = 3;
+
+/// Where an account's book is read from.
+#[derive(Clone, Copy)]
+pub struct Book<'a> {
+    pub pool: &'a PgPool,
+    /// Cold storage, for days already archived (`None` without `ARCHIVE_URL`).
+    pub archive: Option<&'a Archive>,
+}
+
+/// One of the account's rows, with its balance after the row.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct BookRow {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+    #[sqlx(try_from = "String")]
+    pub kind: TransactionKind,
+    pub src_account_id: Option<Uuid>,
+    pub dst_account_id: Uuid,
+    #[sqlx(try_from = "Decimal")]
+    pub amount: Amount,
+    #[sqlx(try_from = "String")]
+    pub direction: Direction,
+    #[sqlx(try_from = "String")]
+    pub status: TransactionStatus,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+    pub balance_after: Decimal,
+}
+
+impl BookRow {
+    pub fn key(&self) -> Key {
+        Key { created_at: self.created_at, id: self.id }
+    }
+
+    /// The row as `account`'s statement shows it.
+    pub fn entry(&self, account: Uuid) -> StatementEntry {
+        let side = if self.src_account_id == Some(account) { Side::Src } else { Side::Dst };
+        let counterparty = match side {
+            Side::Src => Some(self.dst_account_id),
+            Side::Dst => self.src_account_id,
+        };
+        StatementEntry {
+            transaction_id: self.id,
+            transaction_timestamp: self.created_at,
+            kind: self.kind,
+            direction: self.direction,
+            status: self.status,
+            counterparty_account_id: counterparty,
+            amount: self.amount,
+            effect: effect(self.kind, self.direction, self.status, side, self.amount.value()),
+            balance_after: self.balance_after,
+            reason: self.reason.clone(),
+            description: self.description.clone(),
+        }
+    }
+
+    /// An archived row as `account`'s; `None` when its file has no balances (archived before they existed).
+    fn from_archived(row: ArchivedRow, account: Uuid) -> DbResult<Option<Self>> {
+        let balance = if row.src_account_id == Some(account) { row.src_balance_after } else { row.dst_balance_after };
+        let Some(balance_after) = balance else { return Ok(None) };
+        let bad = |error: &dyn std::fmt::Display| DbError::Inconsistent(format!("archived row {}: {error}", row.id));
+        Ok(Some(Self {
+            created_at: row.created_at,
+            id: row.id,
+            kind: TransactionKind::parse(&row.kind).map_err(|e| bad(&e))?,
+            src_account_id: row.src_account_id,
+            dst_account_id: row.dst_account_id,
+            amount: Amount::try_from(row.amount).map_err(|e| bad(&e))?,
+            direction: Direction::parse(&row.direction).map_err(|e| bad(&e))?,
+            status: TransactionStatus::parse(&row.status).map_err(|e| bad(&e))?,
+            reason: row.reason,
+            description: row.description,
+            balance_after,
+        }))
+    }
+}
+
+const ROW: &str =
+    "created_at, id, kind, src_account_id, dst_account_id, amount, direction, status, reason, description";
+
+/// The newest archived day (every row up to its end is in cold storage), if any.
+async fn floor(pool: &PgPool) -> DbResult<Option<NaiveDate>> {
+    let (day,): (Option<NaiveDate>,) = sqlx::query_as("SELECT max(day) FROM archived_days").fetch_one(pool).await?;
+    Ok(day)
+}
+
+/// The first time hot rows are read from: the day after the floor.
+fn hot_from(floor: Option<NaiveDate>) -> DateTime<Utc> {
+    floor.and_then(|day| day.succ_opt()).map_or(DateTime::UNIX_EPOCH, |day| day.and_time(Default::default()).and_utc())
+}
+
+/// The account's newest row before `key`, and its balance after it: the account's balance at that point (none
+/// when the account had no row before it, so its balance was 0).
+pub async fn last_before(book: Book<'_>, account: Uuid, key: Key) -> DbResult<Option<(Key, Decimal)>> {
+    for _ in 0..FLOOR_ATTEMPTS {
+        let floor = floor(book.pool).await?;
+        let hot = hot_from(floor);
+        if key.created_at > hot {
+            let sql = format!(
+                "SELECT created_at, id, balance FROM (
+                     (SELECT created_at, id, src_balance_after AS balance FROM transactions
+                      WHERE src_account_id = $1 AND created_at >= $4 AND created_at <= $2 AND (created_at, id) < ($2, $3)
+                      ORDER BY created_at DESC, id DESC LIMIT 1)
+                     UNION ALL
+                     (SELECT created_at, id, dst_balance_after FROM transactions
+                      WHERE dst_account_id = $1 AND created_at >= $4 AND created_at <= $2 AND (created_at, id) < ($2, $3)
+                      ORDER BY created_at DESC, id DESC LIMIT 1)) AS sides
+                 ORDER BY created_at DESC, id DESC LIMIT 1"
+            );
+            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(&sql)
+                .bind(account)
+                .bind(key.created_at)
+                .bind(key.id)
+                .bind(hot)
+                .fetch_optional(book.pool)
+                .await?;
+            // A hot row is newer than any cold one: the answer, whatever archiving did meanwhile.
+            if let Some((created_at, id, balance)) = found {
+                return Ok(Some((Key { created_at, id }, balance)));
+            }
+        }
+        let cold = match floor {
+            Some(floor) => cold_last_before(book, account, key, floor).await?,
+            None => None,
+        };
+        if self::floor(book.pool).await? == floor {
+            return Ok(cold);
+        }
+    }
+    Err(DbError::Inconsistent("the archive's floor kept moving while a balance was read".into()))
+}
+
+/// [`last_before`] among the archived days up to `floor`.
+async fn cold_last_before(
+    book: Book<'_>,
+    account: Uuid,
+    key: Key,
+    floor: NaiveDate,
+) -> DbResult<Option<(Key, Decimal)>> {
+    let mut before_day = floor.succ_opt().unwrap_or(floor);
+    let found = loop {
+        let day: Option<(NaiveDate, DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(
+            "SELECT day, last_created_at, last_id, closing_balance FROM archived_account_days
+             WHERE account_id = $1 AND day < $2 AND first_created_at <= $3
+             ORDER BY day DESC LIMIT 1",
+        )
+        .bind(account)
+        .bind(before_day)
+        .bind(key.created_at)
+        .fetch_optional(book.pool)
+        .await?;
+        let Some((day, last_created_at, last_id, closing)) = day else { break None };
+        let last = Key { created_at: last_created_at, id: last_id };
+        if last < key {
+            break Some((day, (last, closing)));
+        }
+        // The day holds the point asked for: its own rows tell the balance there.
+        let rows = cold_rows(book, day, account).await?;
+        if let Some(row) = rows.into_iter().rev().find(|row| row.key() < key) {
+            break Some((day, (row.key(), row.balance_after)));
+        }
+        before_day = day;
+    };
+    // A day archived before balances existed may hold a newer row of the account than the one found.
+    let no_book: (Option<NaiveDate>,) = sqlx::query_as(
+        "SELECT max(day) FROM archived_days WHERE NOT has_book AND day <= $1 AND day <= ($2 AT TIME ZONE 'UTC')::date",
+    )
+    .bind(floor)
+    .bind(key.created_at)
+    .fetch_one(book.pool)
+    .await?;
+    match (no_book.0, &found) {
+        (Some(gap), Some((day, _))) if *day < gap => Err(DbError::NoBook(gap)),
+        (Some(gap), None) => Err(DbError::NoBook(gap)),
+        _ => Ok(found.map(|(_, found)| found)),
+    }
+}
+
+/// The account's rows of one archived day.
+async fn cold_rows(book: Book<'_>, day: NaiveDate, account: Uuid) -> DbResult<Vec<BookRow>> {
+    let archive = book.archive.ok_or_else(|| DbError::ArchiveUnavailable("ARCHIVE_URL is not set".into()))?;
+    let rows = archive::account_rows(archive, day, account)
+        .await
+        .map_err(|error| DbError::ArchiveUnavailable(format!("{error:#}")))?;
+    let mut book_rows = Vec::with_capacity(rows.len());
+    for row in rows {
+        book_rows.push(BookRow::from_archived(row, account)?.ok_or(DbError::NoBook(day))?);
+    }
+    Ok(book_rows)
+}
+
+/// One page: the account's rows after `after` and up to `bound` (both keys), oldest first, at most `limit`;
+/// with the key to continue after when more may follow.
+pub async fn page(
+    book: Book<'_>,
+    account: Uuid,
+    after: Key,
+    bound: Key,
+    limit: usize,
+) -> DbResult<(Vec<BookRow>, Option<Key>)> {
+    for _ in 0..FLOOR_ATTEMPTS {
+        let floor = floor(book.pool).await?;
+        let hot = hot_from(floor);
+        let mut rows = Vec::new();
+        let mut cold_resume = None;
+        if let (Some(floor), true) = (floor, after.created_at < hot) {
+            cold_resume = cold_page(book, account, after, bound, limit, floor, &mut rows).await?;
+        }
+        if rows.len() <= limit && cold_resume.is_none() && bound.created_at >= hot {
+            // On a standby behind the one that read the first page, rows up to the bound may not be here yet; the
+            // bound itself tells, since one account's rows commit (and replay) in order.
+            let (present,): (bool,) =
+                sqlx::query_as("SELECT EXISTS (SELECT 1 FROM transactions WHERE created_at = $1 AND id = $2)")
+                    .bind(bound.created_at)
+                    .bind(bound.id)
+                    .fetch_one(book.pool)
+                    .await?;
+            if !present {
+                if self::floor(book.pool).await? != floor {
+                    continue;
+                }
+                return Err(DbError::ReplicaBehind);
+            }
+            let lower = rows.last().map_or(after, BookRow::key).max(after).max(Key::at(hot));
+            let sql = format!(
+                "SELECT * FROM (
+                     (SELECT {ROW}, src_balance_after AS balance_after FROM transactions
+                      WHERE src_account_id = $1 AND created_at >= $2 AND created_at <= $4
+                        AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
+                      ORDER BY created_at, id LIMIT $6)
+                     UNION ALL
+                     (SELECT {ROW}, dst_balance_after FROM transactions
+                      WHERE dst_account_id = $1 AND created_at >= $2 AND created_at <= $4
+                        AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
+                      ORDER BY created_at, id LIMIT $6)) AS sides
+                 ORDER BY created_at, id LIMIT $6"
+            );
+            let hot_rows: Vec<BookRow> = sqlx::query_as(&sql)
+                .bind(account)
+                .bind(lower.created_at)
+                .bind(lower.id)
+                .bind(bound.created_at)
+                .bind(bound.id)
+                .bind((limit + 1 - rows.len()) as i64)
+                .fetch_all(book.pool)
+                .await?;
+            rows.extend(hot_rows);
+        }
+        if self::floor(book.pool).await? != floor {
+            continue;
+        }
+        if rows.len() > limit {
+            rows.truncate(limit);
+            let next = rows.last().map(BookRow::key);
+            return Ok((rows, next));
+        }
+        return Ok((rows, cold_resume));
+    }
+    Err(DbError::Inconsistent("the archive's floor kept moving while a statement was read".into()))
+}
+
+/// The archived part of a page: reads at most [`MAX_COLD_DAYS_PER_PAGE`] day files where the account has rows,
+/// appending until `limit + 1` rows. Returns where to resume when it stopped at the file limit.
+async fn cold_page(
+    book: Book<'_>,
+    account: Uuid,
+    after: Key,
+    bound: Key,
+    limit: usize,
+    floor: NaiveDate,
+    rows: &mut Vec<BookRow>,
+) -> DbResult<Option<Key>> {
+    let no_book: (Option<NaiveDate>,) = sqlx::query_as(
+        "SELECT max(day) FROM archived_days WHERE NOT has_book AND day <= $1 AND day >= ($2 AT TIME ZONE 'UTC')::date
+           AND day <= ($3 AT TIME ZONE 'UTC')::date",
+    )
+    .bind(floor)
+    .bind(after.created_at)
+    .bind(bound.created_at)
+    .fetch_one(book.pool)
+    .await?;
+    if let Some(day) = no_book.0 {
+        return Err(DbError::NoBook(day));
+    }
+    let days: Vec<(NaiveDate, DateTime<Utc>, Uuid)> = sqlx::query_as(
+        "SELECT day, last_created_at, last_id FROM archived_account_days
+         WHERE account_id = $1 AND day <= $2 AND (last_created_at, last_id) > ($3, $4) AND first_created_at <= $5
+         ORDER BY day LIMIT $6",
+    )
+    .bind(account)
+    .bind(floor)
+    .bind(after.created_at)
+    .bind(after.id)
+    .bind(bound.created_at)
+    .bind((MAX_COLD_DAYS_PER_PAGE + 1) as i64)
+    .fetch_all(book.pool)
+    .await?;
+    for (n, (day, last_created_at, last_id)) in days.iter().enumerate() {
+        if n == MAX_COLD_DAYS_PER_PAGE {
+            // More days to read than one page may: resume after the last day read.
+            let (_, created_at, id) = days[n - 1];
+            return Ok(Some(Key { created_at, id }.min(bound)));
+        }
+        let in_range =
+            cold_rows(book, *day, account).await?.into_iter().filter(|row| row.key() > after && row.key() <= bound);
+        rows.extend(in_range);
+        let last = Key { created_at: *last_created_at, id: *last_id };
+        if rows.len() > limit || last >= bound {
+            break;
+        }
+    }
+    Ok(None)
+}
