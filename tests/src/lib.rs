@@ -5,6 +5,7 @@
 //! - [`Stack`]: the ledger, a Temporal dev server, the advances-api and the advances-worker.
 //! - [`chaos`]: the bank test's workload and checker.
 
+pub mod book;
 pub mod chaos;
 pub mod db;
 pub mod http;

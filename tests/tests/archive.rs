@@ -174,7 +174,19 @@ impl Fixture {
             .execute(&pool)
             .await?;
         }
-        system_tests::db::fill_books(&pool, rust_decimal::Decimal::from(1_000_000_000)).await?;
+        // Both accounts start with a bank credit, so that no balance goes below zero on the way.
+        sqlx::query(
+            "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by,
+                                       dst_balance_after)
+             SELECT gen_random_uuid(), date_trunc('day', now(), 'UTC') - make_interval(days => $1), 'bank', account,
+                    1000000000, 'credit', 'success', 'opening', 0
+             FROM unnest($2::uuid[]) AS account",
+        )
+        .bind(OLD_DAYS[0])
+        .bind([a, b])
+        .execute(&pool)
+        .await?;
+        system_tests::db::fill_books(&pool, rust_decimal::Decimal::ZERO).await?;
         Ok((database, pool))
     }
 
@@ -262,7 +274,7 @@ async fn days_past_retention_leave_for_parquet_that_duckdb_reads_back_row_for_ro
     let f = Fixture::new().await?;
     let expected = f.rows_of(&OLD_DAYS).await?;
     let recent = f.rows_of(&[RECENT_DAY]).await?;
-    assert_eq!(expected.len(), 1_000 + 1_700 + 2_400);
+    assert_eq!(expected.len(), 2 + 1_000 + 1_700 + 2_400);
     // The seal numbers the old days too, so their marks must go with them.
     accounts_service::db::seal::seal(&f.pool, std::time::Duration::from_secs(5)).await?;
 
@@ -316,9 +328,10 @@ async fn an_archive_run_killed_after_any_step_resumes_and_loses_nothing() -> any
     let (recorded,): (i64,) = sqlx::query_as("SELECT count(*) FROM archived_days").fetch_one(&f.pool).await?;
     assert_eq!(recorded, 0);
 
-    let (status, _, _) = f.archive_once(Some("verified"))?;
+    let (status, _, stderr) = f.archive_once(Some("verified"))?;
     assert!(!status.success());
     assert_eq!(f.table_state(oldest).await?, (true, true), "verified, not yet detached");
+    assert!(stderr.contains("stopping the process here"), "{stderr}");
     let (recorded,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM archived_days WHERE dropped_at IS NULL").fetch_one(&f.pool).await?;
     assert_eq!(recorded, 1);
@@ -447,5 +460,75 @@ async fn a_detach_interrupted_midway_is_finalized_by_the_next_run() -> anyhow::R
         assert_eq!(f.table_state(days_ago).await?, (false, false));
     }
     assert_eq!(read_with_duckdb(&f.archive)?, expected, "every row once, none lost");
+    f.stop().await
+}
+
+/// Statements and balances read the same from cold storage as they did hot: a statement over the archived days
+/// and the recent one, page by page, and the balance at moments inside and between archived days. A window that
+/// reaches a day archived before balances existed says so (409) instead of guessing.
+#[tokio::test]
+async fn statements_and_balances_read_the_same_after_their_days_leave_for_cold_storage() -> anyhow::Result<()> {
+    use ledger_contract::StatementQuery;
+    use system_tests::book::{check_adds_up, read_statement};
+    let f = Fixture::new().await?;
+    let (a,): (Uuid,) =
+        sqlx::query_as("SELECT src_account_id FROM transactions WHERE src_account_id IS NOT NULL LIMIT 1")
+            .fetch_one(&f.pool)
+            .await?;
+    // The service reads the archive but never archives by itself here (everything is hot for 100 years).
+    let archive_dir = f.archive.to_string_lossy().into_owned();
+    let copy = TestDatabase { name: f.database.name.clone(), url: f.database.url.clone() };
+    let app = system_tests::TestLedger::start_on(
+        copy,
+        &[("ARCHIVE_URL", archive_dir.as_str()), ("HOT_RETENTION_DAYS", "36500")],
+    )
+    .await?;
+    let day_start = |days_ago: i64| (chrono::Utc::now() - chrono::Duration::days(days_ago)).date_naive();
+    let at = |days_ago: i64, hours: u32| -> String {
+        let time = chrono::NaiveTime::from_hms_opt(hours, 0, 0).unwrap_or_default();
+        day_start(days_ago).and_time(time).and_utc().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let windows = [
+        StatementQuery { from: Some(at(103, 0)), limit: Some(500), ..Default::default() },
+        StatementQuery { from: Some(at(101, 1)), to: Some(at(100, 2)), limit: Some(333), ..Default::default() },
+        StatementQuery { from: Some(at(100, 1)), to: Some(at(2, 0)), limit: Some(1000), ..Default::default() },
+    ];
+    let moments = [at(105, 0), at(102, 0), at(102, 1), at(101, 3), at(100, 23), at(50, 0), at(3, 1)];
+    let read_all = || async {
+        let mut statements = Vec::new();
+        for window in &windows {
+            let read = read_statement(&app.api, a, window.clone()).await?;
+            check_adds_up(&read)?;
+            statements.push(read);
+        }
+        let mut balances = Vec::new();
+        for moment in &moments {
+            balances.push(app.api.account_as_of(a, moment).await?.balance);
+        }
+        anyhow::Ok((statements, balances))
+    };
+    let (hot, hot_balances) = read_all().await?;
+    assert!(hot[0].entries.len() > 3_000 && hot[0].pages > 6, "a long statement: {}", hot[0].entries.len());
+    assert_eq!(hot_balances[0], rust_decimal::Decimal::ZERO, "before the account's first row");
+    assert_eq!(hot_balances[1], rust_decimal::Decimal::from(1_000_000_000), "the opening credit at midnight");
+
+    let (status, _, stderr) = f.archive_once(None)?;
+    assert!(status.success(), "{stderr}");
+    assert_eq!(f.table_state(OLD_DAYS[0]).await?, (false, false), "the old days are gone from PostgreSQL");
+    let (cold, cold_balances) = read_all().await?;
+    assert_eq!(cold, hot, "the same entries, balances and pages");
+    assert_eq!(cold_balances, hot_balances);
+
+    // A day archived before balances were recorded: statements and balances over it refuse to guess.
+    let oldest = day_start(i64::from(OLD_DAYS[0]));
+    sqlx::query("DELETE FROM archived_account_days WHERE day = $1").bind(oldest).execute(&f.pool).await?;
+    sqlx::query("UPDATE archived_days SET has_book = false WHERE day = $1").bind(oldest).execute(&f.pool).await?;
+    let refused = app.get(&format!("/api/v1/accounts/{a}/statement?from={}", at(103, 0))).await?;
+    assert_eq!((refused.status, refused.error_code()), (409, "archived_without_balances"), "{}", refused.text);
+    let refused = app.get(&format!("/api/v1/accounts/{a}?as_of={}", at(102, 1))).await?;
+    assert_eq!((refused.status, refused.error_code()), (409, "archived_without_balances"), "{}", refused.text);
+    let later = app.api.account_as_of(a, &at(100, 23)).await?.balance;
+    assert_eq!(later, hot_balances[4], "a balance after the newer days needs none of the old one");
+    app.stop().await?;
     f.stop().await
 }

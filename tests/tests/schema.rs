@@ -1,6 +1,7 @@
 //! The schemas hold the invariants on their own: rows the services never write, written behind their backs, are
 //! refused by a constraint (a bug in the code is caught by the database, and the other way round).
 
+use rust_decimal::Decimal;
 use sqlx::PgPool;
 use system_tests::TestDatabase;
 use uuid::Uuid;
@@ -141,6 +142,103 @@ async fn products_and_the_book_refuse_impossible_rows_and_the_book_follows_every
     sqlx::query(&format!("DELETE FROM payments WHERE advance_id = '{defaulted}'")).execute(&pool).await?;
     sqlx::query(&format!("DELETE FROM advances WHERE id = '{defaulted}'")).execute(&pool).await?;
     assert_eq!(book(pool.clone()).await?, (0, "0.00".into(), "20.00".into(), "0.00".into()));
+    pool.close().await;
+    database.drop_database().await
+}
+
+/// The ledger from before every account's book: a random history of transfers and bank rows (some failed) over
+/// three accounts. The migration gives every row the balances after it, computed backwards from today's
+/// balances, exactly as replaying the history forwards does; afterwards a row without them is refused.
+#[tokio::test]
+async fn the_upgrade_gives_every_existing_row_the_balances_after_it() -> anyhow::Result<()> {
+    let database = TestDatabase::create().await?;
+    let pool = PgPool::connect(&database.url).await?;
+    system_tests::db::migrate_accounts_up_to(&pool, 8).await?;
+    sqlx::query("SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - 1)").execute(&pool).await?;
+    let accounts: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    sqlx::query("INSERT INTO accounts (id) SELECT unnest($1::uuid[])").bind(&accounts).execute(&pool).await?;
+    let mut balances = [Decimal::ZERO; 3];
+    let mut expected: Vec<(Uuid, Option<Decimal>, Decimal)> = Vec::new();
+    let mut lcg = system_tests::Lcg(20_261_206);
+    for n in 0..400 {
+        let (x, y) = (lcg.next(3) as usize, lcg.next(3) as usize);
+        let amount = Decimal::new(1 + lcg.next(5_000) as i64, 2);
+        let debit = lcg.next(2) == 0;
+        let id = Uuid::now_v7();
+        let (kind, src, ok) = if x == y || n < 6 {
+            // A bank row: a credit always, a debit if it is covered.
+            let ok = !debit || balances[x] >= amount;
+            if ok {
+                balances[x] += if debit { -amount } else { amount };
+            }
+            ("bank", None, ok)
+        } else {
+            // debit: x pays y; credit: y pays x.
+            let (payer, payee) = if debit { (x, y) } else { (y, x) };
+            let ok = balances[payer] >= amount;
+            if ok {
+                balances[payer] -= amount;
+                balances[payee] += amount;
+            }
+            ("transfer", Some(x), ok)
+        };
+        let dst = if kind == "bank" { x } else { y };
+        expected.push((id, src.map(|s| balances[s]), balances[dst]));
+        sqlx::query(
+            "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction,
+                                       status, reason, recorded_by)
+             VALUES ($1, now() - interval '1 hour' + $2 * interval '1 second', $3, $4, $5, $6, $7, $8, $9, 'history')",
+        )
+        .bind(id)
+        .bind(n)
+        .bind(kind)
+        .bind(src.map(|s| accounts[s]))
+        .bind(accounts[dst])
+        .bind(amount)
+        .bind(if debit { "debit" } else { "credit" })
+        .bind(if ok { "success" } else { "fail" })
+        .bind((!ok).then_some("Insufficient funds"))
+        .execute(&pool)
+        .await?;
+    }
+    for (account, balance) in accounts.iter().zip(balances) {
+        sqlx::query("UPDATE accounts SET balance = $2 WHERE id = $1")
+            .bind(account)
+            .bind(balance)
+            .execute(&pool)
+            .await?;
+    }
+    accounts_service::db::MIGRATOR.run(&pool).await?;
+
+    let recorded: Vec<(Uuid, Option<Decimal>, Decimal)> =
+        sqlx::query_as("SELECT id, src_balance_after, dst_balance_after FROM transactions ORDER BY created_at, id")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(recorded, expected, "every row, both sides");
+    assert!(expected.iter().any(|(_, src, _)| src.is_some()), "transfers among them");
+
+    let row = |src: &str, src_after: &str, dst_after: &str| {
+        format!(
+            "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status,
+                                       recorded_by, src_balance_after, dst_balance_after)
+             VALUES ('{}', clock_timestamp(), CASE WHEN {src} IS NULL THEN 'bank' ELSE 'transfer' END, {src}, '{}',
+                     1, 'credit', 'success', 'x', {src_after}, {dst_after})",
+            Uuid::now_v7(),
+            accounts[1]
+        )
+    };
+    let a0 = format!("'{}'::uuid", accounts[0]);
+    for (sql, constraint) in [
+        (row("NULL", "NULL", "NULL"), "transactions_dst_balance_after"),
+        (row("NULL", "NULL", "-0.01"), "transactions_dst_balance_after"),
+        (row("NULL", "5", "5"), "transactions_src_balance_after"),
+        (row(&a0, "NULL", "5"), "transactions_src_balance_after"),
+        (row(&a0, "-1", "5"), "transactions_src_balance_after"),
+    ] {
+        assert_eq!(refused_by(&pool, &sql).await.as_deref(), Some(constraint), "{sql}");
+    }
+    assert_eq!(refused_by(&pool, &row("NULL", "NULL", "5")).await, None);
+    assert_eq!(refused_by(&pool, &row(&a0, "0", "5")).await, None);
     pool.close().await;
     database.drop_database().await
 }

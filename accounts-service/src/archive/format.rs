@@ -423,7 +423,7 @@ mod tests {
             idempotency_key: Some(format!("k-{n}")),
             created_xid: 42,
             recorded_by: None,
-            src_balance_after: n.is_multiple_of(2).then(|| Decimal::new(1_000_000_000_000_000_00, 2)),
+            src_balance_after: n.is_multiple_of(2).then(|| Decimal::new(100_000_000_000_000_000, 2)),
             dst_balance_after: Some(Decimal::new(5, 1)),
         }
     }

@@ -128,8 +128,7 @@ pub async fn last_before(book: Book<'_>, account: Uuid, key: Key) -> DbResult<Op
         let floor = floor(book.pool).await?;
         let hot = hot_from(floor);
         if key.created_at > hot {
-            let sql = format!(
-                "SELECT created_at, id, balance FROM (
+            let sql = "SELECT created_at, id, balance FROM (
                      (SELECT created_at, id, src_balance_after AS balance FROM transactions
                       WHERE src_account_id = $1 AND created_at >= $4 AND created_at <= $2 AND (created_at, id) < ($2, $3)
                       ORDER BY created_at DESC, id DESC LIMIT 1)
@@ -137,9 +136,8 @@ pub async fn last_before(book: Book<'_>, account: Uuid, key: Key) -> DbResult<Op
                      (SELECT created_at, id, dst_balance_after FROM transactions
                       WHERE dst_account_id = $1 AND created_at >= $4 AND created_at <= $2 AND (created_at, id) < ($2, $3)
                       ORDER BY created_at DESC, id DESC LIMIT 1)) AS sides
-                 ORDER BY created_at DESC, id DESC LIMIT 1"
-            );
-            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(&sql)
+                 ORDER BY created_at DESC, id DESC LIMIT 1";
+            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(sql)
                 .bind(account)
                 .bind(key.created_at)
                 .bind(key.id)
@@ -202,7 +200,7 @@ async fn cold_last_before(
     .fetch_one(book.pool)
     .await?;
     match (no_book.0, &found) {
-        (Some(gap), Some((day, _))) if *day < gap => Err(DbError::NoBook(gap)),
+        (Some(gap), Some((day, _))) if *day <= gap => Err(DbError::NoBook(gap)),
         (Some(gap), None) => Err(DbError::NoBook(gap)),
         _ => Ok(found.map(|(_, found)| found)),
     }

@@ -110,7 +110,7 @@ impl Cursor {
     }
 
     pub fn decode(text: &str) -> Result<Self, BadCursor> {
-        if text.len() % 2 != 0 || text.len() > 512 || !text.is_ascii() {
+        if !text.len().is_multiple_of(2) || text.len() > 512 || !text.is_ascii() {
             return Err(BadCursor);
         }
         let bytes: Vec<u8> = (0..text.len())

@@ -7,8 +7,9 @@ use reqwest::StatusCode;
 use uuid::Uuid;
 
 use crate::types::{
-    Account, BankTransactionRequest, ByKeyQuery, ByKeysRequest, CreateAccountRequest, KeyTransactions, ReportPage,
-    ReportQuery, Transaction, TransactionsByKey, TransactionsByKeys, TransferRequest,
+    Account, AccountQuery, BankTransactionRequest, ByKeyQuery, ByKeysRequest, CreateAccountRequest, KeyTransactions,
+    ReportPage, ReportQuery, Statement, StatementQuery, Transaction, TransactionsByKey, TransactionsByKeys,
+    TransferRequest,
 };
 
 /// How a call went wrong: no answer, an error answer, or an unreadable one (see [`CallError`]).
@@ -49,6 +50,17 @@ impl LedgerClient {
     /// `GET /api/v1/accounts/{id}`; an unknown account is `Api { status: 404, .. }`.
     pub async fn account(&self, account_id: Uuid) -> Result<Account, LedgerError> {
         self.api.get(&format!("/api/v1/accounts/{account_id}"), &()).await
+    }
+
+    /// `GET /api/v1/accounts/{id}?as_of=`: the account with its balance at `as_of`.
+    pub async fn account_as_of(&self, account_id: Uuid, as_of: &str) -> Result<Account, LedgerError> {
+        let query = AccountQuery { as_of: Some(as_of.to_owned()) };
+        self.api.get(&format!("/api/v1/accounts/{account_id}"), &query).await
+    }
+
+    /// `GET /api/v1/accounts/{id}/statement`: one page of the account's statement.
+    pub async fn statement(&self, account_id: Uuid, query: &StatementQuery) -> Result<Statement, LedgerError> {
+        self.api.get(&format!("/api/v1/accounts/{account_id}/statement"), query).await
     }
 
     /// `POST /api/v1/transaction`: a transfer, at most once per key. Insufficient funds is a recorded

@@ -1,0 +1,68 @@
+//! Reading an account's book through the API, and checking that it adds up.
+
+use ledger_contract::{LedgerClient, StatementEntry, StatementQuery, TransactionStatus};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+/// A whole statement, read page by page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read {
+    pub opening: Decimal,
+    pub closing: Decimal,
+    pub entries: Vec<StatementEntry>,
+    pub pages: usize,
+}
+
+/// Reads every page of `account`'s statement for `query`, following `next_cursor` (the cursor alone); every page
+/// must show the same opening and closing balances.
+pub async fn read_statement(api: &LedgerClient, account: Uuid, query: StatementQuery) -> anyhow::Result<Read> {
+    let first = api.statement(account, &query).await?;
+    let mut read =
+        Read { opening: first.opening_balance, closing: first.closing_balance, entries: first.entries, pages: 1 };
+    let mut next = first.next_cursor;
+    while let Some(cursor) = next {
+        anyhow::ensure!(read.pages < 100_000, "a statement that never ends");
+        let page = api.statement(account, &StatementQuery { cursor: Some(cursor), ..Default::default() }).await?;
+        anyhow::ensure!(
+            (page.opening_balance, page.closing_balance) == (read.opening, read.closing),
+            "page {} shows other balances than page 1",
+            read.pages + 1
+        );
+        read.entries.extend(page.entries);
+        read.pages += 1;
+        next = page.next_cursor;
+    }
+    Ok(read)
+}
+
+/// The statement adds up: from the opening balance, each entry's effect gives its balance after (0 for a failed
+/// one), never below zero, in time order, to the closing balance.
+pub fn check_adds_up(read: &Read) -> anyhow::Result<()> {
+    let mut balance = read.opening;
+    for (n, entry) in read.entries.iter().enumerate() {
+        if entry.status == TransactionStatus::Fail {
+            anyhow::ensure!(entry.effect.is_zero(), "entry {n}: a failed transaction moved {}", entry.effect);
+        } else {
+            anyhow::ensure!(
+                entry.effect.abs() == entry.amount.value(),
+                "entry {n}: effect {} of {}",
+                entry.effect,
+                entry.amount
+            );
+        }
+        balance += entry.effect;
+        anyhow::ensure!(
+            balance == entry.balance_after,
+            "entry {n}: {balance} expected, {} recorded",
+            entry.balance_after
+        );
+        anyhow::ensure!(balance >= Decimal::ZERO, "entry {n}: below zero");
+    }
+    let in_order = read.entries.windows(2).all(|pair| {
+        (pair[0].transaction_timestamp, pair[0].transaction_id)
+            < (pair[1].transaction_timestamp, pair[1].transaction_id)
+    });
+    anyhow::ensure!(in_order, "entries are not oldest first");
+    anyhow::ensure!(balance == read.closing, "the entries end at {balance}, the closing balance is {}", read.closing);
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! Every account's own book: each row records the balance after it of its accounts; a statement pages an
+//! account's rows oldest first from one snapshot; `as_of` answers the balance at any time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ledger_contract::{
+    scopes, BankTransactionRequest, Direction, StatementQuery, TransactionKind, TransactionStatus, TransferRequest,
+};
+use money::timestamp::format_timestamp;
+use money::Amount;
+use rust_decimal::Decimal;
+use system_tests::book::{check_adds_up, read_statement};
+use system_tests::{dec, TestLedger};
+use uuid::Uuid;
+
+fn amount(text: &str) -> anyhow::Result<Amount> {
+    Ok(Amount::parse(text)?)
+}
+
+async fn transfer(app: &TestLedger, src: Uuid, dst: Uuid, value: &str, direction: Direction) -> anyhow::Result<()> {
+    app.api.transfer(&TransferRequest::new(src, dst, amount(value)?, direction), None).await?;
+    Ok(())
+}
+
+/// A moment strictly between two requests: the clock after one answered, before the next is sent.
+async fn moment() -> DateTime<Utc> {
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let now = Utc::now();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    now
+}
+
+#[tokio::test]
+async fn a_statement_shows_each_transaction_with_its_effect_and_the_balance_after_it() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let (a, b) = (app.open_account().await?, app.open_account().await?);
+    let before_all = moment().await;
+    app.bank(a, "100.00", Direction::Credit).await?;
+    let after_credit = moment().await;
+    transfer(&app, a, b, "30.00", Direction::Debit).await?;
+    transfer(&app, a, b, "80.00", Direction::Debit).await?; // fails: a has 70
+    transfer(&app, a, b, "10.00", Direction::Credit).await?; // b pays a
+    let after_transfers = moment().await;
+    app.bank(a, "5.00", Direction::Debit).await?;
+
+    let read = read_statement(&app.api, a, StatementQuery::default()).await?;
+    check_adds_up(&read)?;
+    let seen: Vec<(TransactionKind, TransactionStatus, Option<Uuid>, Decimal, Decimal)> =
+        read.entries.iter().map(|e| (e.kind, e.status, e.counterparty_account_id, e.effect, e.balance_after)).collect();
+    use TransactionKind::{Bank, Transfer};
+    use TransactionStatus::{Fail, Success};
+    assert_eq!(
+        seen,
+        vec![
+            (Bank, Success, None, dec("100.00"), dec("100.00")),
+            (Transfer, Success, Some(b), dec("-30.00"), dec("70.00")),
+            (Transfer, Fail, Some(b), dec("0"), dec("70.00")),
+            (Transfer, Success, Some(b), dec("10.00"), dec("80.00")),
+            (Bank, Success, None, dec("-5.00"), dec("75.00")),
+        ]
+    );
+    assert_eq!((read.opening, read.closing), (dec("0"), dec("75.00")));
+    assert_eq!(read.entries[2].reason.as_deref(), Some("Insufficient funds"));
+
+    // The other side of the same rows.
+    let read_b = read_statement(&app.api, b, StatementQuery::default()).await?;
+    check_adds_up(&read_b)?;
+    let effects: Vec<(Decimal, Decimal)> = read_b.entries.iter().map(|e| (e.effect, e.balance_after)).collect();
+    assert_eq!(effects, vec![(dec("30.00"), dec("30.00")), (dec("0"), dec("30.00")), (dec("-10.00"), dec("20.00"))]);
+
+    // Pages of two give the same statement.
+    let paged = read_statement(&app.api, a, StatementQuery { limit: Some(2), ..Default::default() }).await?;
+    assert_eq!((paged.pages, &paged.entries), (3, &read.entries));
+
+    // A window: opening and closing at its ends.
+    let window = StatementQuery {
+        from: Some(format_timestamp(after_credit)),
+        to: Some(format_timestamp(after_transfers)),
+        ..Default::default()
+    };
+    let middle = read_statement(&app.api, a, window).await?;
+    check_adds_up(&middle)?;
+    assert_eq!((middle.opening, middle.closing, middle.entries.len()), (dec("100.00"), dec("80.00"), 3));
+
+    // The balance at any time.
+    for (at, expected) in
+        [(before_all, "0"), (after_credit, "100.00"), (after_transfers, "80.00"), (Utc::now(), "75.00")]
+    {
+        let account = app.api.account_as_of(a, &at.to_rfc3339()).await?;
+        assert_eq!((account.balance, account.as_of.is_some()), (dec(expected), true), "as of {at}");
+    }
+    assert!(app.api.account(a).await?.as_of.is_none(), "without as_of, the balance now");
+    app.stop().await
+}
+
+#[tokio::test]
+async fn statement_parameters_are_checked_and_the_scope_is_needed() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let (a, b) = (app.funded_account("10.00").await?, app.funded_account("10.00").await?);
+    transfer(&app, a, b, "1.00", Direction::Debit).await?;
+    let path = |account: Uuid, query: &str| format!("/api/v1/accounts/{account}/statement{query}");
+    let page = app.get(&path(a, "?limit=1")).await?;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let cursor = page.str("next_cursor").to_owned();
+    assert!(!cursor.is_empty());
+
+    let future = (Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    for (url, status, code) in [
+        (path(Uuid::new_v4(), ""), 404, "not_found"),
+        (path(a, "?limit=0"), 422, "invalid_limit"),
+        (path(a, "?limit=1001"), 422, "invalid_limit"),
+        (path(a, "?from=2024-01-02T00:00:00Z&to=2024-01-01T00:00:00Z"), 422, "invalid_window"),
+        (path(a, "?from=yesterday"), 400, "malformed_request"),
+        (path(a, "?cursor=00ff"), 400, "malformed_request"),
+        (path(b, &format!("?cursor={cursor}")), 422, "cursor_mismatch"),
+        (path(a, &format!("?cursor={cursor}&limit=5")), 422, "cursor_mismatch"),
+        (path(a, "/export?format=xlsx"), 422, "invalid_format"),
+        (format!("/api/v1/accounts/{a}?as_of={future}"), 422, "as_of_in_future"),
+        (format!("/api/v1/accounts/{a}?as_of=soon"), 400, "malformed_request"),
+    ] {
+        let reply = app.get(&url).await?;
+        assert_eq!((reply.status, reply.error_code()), (status, code), "{url}: {}", reply.text);
+    }
+    let next = app.get(&path(a, &format!("?cursor={cursor}&limit=1"))).await?;
+    assert_eq!(next.status, 200, "the cursor with its own parameters repeated: {}", next.text);
+
+    // A client that may move money but not read accounts reads no statement, balance or download.
+    let (_, mover) = app.client_with("mover", &[scopes::TRANSFERS_WRITE]).await?;
+    let refused = mover.statement(a, &StatementQuery::default()).await.err().and_then(|e| e.status());
+    assert_eq!(refused, Some(403));
+    let refused = mover.account_as_of(a, "2024-01-01T00:00:00Z").await.err().and_then(|e| e.status());
+    assert_eq!(refused, Some(403));
+    app.stop().await
+}
+
+/// A later page never shows a row that committed after the first page was read: neither a transfer that
+/// arrives while the pages are read, nor one that had locked the account and dated its row before page 1 but
+/// committed after it.
+#[tokio::test]
+async fn pages_keep_the_first_pages_snapshot_while_money_keeps_moving() -> anyhow::Result<()> {
+    let app = Arc::new(TestLedger::start().await?);
+    let (a, b) = (app.funded_account("1000.00").await?, app.funded_account("1000.00").await?);
+    for n in 0..30 {
+        let direction = if n % 2 == 0 { Direction::Debit } else { Direction::Credit };
+        transfer(&app, a, b, "1.25", direction).await?;
+    }
+    // A writer that dated its row of `a` before page 1 and commits after it.
+    let mut late = app.pool.begin().await?;
+    let (after,): (Decimal,) =
+        sqlx::query_as("UPDATE accounts SET balance = balance + 7 WHERE id = $1 RETURNING balance")
+            .bind(a)
+            .fetch_one(&mut *late)
+            .await?;
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by,
+                                   dst_balance_after)
+         VALUES ($1, clock_timestamp(), 'bank', $2, 7, 'credit', 'success', 'test', $3)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(a)
+    .bind(after)
+    .execute(&mut *late)
+    .await?;
+
+    let first = app.api.statement(a, &StatementQuery { limit: Some(7), ..Default::default() }).await?;
+    late.commit().await?;
+    // Writers on both accounts for the whole read.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (app, stop) = (Arc::clone(&app), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut moved = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                transfer(&app, b, a, "0.50", Direction::Debit).await?;
+                moved += 1;
+            }
+            anyhow::Ok(moved)
+        })
+    };
+    let mut entries = first.entries.clone();
+    let mut next = first.next_cursor.clone();
+    while let Some(cursor) = next {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let page = app.api.statement(a, &StatementQuery { cursor: Some(cursor), ..Default::default() }).await?;
+        assert_eq!((page.opening_balance, page.closing_balance), (first.opening_balance, first.closing_balance));
+        entries.extend(page.entries);
+        next = page.next_cursor;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let moved = writer.await??;
+    assert!(moved > 0, "money moved while the pages were read");
+    assert_eq!(entries.len(), 31, "the credit and 30 transfers, nothing committed after page 1");
+    let read =
+        system_tests::book::Read { opening: first.opening_balance, closing: first.closing_balance, entries, pages: 5 };
+    check_adds_up(&read)?;
+    assert_eq!(read.closing, dec("1000.00"), "15 debits and 15 credits of 1.25");
+
+    // A new statement sees everything, and still adds up.
+    let now = read_statement(&app.api, a, StatementQuery { limit: Some(50), ..Default::default() }).await?;
+    check_adds_up(&now)?;
+    assert_eq!(now.entries.len(), 31 + 1 + moved);
+    assert_eq!(now.closing, app.balance(a).await?);
+    TestLedger::stop_shared(app).await
+}
+
+/// The download holds the same entries as the pages, in CSV (with a header) and NDJSON.
+#[tokio::test]
+async fn the_statement_download_has_the_pages_entries_in_csv_and_ndjson() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let (a, b) = (app.funded_account("50.00").await?, app.open_account().await?);
+    for n in 0..25 {
+        transfer(&app, a, b, &format!("{}.{:02}", n % 3, n + 1), Direction::Debit).await?;
+    }
+    let request = BankTransactionRequest::new(a, amount("1.00")?, Direction::Debit, Some("=1+1, \"fee\"".into()));
+    app.api.bank_transaction(&request, None).await?;
+    let read = read_statement(&app.api, a, StatementQuery { limit: Some(10), ..Default::default() }).await?;
+    check_adds_up(&read)?;
+
+    let ndjson = app.get(&format!("/api/v1/accounts/{a}/statement/export?format=ndjson")).await?;
+    assert_eq!(ndjson.status, 200);
+    assert_eq!(ndjson.headers["content-type"], "application/x-ndjson");
+    let lines: Vec<ledger_contract::StatementEntry> =
+        ndjson.text.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(lines, read.entries);
+
+    let csv = app.get(&format!("/api/v1/accounts/{a}/statement/export")).await?;
+    assert_eq!(csv.status, 200);
+    assert!(csv.headers["content-disposition"].to_str()?.contains(&format!("statement-{a}.csv")));
+    let mut lines = csv.text.lines();
+    assert_eq!(lines.next(), Some(ledger_contract::STATEMENT_CSV_COLUMNS.join(",").as_str()));
+    // Only the last field (the description) holds client text; the first ten never hold a comma.
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.splitn(11, ',').collect()).collect();
+    assert_eq!(rows.len(), read.entries.len());
+    for (row, entry) in rows.iter().zip(&read.entries) {
+        assert_eq!(row[0], entry.transaction_id.to_string());
+        assert_eq!(dec(row[7]), entry.effect);
+        assert_eq!(dec(row[8]), entry.balance_after);
+    }
+    let last = rows.last().map(|row| row[10]).unwrap_or_default();
+    assert_eq!(last, "\"'=1+1, \"\"fee\"\"\"", "client text a spreadsheet would run is quoted as text");
+    app.stop().await
+}
