@@ -12,9 +12,10 @@
 //! `BENCH_SKIP_PARTITION_COST=1`, `BENCH_SKIP_ARCHIVE=1`, `BENCH_PARTITION_ROUNDS` (default 5),
 //! `BENCH_SKIP_KEY_LOOKUPS=1`, `BENCH_KEY_ROWS` (default 1800000)), `BENCH_SKIP_ADVANCES=1`,
 //! `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
-//! `10000,100000,1000000`).
+//! `10000,100000,1000000`), `BENCH_SKIP_BOOK=1` (statements and `as_of`; see `book.rs` for its sizes).
 
 mod advances;
+mod book;
 mod lone;
 mod reconcile;
 mod report;
@@ -490,6 +491,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::var("BENCH_SKIP_RECONCILE").is_err() {
         reconcile::reconcile_benchmarks(&mut report).await?;
+    }
+    if std::env::var("BENCH_SKIP_BOOK").is_err() {
+        book::book_benchmarks(&mut report).await?;
     }
     println!("{report}");
     let out = binary_path("accounts-service")?.with_file_name("bench-report.md");

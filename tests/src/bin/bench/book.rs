@@ -1,0 +1,222 @@
+//! Every account's book: what writing the balances-after costs transfers (this build against
+//! `BENCH_BASELINE_LEDGER`, a build from before them, alternated in the same run), and what a statement page and
+//! a balance `as_of` cost as an account and the ledger grow.
+//!
+//! Options: `BENCH_BOOK_SIZES` (rows in the ledger, default `1000000,50000000`), `BENCH_BOOK_BIG` (rows of the
+//! big account, default 1000000), `BENCH_BOOK_ROUNDS` (throughput rounds, default 3).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::{create_accounts, env_or, run_transfers, start_ledger, start_ledger_built, Via};
+
+/// Days the seeded rows spread over (all hot).
+const DAYS: i64 = 30;
+/// Requests per measured figure (the median is quoted).
+const SAMPLES: usize = 25;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// HTTP transfers at 64 clients against this build and the baseline, alternated; the medians and their ratio.
+async fn throughput(report: &mut String, baseline: &PathBuf) -> anyhow::Result<()> {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let rounds = env_or("BENCH_BOOK_ROUNDS", 3).max(1);
+    let mut subjects = Vec::new();
+    for (label, binary) in [("with balances-after (this build)", None), ("without (baseline build)", Some(baseline))] {
+        let ledger = match binary {
+            None => start_ledger().await?,
+            Some(binary) => start_ledger_built(binary.clone(), &[]).await?,
+        };
+        let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+        let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
+        subjects.push((label, ledger, pool, accounts, Vec::new()));
+    }
+    for round in 0..rounds {
+        for (label, ledger, pool, accounts, rates) in &mut subjects {
+            eprintln!("bench: book throughput, {label}, round {}", round + 1);
+            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
+            let run = run_transfers(
+                Via::Http { keyed: true },
+                64,
+                seconds,
+                Arc::clone(accounts),
+                false,
+                pool.clone(),
+                target,
+            )
+            .await?;
+            rates.push(run.tps());
+        }
+    }
+    writeln!(report, "## Every account's book: the cost of balances-after to transfers\n")?;
+    writeln!(
+        report,
+        "HTTP transfers with `Idempotency-Key`, 64 clients, uniform pairs of 100 000 accounts, {seconds} s per run, \
+         {rounds} runs each, alternated, each build on a fresh database. Baseline: `{}`.\n",
+        baseline.display()
+    )?;
+    writeln!(report, "| service | TPS per run | median TPS | vs without |")?;
+    writeln!(report, "|---|---|---:|---:|")?;
+    let reference = median(subjects[1].4.clone());
+    for (label, _, _, _, rates) in &subjects {
+        let runs: Vec<String> = rates.iter().map(|tps| format!("{tps:.0}")).collect();
+        let median = median(rates.clone());
+        writeln!(report, "| {label} | {} | {median:.0} | {:.2} |", runs.join(" / "), median / reference)?;
+    }
+    writeln!(report)?;
+    for (_, ledger, pool, _, _) in subjects {
+        pool.close().await;
+        ledger.stop().await?;
+    }
+    Ok(())
+}
+
+/// Adds `rows` rows of `account` (as the payer, to one of `others`) spread over the last [`DAYS`] days.
+async fn seed_account(pool: &PgPool, account: Uuid, others: &[Uuid], rows: u64) -> anyhow::Result<()> {
+    let chunk = 500_000u64;
+    for first in (0..rows).step_by(chunk as usize) {
+        let last = (first + chunk).min(rows);
+        sqlx::query(
+            "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status,
+                                       recorded_by, src_balance_after, dst_balance_after)
+             SELECT gen_random_uuid(), now() - interval '1 minute' - ($1 * interval '1 day') * (g::float8 / $2),
+                    'transfer', $3, ($4::uuid[])[1 + g % cardinality($4::uuid[])], 0.01, 'debit', 'success', 'bench',
+                    1000000 - g * 0.01, 1000
+             FROM generate_series($5, $6) AS g",
+        )
+        .bind(DAYS as f64)
+        .bind(rows as f64)
+        .bind(account)
+        .bind(others)
+        .bind(first as i64 + 1)
+        .bind(last as i64)
+        .execute(pool)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Median milliseconds of `SAMPLES` GETs of `path(n)`.
+async fn timed(ledger: &system_tests::TestLedger, path: impl Fn(usize) -> String) -> anyhow::Result<f64> {
+    let mut times = Vec::new();
+    for n in 0..SAMPLES {
+        let started = Instant::now();
+        let reply = ledger.get(&path(n)).await?;
+        anyhow::ensure!(reply.status == 200, "{}: {}", path(n), reply.text);
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(median(times))
+}
+
+/// A statement's first page, a page 50 pages deep, and a balance `as_of`, for an account of 100 rows and one of
+/// `BENCH_BOOK_BIG` rows, in a ledger of each size of `BENCH_BOOK_SIZES`.
+async fn lookups(report: &mut String) -> anyhow::Result<()> {
+    let sizes: Vec<u64> = std::env::var("BENCH_BOOK_SIZES")
+        .unwrap_or_else(|_| "1000000,50000000".into())
+        .split(',')
+        .filter_map(|size| size.trim().parse().ok())
+        .collect();
+    let big_rows = env_or("BENCH_BOOK_BIG", 1_000_000);
+    let ledger = start_ledger().await?;
+    let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+    for day in 0..=DAYS {
+        sqlx::query("SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - $1::int)")
+            .bind(day as i32)
+            .execute(&pool)
+            .await?;
+    }
+    let others = create_accounts(&pool, 1_000).await?;
+    let (small, big) = (create_accounts(&pool, 1).await?[0], create_accounts(&pool, 1).await?[0]);
+    eprintln!("bench: book, seeding the accounts");
+    seed_account(&pool, small, &others, 100).await?;
+    seed_account(&pool, big, &others, big_rows).await?;
+    let mut seeded = 100 + big_rows;
+    writeln!(report, "## Every account's book: a statement page and a balance as of any time\n")?;
+    writeln!(
+        report,
+        "Rows spread over the last {DAYS} days (one partition each); an account of 100 rows and one of {big_rows} \
+         rows among 1 000 others that fill the ledger; median of {SAMPLES} HTTP requests (ms), each to another \
+         point of the window.\n"
+    )?;
+    writeln!(report, "| ledger rows | account rows | statement page 1 | page 50 | `as_of` |")?;
+    writeln!(report, "|---:|---:|---:|---:|---:|")?;
+    let mut figures = Vec::new();
+    for size in sizes {
+        if size > seeded {
+            eprintln!("bench: book, growing the ledger to {size} rows");
+            let filler = size - seeded;
+            let per_account = filler / others.len() as u64;
+            for (n, other) in others.iter().enumerate() {
+                let rows = per_account + u64::from((n as u64) < filler % others.len() as u64);
+                seed_account(&pool, *other, &others, rows).await?;
+            }
+            seeded = size;
+            sqlx::query("ANALYZE transactions").execute(&pool).await?;
+        }
+        for (account, rows) in [(small, 100u64), (big, big_rows)] {
+            let moment = |n: usize| {
+                let at = chrono::Utc::now() - chrono::Duration::hours(1 + (n as i64 * 7919) % (DAYS * 24 - 2));
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            };
+            let page1 =
+                timed(&ledger, |n| format!("/api/v1/accounts/{account}/statement?from={}&limit=100", moment(n)))
+                    .await?;
+            // A cursor 50 pages in, taken once; every sample reads that page again.
+            let mut cursor = None;
+            let statement = format!("/api/v1/accounts/{account}/statement?from={}&limit=100", moment(0));
+            for _ in 0..50 {
+                let path = match &cursor {
+                    None => statement.clone(),
+                    Some(cursor) => format!("/api/v1/accounts/{account}/statement?cursor={cursor}"),
+                };
+                let reply = ledger.get(&path).await?;
+                match reply.json["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            let deep = match &cursor {
+                Some(cursor) => {
+                    let ms =
+                        timed(&ledger, |_| format!("/api/v1/accounts/{account}/statement?cursor={cursor}")).await?;
+                    format!("{ms:.2}")
+                }
+                None => "one page only".to_owned(),
+            };
+            let as_of = timed(&ledger, |n| format!("/api/v1/accounts/{account}?as_of={}", moment(n))).await?;
+            writeln!(report, "| {size} | {rows} | {page1:.2} | {deep} | {as_of:.2} |")?;
+            figures.push((page1, as_of));
+        }
+    }
+    let spread = |pick: fn(&(f64, f64)) -> f64| {
+        let values: Vec<f64> = figures.iter().map(pick).collect();
+        values.iter().copied().fold(f64::MIN, f64::max) / values.iter().copied().fold(f64::MAX, f64::min)
+    };
+    writeln!(
+        report,
+        "\nLargest over smallest median: statement page 1 {:.2}×, `as_of` {:.2}×. The seeded rows carry synthetic \
+         balances (the cost of reading them does not depend on their values).\n",
+        spread(|f| f.0),
+        spread(|f| f.1)
+    )?;
+    pool.close().await;
+    ledger.stop().await
+}
+
+/// The section.
+pub async fn book_benchmarks(report: &mut String) -> anyhow::Result<()> {
+    match std::env::var("BENCH_BASELINE_LEDGER").ok().filter(|path| !path.is_empty()) {
+        Some(baseline) => throughput(report, &PathBuf::from(baseline)).await?,
+        None => writeln!(report, "(No baseline build: set `BASELINE=<rev>` for the throughput comparison.)\n")?,
+    }
+    lookups(report).await
+}
