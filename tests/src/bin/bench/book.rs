@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{create_accounts, env_or, run_transfers, start_ledger, start_ledger_built, Via};
@@ -81,7 +81,9 @@ async fn throughput(report: &mut String, baseline: &PathBuf) -> anyhow::Result<(
 }
 
 /// Adds `rows` rows of `account` (as the payer, to one of `others`) spread over the last [`DAYS`] days.
-async fn seed_account(pool: &PgPool, account: Uuid, others: &[Uuid], rows: u64) -> anyhow::Result<()> {
+/// The connection skips triggers (`session_replication_role = replica`): the rows are dated in the past, behind the
+/// report seal the running service keeps moving, and this benchmark reads no report.
+async fn seed_account(conn: &mut PgConnection, account: Uuid, others: &[Uuid], rows: u64) -> anyhow::Result<()> {
     let chunk = 500_000u64;
     for first in (0..rows).step_by(chunk as usize) {
         let last = (first + chunk).min(rows);
@@ -99,7 +101,7 @@ async fn seed_account(pool: &PgPool, account: Uuid, others: &[Uuid], rows: u64) 
         .bind(others)
         .bind(first as i64 + 1)
         .bind(last as i64)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())
@@ -137,8 +139,10 @@ async fn lookups(report: &mut String) -> anyhow::Result<()> {
     let others = create_accounts(&pool, 1_000).await?;
     let (small, big) = (create_accounts(&pool, 1).await?[0], create_accounts(&pool, 1).await?[0]);
     eprintln!("bench: book, seeding the accounts");
-    seed_account(&pool, small, &others, 100).await?;
-    seed_account(&pool, big, &others, big_rows).await?;
+    let mut seeder = pool.acquire().await?;
+    sqlx::query("SET session_replication_role = replica").execute(&mut *seeder).await?;
+    seed_account(&mut seeder, small, &others, 100).await?;
+    seed_account(&mut seeder, big, &others, big_rows).await?;
     let mut seeded = 100 + big_rows;
     writeln!(report, "## Every account's book: a statement page and a balance as of any time\n")?;
     writeln!(
@@ -157,7 +161,8 @@ async fn lookups(report: &mut String) -> anyhow::Result<()> {
             let per_account = filler / others.len() as u64;
             for (n, other) in others.iter().enumerate() {
                 let rows = per_account + u64::from((n as u64) < filler % others.len() as u64);
-                seed_account(&pool, *other, &others, rows).await?;
+                let payees: Vec<Uuid> = others.iter().copied().filter(|payee| payee != other).collect();
+                seed_account(&mut seeder, *other, &payees, rows).await?;
             }
             seeded = size;
             sqlx::query("ANALYZE transactions").execute(&pool).await?;
@@ -172,7 +177,9 @@ async fn lookups(report: &mut String) -> anyhow::Result<()> {
                     .await?;
             // A cursor 50 pages in, taken once; every sample reads that page again.
             let mut cursor = None;
-            let statement = format!("/api/v1/accounts/{account}/statement?from={}&limit=100", moment(0));
+            let start = (chrono::Utc::now() - chrono::Duration::days(DAYS))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let statement = format!("/api/v1/accounts/{account}/statement?from={start}&limit=100");
             for _ in 0..50 {
                 let path = match &cursor {
                     None => statement.clone(),
