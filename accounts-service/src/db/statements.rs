@@ -192,18 +192,32 @@ async fn cold_last_before(
         before_day = day;
     };
     // A day archived before balances existed may hold a newer row of the account than the one found.
-    let no_book: (Option<NaiveDate>,) = sqlx::query_as(
-        "SELECT max(day) FROM archived_days WHERE NOT has_book AND day <= $1 AND day <= ($2 AT TIME ZONE 'UTC')::date",
-    )
-    .bind(floor)
-    .bind(key.created_at)
-    .fetch_one(book.pool)
-    .await?;
-    match (no_book.0, &found) {
+    match (newest_day_without_book(book, floor, None, key.created_at).await?, &found) {
         (Some(gap), Some((day, _))) if *day <= gap => Err(DbError::NoBook(gap)),
         (Some(gap), None) => Err(DbError::NoBook(gap)),
         _ => Ok(found.map(|(_, found)| found)),
     }
+}
+
+/// The newest day up to `floor` archived before balances were recorded (`has_book` false), among the days of
+/// `since` (when given) to `through`.
+async fn newest_day_without_book(
+    book: Book<'_>,
+    floor: NaiveDate,
+    since: Option<DateTime<Utc>>,
+    through: DateTime<Utc>,
+) -> DbResult<Option<NaiveDate>> {
+    let (day,): (Option<NaiveDate>,) = sqlx::query_as(
+        "SELECT max(day) FROM archived_days
+         WHERE NOT has_book AND day <= $1 AND ($2::timestamptz IS NULL OR day >= ($2 AT TIME ZONE 'UTC')::date)
+           AND day <= ($3 AT TIME ZONE 'UTC')::date",
+    )
+    .bind(floor)
+    .bind(since)
+    .bind(through)
+    .fetch_one(book.pool)
+    .await?;
+    Ok(day)
 }
 
 /// The account's rows of one archived day.
@@ -300,16 +314,7 @@ async fn cold_page(
     floor: NaiveDate,
     rows: &mut Vec<BookRow>,
 ) -> DbResult<Option<Key>> {
-    let no_book: (Option<NaiveDate>,) = sqlx::query_as(
-        "SELECT max(day) FROM archived_days WHERE NOT has_book AND day <= $1 AND day >= ($2 AT TIME ZONE 'UTC')::date
-           AND day <= ($3 AT TIME ZONE 'UTC')::date",
-    )
-    .bind(floor)
-    .bind(after.created_at)
-    .bind(bound.created_at)
-    .fetch_one(book.pool)
-    .await?;
-    if let Some(day) = no_book.0 {
+    if let Some(day) = newest_day_without_book(book, floor, Some(after.created_at), bound.created_at).await? {
         return Err(DbError::NoBook(day));
     }
     let days: Vec<(NaiveDate, DateTime<Utc>, Uuid)> = sqlx::query_as(
