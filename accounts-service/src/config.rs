@@ -52,6 +52,9 @@ pub struct Settings {
     /// How often the report seal moves forward (`REPORT_SEAL_INTERVAL`): a new report counts at most about
     /// this much recent traffic row by row.
     pub report_seal_interval: Duration,
+    /// How often pending holds past their `expires_at` are released (`HOLD_EXPIRY_INTERVAL`): a hold is
+    /// released at most about this late (it can no longer be captured from `expires_at` on).
+    pub hold_expiry_interval: Duration,
     /// Where days older than `hot_retention_days` go (`ARCHIVE_URL`: a directory or `s3://bucket/prefix`);
     /// unset, every day stays in PostgreSQL.
     pub archive_url: Option<String>,
@@ -102,6 +105,7 @@ impl FromEnv for Settings {
             batch_committers: env.number("BATCH_COMMITTERS", "2")?,
             batch_max: env.number("BATCH_MAX", "128")?,
             report_seal_interval: env.duration("REPORT_SEAL_INTERVAL", "1s")?,
+            hold_expiry_interval: env.duration("HOLD_EXPIRY_INTERVAL", "1s")?,
             archive_url: env.get("ARCHIVE_URL"),
             hot_retention_days: env.number("HOT_RETENTION_DAYS", "90")?,
             archive_stop_after: env.get("ARCHIVE_STOP_AFTER").map(|step| step.parse()).transpose()?,
@@ -126,6 +130,9 @@ impl FromEnv for Settings {
         }
         if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&settings.report_seal_interval) {
             bail!("REPORT_SEAL_INTERVAL must be between 10ms and 60s");
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&settings.hold_expiry_interval) {
+            bail!("HOLD_EXPIRY_INTERVAL must be between 10ms and 60s");
         }
         if settings.idempotency_key_ttl < MIN_KEY_TTL {
             bail!("IDEMPOTENCY_KEY_TTL must be at least 7d: clients may retry for a week");

@@ -127,6 +127,10 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/bank_transactions",
             scoped(post(routes::transactions::create_bank_transaction), scopes::BANK_WRITE),
         )
+        .route("/api/v1/holds", scoped(post(routes::holds::place_hold), scopes::TRANSFERS_WRITE))
+        .route("/api/v1/holds/{hold_id}", scoped(get(routes::holds::get_hold), scopes::ACCOUNTS_READ))
+        .route("/api/v1/holds/{hold_id}/capture", scoped(post(routes::holds::capture_hold), scopes::TRANSFERS_WRITE))
+        .route("/api/v1/holds/{hold_id}/void", scoped(post(routes::holds::void_hold), scopes::TRANSFERS_WRITE))
         .route("/api/v1/transactions", scoped(get(routes::reports::list_transactions), scopes::REPORTS_READ))
         .route("/api/v1/transactions/export", scoped(get(routes::reports::export_transactions), scopes::REPORTS_READ))
         .route(
@@ -169,10 +173,12 @@ pub async fn run(
     }
     let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone(), state.archive.clone()));
     let sealer = tokio::spawn(seal_periodically(pool.clone(), settings.report_seal_interval, state.metrics.clone()));
+    let expiry = tokio::spawn(expire_holds_periodically(pool.clone(), settings.clone()));
     tracing::info!(addr = %listener.local_addr()?, "accounts-service listening");
     let served = service_kit::serve::serve(listener, app(state), shutdown, settings.server).await;
     janitor.abort();
     sealer.abort();
+    expiry.abort();
     pool.close().await;
     report_pool.close().await;
     if let Some(writer) = snapshot_writer {
@@ -202,6 +208,21 @@ async fn purge_periodically(pool: PgPool, settings: Settings, archive: Option<ar
             if let Err(error) = archive::archive_due(&pool, archive, days, settings.archive_stop_after).await {
                 tracing::error!(error = %format!("{error:#}"), "archiving failed; nothing was dropped that was not verified, will retry");
             }
+        }
+    }
+}
+
+/// Releases the pending holds past their time, every `HOLD_EXPIRY_INTERVAL`. Every instance runs it; two that
+/// expire the same hold wait for each other on its lock, and the second finds it ended.
+async fn expire_holds_periodically(pool: PgPool, settings: Settings) {
+    let mut ticks = tokio::time::interval(settings.hold_expiry_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match db::holds::expire_due(&pool, settings.idempotency_wait).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "released holds past their time"),
+            Err(error) => tracing::warn!(error = %error, "expiring holds failed; will retry"),
         }
     }
 }

@@ -3,7 +3,7 @@
 use service_kit::openapi::{BearerAuth, CommonResponses};
 use utoipa::OpenApi;
 
-use crate::routes::{accounts, reports, statements, system, transactions};
+use crate::routes::{accounts, holds, reports, statements, system, transactions};
 
 /// The accounts-service API.
 #[derive(OpenApi)]
@@ -12,7 +12,8 @@ use crate::routes::{accounts, reports, statements, system, transactions};
         title = "accounts-service",
         description = "The ledger: accounts, atomic transfers that never overdraw, bank transactions, and a \
                        paged transaction report read from one snapshot, and every account's own book (statements with the \
-                       balance after each transaction, and the balance at any time). Money is exact decimal: send amounts as \
+                       balance after each transaction, and the balance at any time), and holds that reserve money until they are \
+                       captured, voided or expire. Money is exact decimal: send amounts as \
                        JSON numbers or strings; they come back as JSON numbers with their exact value. \
                        Errors are `{\"error\":{\"code\",\"message\"}}`."
     ),
@@ -25,6 +26,10 @@ use crate::routes::{accounts, reports, statements, system, transactions};
         transactions::create_bank_transaction,
         transactions::transactions_by_key,
         transactions::transactions_by_keys,
+        holds::place_hold,
+        holds::capture_hold,
+        holds::void_hold,
+        holds::get_hold,
         reports::list_transactions,
         reports::export_transactions,
         system::health,
@@ -35,6 +40,7 @@ use crate::routes::{accounts, reports, statements, system, transactions};
     tags(
         (name = "accounts", description = "Accounts, balances and statements"),
         (name = "transactions", description = "Moving money"),
+        (name = "holds", description = "Reserving money, then capturing or releasing it"),
         (name = "reports", description = "The last 5 days of transactions"),
         (name = "system", description = "Health and metrics (no token needed)"),
     )

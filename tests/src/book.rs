@@ -1,6 +1,6 @@
 //! Reading an account's book through the API, and checking that it adds up.
 
-use ledger_contract::{LedgerClient, StatementEntry, StatementQuery, TransactionStatus};
+use ledger_contract::{LedgerClient, StatementEntry, StatementQuery, TransactionKind, TransactionStatus};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -42,6 +42,8 @@ pub fn check_adds_up(read: &Read) -> anyhow::Result<()> {
     for (n, entry) in read.entries.iter().enumerate() {
         if entry.status == TransactionStatus::Fail {
             anyhow::ensure!(entry.effect.is_zero(), "entry {n}: a failed transaction moved {}", entry.effect);
+        } else if entry.kind == TransactionKind::HoldRelease {
+            anyhow::ensure!(entry.effect.is_zero(), "entry {n}: a hold's release moved {}", entry.effect);
         } else {
             anyhow::ensure!(
                 entry.effect.abs() == entry.amount.value(),

@@ -10,6 +10,11 @@
 //!   the end every operation's outcome is known; the final balances must then equal the starting balances
 //!   plus exactly the successful operations, and the ledger must hold exactly one row per key.
 //!
+//! - Holds: a client places a hold with its key, then captures part of it to another account (a transfer, with
+//!   its own key), voids it (with its key), or leaves it to expire (in a second). At the end no hold is pending,
+//!   each has one row with the outcome the client was told (or `expired`), its capture and release rows add up to
+//!   its amount, and a capture moved exactly what the client was told.
+//!
 //! The negative control replaces the service's transfer by a read-check-write without locks, done straight in
 //! SQL (as a careless implementation would): the checker must then report money created or lost.
 
@@ -20,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ledger_contract::{
-    BankTransactionRequest, Direction, LedgerClient, LedgerError, TransactionStatus, TransferRequest,
+    BankTransactionRequest, CaptureRequest, Direction, HoldRequest, HoldStatus, LedgerClient, LedgerError,
+    TransactionStatus, TransferRequest,
 };
 use money::Amount;
 use rust_decimal::Decimal;
@@ -51,6 +57,18 @@ pub enum Kind {
     Credit,
     /// The bank takes from `dst`.
     Debit,
+    /// A hold on `src`, then captured to `dst`, voided, or left to expire.
+    Hold(Ending),
+}
+
+/// How a client ends a hold it placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Captures this much of it to `dst` (what the client was told it moved).
+    Capture(Decimal),
+    Void,
+    /// Leaves it to the service's expiry (it lasts one second).
+    Expire,
 }
 
 /// One operation and what became of it.
@@ -73,7 +91,7 @@ impl Operation {
     /// What it does to the bank's total if it succeeded.
     fn net(&self) -> Decimal {
         match self.kind {
-            Kind::Transfer => Decimal::ZERO,
+            Kind::Transfer | Kind::Hold(_) => Decimal::ZERO,
             Kind::Credit => self.amount,
             Kind::Debit => -self.amount,
         }
@@ -214,8 +232,10 @@ async fn run_client(
     let api = target.api_for(client);
     for n in 0..workload.operations_per_client {
         let roll = random.next(100);
-        let kind = if roll < 80 {
+        let kind = if roll < 70 {
             Kind::Transfer
+        } else if roll < 80 {
+            Kind::Hold(Ending::Expire)
         } else if roll < 90 {
             Kind::Credit
         } else {
@@ -223,13 +243,14 @@ async fn run_client(
         };
         let src = random.next(ids.len() as u64) as usize;
         let mut dst = random.next(ids.len() as u64) as usize;
-        if kind == Kind::Transfer && dst == src {
+        if matches!(kind, Kind::Transfer | Kind::Hold(_)) && dst == src {
             dst = (src + 1) % ids.len();
         }
         let amount = Decimal::new(random.next(5_000) as i64 + 1, 2);
         let key = format!("chaos-{}-{client}-{n}", workload.seed);
         let started = Instant::now();
         let patience = Duration::from_secs(300);
+        let mut kind = kind;
         let (succeeded, attempts) = match kind {
             Kind::Transfer if workload.broken_transfers => (
                 loop {
@@ -247,6 +268,12 @@ async fn run_client(
                 let request = TransferRequest::new(ids[src], ids[dst], Amount::try_from(amount)?, Direction::Debit);
                 let (recorded, attempts) = call(&key, patience, || api.transfer(&request, Some(&key))).await?;
                 (recorded.status == TransactionStatus::Success, attempts)
+            }
+            Kind::Hold(_) => {
+                let (placed, ended, attempts) =
+                    hold_then_end(api, &key, ids[src], ids[dst], amount, &mut random).await?;
+                kind = Kind::Hold(ended);
+                (placed, attempts)
             }
             Kind::Credit | Kind::Debit => {
                 let direction = if kind == Kind::Credit { Direction::Credit } else { Direction::Debit };
@@ -269,6 +296,52 @@ async fn run_client(
         done.fetch_add(1, Ordering::Relaxed);
     }
     Ok(operations)
+}
+
+/// Places a hold of `amount` on `src` under `key`, then captures part of it to `dst`, voids it, or leaves it to
+/// expire, each with its own key, retrying as [`call`] does. Returns whether it was placed (`false`: refused for
+/// insufficient funds), how it was ended, and the attempts of both requests.
+async fn hold_then_end(
+    api: &LedgerClient,
+    key: &str,
+    src: Uuid,
+    dst: Uuid,
+    amount: Decimal,
+    random: &mut Lcg,
+) -> anyhow::Result<(bool, Ending, u32)> {
+    let patience = Duration::from_secs(300);
+    let ending = match random.next(3) {
+        0 => Ending::Capture(Decimal::new(random.next(amount.mantissa() as u64) as i64 + 1, 2)),
+        1 => Ending::Void,
+        _ => Ending::Expire,
+    };
+    // A hold to capture or void outlives every retry; one left to expire lasts a second.
+    let expires_in = if ending == Ending::Expire { 1 } else { 600 };
+    let request = HoldRequest::new(src, Amount::try_from(amount)?, Some(expires_in), "chaos");
+    let (hold, mut attempts) = call(key, patience, || api.place_hold(&request, Some(key))).await?;
+    if hold.status != HoldStatus::Pending {
+        return Ok((false, ending, attempts));
+    }
+    let (ended, more) = match ending {
+        Ending::Capture(part) => {
+            let capture_key = format!("{key}-capture");
+            let request = CaptureRequest::new(Some(Amount::try_from(part)?), Some(dst));
+            call(&capture_key, patience, || api.capture_hold(hold.hold_id, &request, Some(&capture_key))).await?
+        }
+        Ending::Void => {
+            let void_key = format!("{key}-void");
+            call(&void_key, patience, || api.void_hold(hold.hold_id, Some(&void_key))).await?
+        }
+        Ending::Expire => return Ok((true, ending, attempts)),
+    };
+    attempts += more;
+    let told = match ended.status {
+        HoldStatus::Captured => ended.captured_amount.map(Ending::Capture),
+        HoldStatus::Voided => Some(Ending::Void),
+        _ => None,
+    };
+    anyhow::ensure!(told == Some(ending), "hold {key}: asked {ending:?}, told {ended:?}");
+    Ok((true, ending, attempts))
 }
 
 /// Reads every balance in one statement (one MVCC snapshot), retrying while the database is unreachable.
@@ -406,8 +479,15 @@ pub async fn check(target: &Target, workload: &Workload, history: &History) -> a
             }
             Kind::Credit => expected[op.dst] += op.amount,
             Kind::Debit => expected[op.dst] -= op.amount,
+            Kind::Hold(Ending::Capture(part)) => {
+                expected[op.src] -= part;
+                expected[op.dst] += part;
+            }
+            Kind::Hold(_) => {}
         }
     }
+    let holds = check_holds(target, workload, history).await?;
+    verdict.problems.extend(holds);
     let finals = read_all(&target.pool, &history.ids).await.context("reading the final balances")?;
     for (index, (actual, wanted)) in finals.iter().zip(&expected).enumerate() {
         if actual != wanted {
@@ -433,22 +513,86 @@ pub async fn check(target: &Target, workload: &Workload, history: &History) -> a
     .await?;
     let recorded: HashMap<String, (i64, i64)> = rows.into_iter().map(|(key, all, ok)| (key, (all, ok))).collect();
     let mut row_problems = 0;
-    for op in history.operations.iter().filter(|op| !(workload.broken_transfers && op.kind == Kind::Transfer)) {
-        let found = recorded.get(&op.key).copied().unwrap_or((0, 0));
-        if found != (1, i64::from(op.succeeded)) {
+    let keyed = history.operations.iter().filter_map(|op| match op.kind {
+        Kind::Transfer if workload.broken_transfers => None,
+        Kind::Hold(Ending::Capture(_)) if op.succeeded => Some((format!("{}-capture", op.key), true)),
+        Kind::Hold(_) => None,
+        _ => Some((op.key.clone(), op.succeeded)),
+    });
+    for (key, succeeded) in keyed {
+        let found = recorded.get(&key).copied().unwrap_or((0, 0));
+        if found != (1, i64::from(succeeded)) {
             row_problems += 1;
             if row_problems <= 5 {
                 verdict.problems.push(format!(
-                    "key {} has {} rows ({} successful); the client was told {}",
-                    op.key,
+                    "key {key} has {} rows ({} successful); the client was told {}",
                     found.0,
                     found.1,
-                    if op.succeeded { "success" } else { "fail" }
+                    if succeeded { "success" } else { "fail" }
                 ));
             }
         }
     }
     Ok(verdict)
+}
+
+/// The holds: once every one has ended (the last expiries come within seconds), each has one row with the outcome
+/// its client was told, or `expired` when left to expire; what its capture and release rows moved adds up to its
+/// amount; and no account holds anything any more.
+async fn check_holds(target: &Target, workload: &Workload, history: &History) -> anyhow::Result<Vec<String>> {
+    let pattern = format!("chaos-{}-%", workload.seed);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (pending,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM holds WHERE idempotency_key LIKE $1 AND status = 'pending'")
+                .bind(&pattern)
+                .fetch_one(&target.pool)
+                .await?;
+        if pending == 0 {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{pending} holds still pending two minutes after the run");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows: Vec<(String, i64, String, Option<Decimal>, bool)> = sqlx::query_as(
+        "SELECT h.idempotency_key, count(*) OVER (PARTITION BY h.idempotency_key), h.status, h.captured_amount,
+                h.status = 'fail' OR (coalesce(c.amount, 0) + coalesce(r.amount, 0) = h.amount
+                                      AND coalesce(c.amount, 0) = coalesce(h.captured_amount, 0)
+                                      AND (h.release_transaction_id IS NULL) = (r.id IS NULL)
+                                      AND (h.capture_transaction_id IS NULL) = (c.id IS NULL))
+         FROM holds h
+         LEFT JOIN transactions c ON c.id = h.capture_transaction_id
+         LEFT JOIN transactions r ON r.id = h.release_transaction_id AND r.kind = 'hold_release'
+         WHERE h.idempotency_key LIKE $1",
+    )
+    .bind(&pattern)
+    .fetch_all(&target.pool)
+    .await?;
+    let found: HashMap<String, (i64, String, Option<Decimal>, bool)> =
+        rows.into_iter().map(|(key, n, status, captured, adds_up)| (key, (n, status, captured, adds_up))).collect();
+    let mut problems = Vec::new();
+    for op in &history.operations {
+        let Kind::Hold(ending) = op.kind else { continue };
+        let wanted = match (op.succeeded, ending) {
+            (false, _) => ("fail", None),
+            (true, Ending::Capture(part)) => ("captured", Some(part)),
+            (true, Ending::Void) => ("voided", None),
+            (true, Ending::Expire) => ("expired", None),
+        };
+        let row = found.get(&op.key);
+        let seen = row.map(|(n, status, captured, adds_up)| (*n, status.as_str(), *captured, *adds_up));
+        if seen != Some((1, wanted.0, wanted.1, true)) && problems.len() < 5 {
+            problems.push(format!("hold {}: {seen:?} in the ledger; the client was told {wanted:?}", op.key));
+        }
+    }
+    let (held,): (Option<Decimal>,) = sqlx::query_as("SELECT sum(held) FROM accounts WHERE id = ANY($1)")
+        .bind(&history.ids)
+        .fetch_one(&target.pool)
+        .await?;
+    if held.unwrap_or_default() != Decimal::ZERO {
+        problems.push(format!("the accounts still hold {held:?} with no hold pending"));
+    }
+    Ok(problems)
 }
 
 /// A fault schedule's shared clock: sleeps up to `duration`, waking early when the run stops.

@@ -17,6 +17,7 @@ use super::{DbError, DbResult};
 struct AccountRow {
     id: Uuid,
     balance: Decimal,
+    held: Decimal,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -29,6 +30,8 @@ impl From<AccountRow> for Account {
             created_at: row.created_at,
             updated_at: row.updated_at,
             as_of: None,
+            held_balance: Some(row.held),
+            available_balance: Some(row.balance - row.held),
         }
     }
 }
@@ -125,7 +128,7 @@ async fn create_account_once(
         }
     }
     let row = sqlx::query_as::<_, AccountRow>(
-        "INSERT INTO accounts (id) VALUES ($1) RETURNING id, balance, created_at, updated_at",
+        "INSERT INTO accounts (id) VALUES ($1) RETURNING id, balance, held, created_at, updated_at",
     )
     .bind(Uuid::now_v7())
     .fetch_one(&mut *tx)
@@ -174,7 +177,7 @@ pub async fn transactions_by_keys(pool: &PgPool, client: &str, keys: &[&str]) ->
 
 /// Reads one account.
 pub async fn get_account(pool: &PgPool, id: Uuid) -> DbResult<Account> {
-    sqlx::query_as::<_, AccountRow>("SELECT id, balance, created_at, updated_at FROM accounts WHERE id = $1")
+    sqlx::query_as::<_, AccountRow>("SELECT id, balance, held, created_at, updated_at FROM accounts WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await?

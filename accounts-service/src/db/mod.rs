@@ -1,5 +1,6 @@
 //! PostgreSQL access: the pool, migrations, and the SQL of each concern.
 
+pub mod holds;
 pub mod idempotency;
 pub mod ledger;
 pub mod movements;
@@ -25,6 +26,14 @@ use service_kit::Secret;
 pub enum DbError {
     #[error("account {0} does not exist")]
     AccountNotFound(Uuid),
+    #[error("hold {0} does not exist")]
+    HoldNotFound(Uuid),
+    #[error("hold {0} is {1}, not pending")]
+    HoldNotPending(Uuid, ledger_contract::HoldStatus),
+    #[error("the capture asks for more than the hold's {0}")]
+    CaptureOverHold(money::Amount),
+    #[error("a hold cannot be captured to its own account")]
+    CaptureToOwnAccount,
     #[error("a request with this Idempotency-Key is still being processed")]
     KeyInFlight,
     #[error("this Idempotency-Key was already used with a different request")]
@@ -54,6 +63,19 @@ impl DbError {
     /// True when PostgreSQL asks for the whole database transaction to be run again.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Sqlx(error) if is_retryable(error))
+    }
+}
+
+impl From<crate::domain::transfer::Refusal> for DbError {
+    fn from(refusal: crate::domain::transfer::Refusal) -> Self {
+        use crate::domain::transfer::Refusal;
+        match refusal {
+            Refusal::AccountNotFound(id) => Self::AccountNotFound(id),
+            Refusal::HoldNotFound(id) => Self::HoldNotFound(id),
+            Refusal::HoldNotPending(id, status) => Self::HoldNotPending(id, status),
+            Refusal::CaptureOverHold(held) => Self::CaptureOverHold(held),
+            Refusal::CaptureToOwnAccount => Self::CaptureToOwnAccount,
+        }
     }
 }
 

@@ -1,18 +1,22 @@
-//! The one path money moves through: transfers and bank transactions, applied as a group in one database
-//! transaction. A request on its own is a group of one; the committer (`crate::committer`) gathers concurrent
-//! requests into bigger groups, so that they share one commit (one WAL flush). Either way, in one transaction:
+//! The one path money moves through: transfers, bank transactions and holds (placed, captured, voided, expired),
+//! applied as a group in one database transaction. A request on its own is a group of one; the committer
+//! (`crate::committer`) gathers concurrent requests into bigger groups, so that they share one commit (one WAL
+//! flush). Either way, in one transaction:
 //!
 //! 1. the keys are claimed in one statement ([`idempotency::claim_keys`]): a key used before answers its stored
 //!    response (or `KeyReused`); a key in flight elsewhere makes a request on its own wait for it, and leaves a
 //!    request of a batch to run on its own after the batch;
-//! 2. every account of the group is locked in id order in one statement (the order every writer uses, so
-//!    groups, single requests and other instances never deadlock);
-//! 3. the requests are applied in arrival order against the running balances ([`Balances`]), so an
-//!    insufficient balance is recorded as `fail` exactly as for a request alone; a missing account is that
-//!    request's 404, and its key is released;
+//! 2. the holds the group ends are locked in id order, then every account of the group (the holds' own
+//!    included), in one statement each (the orders every writer uses, so groups, single requests, the expiry task
+//!    and other instances never deadlock);
+//! 3. the requests are applied in arrival order against the running balances and held amounts ([`Balances`]), so
+//!    an insufficient available balance is recorded as `fail` exactly as for a request alone; a refusal (a
+//!    missing account or hold, a hold already ended, a capture over the hold) is that request's error, and its
+//!    key is released;
 //! 4. the balances and the transaction rows, each with the balances after it of the accounts it touched (the
 //!    running balances of step 3, which make every account's book: `db::statements`), are written in one
-//!    statement, the keys' responses in another, and the transaction commits.
+//!    statement, the new and ended holds in one each, the keys' responses in another, and the transaction
+//!    commits.
 //!
 //! An account's rows are dated after its lock is taken, and the lock is held until the commit: the next writer of
 //! that account dates its rows later. So one account's rows commit in `(created_at, id)` order (ids are UUIDv7,
@@ -25,18 +29,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_contract::{Transaction, TransactionKind, TransactionStatus};
+use ledger_contract::{Direction, HoldStatus, Transaction, TransactionKind, TransactionStatus};
+use money::Amount;
 use rust_decimal::Decimal;
 use service_kit::IdempotencyKey;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::holds::{self, EndedHold, NewHold};
 use super::idempotency::{self, Claim, ClientKey, KeyLock, StoredResponse};
 use super::ledger::{to_json, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
 use super::{DbError, DbResult};
-use crate::domain::transfer::{Balances, Movement};
+use crate::domain::transfer::{Balances, Decision, Funds, HoldState, Movement};
 
-/// A transfer or bank transaction to apply, with who asks and under which key.
+/// A request that moves or reserves money, with who asks and under which key.
 #[derive(Debug, Clone)]
 pub struct MoneyRequest {
     pub movement: Movement,
@@ -119,28 +125,50 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
     }
 
     let pending: Vec<usize> = (0..requests.len()).filter(|&i| decided[i].is_none()).collect();
-    let mut balances = lock_accounts(&mut tx, pending.iter().map(|&i| &requests[i].movement)).await?;
-    let mut rows: Vec<(usize, NewRow)> = Vec::new();
+    let mut balances = lock_money(&mut tx, pending.iter().map(|&i| &requests[i].movement)).await?;
+    let mut work = Work::default();
     let mut released: Vec<ClientKey<'_>> = Vec::new();
     for &i in &pending {
-        match balances.apply(&requests[i].movement) {
-            Err(missing) => {
-                decided[i] = Some(Decided::Reply(Err(DbError::AccountNotFound(missing))));
-                released.extend(requests[i].client_key());
+        let request = requests[i];
+        match balances.apply(&request.movement) {
+            Err(refusal) => {
+                decided[i] = Some(Decided::Reply(Err(refusal.into())));
+                released.extend(request.client_key());
             }
-            Ok(failure) => rows.push((i, NewRow::new(requests[i], failure, &balances)?)),
+            Ok(decision) => {
+                if let Some(answer) = work.add(request, decision, &balances)? {
+                    work.answers.push((i, answer));
+                } else {
+                    let response = StoredResponse { status_code: 204, body: String::new() };
+                    decided[i] = Some(Decided::Reply(Ok(Reply { response, outcome: None })));
+                }
+            }
         }
     }
 
-    let recorded = write_rows(&mut tx, &rows, &balances).await?;
+    let mut transactions = write_rows(&mut tx, &work.rows, &balances).await?;
+    let mut holds = holds::write(&mut tx, &work.placed, &work.ended).await?;
     let mut stored: Vec<(ClientKey<'_>, StoredResponse)> = Vec::new();
-    for ((i, row), transaction) in rows.iter().zip(recorded) {
-        assert_eq!(transaction.transaction_id, row.id, "rows come back in the order they were given");
-        let response = StoredResponse { status_code: requests[*i].reply_status, body: to_json(&transaction)? };
-        if let Some(key) = requests[*i].client_key() {
+    for (i, answer) in work.answers {
+        let missing =
+            |what: &str, id: Uuid| DbError::Inconsistent(format!("{what} {id} was not returned by its write"));
+        let (body, outcome) = match answer {
+            Answer::Transaction(id) => {
+                let transaction = transactions.remove(&id).ok_or_else(|| missing("transaction", id))?;
+                (to_json(&transaction)?, Outcome::from(transaction.status))
+            }
+            Answer::Hold(id) => {
+                let hold = holds.remove(&id).ok_or_else(|| missing("hold", id))?;
+                let outcome =
+                    if hold.status == HoldStatus::Fail { Outcome::InsufficientFunds } else { Outcome::Success };
+                (to_json(&hold)?, outcome)
+            }
+        };
+        let response = StoredResponse { status_code: requests[i].reply_status, body };
+        if let Some(key) = requests[i].client_key() {
             stored.push((key, response.clone()));
         }
-        decided[*i] = Some(Decided::Reply(Ok(Reply { response, outcome: Some(Outcome::from(transaction.status)) })));
+        decided[i] = Some(Decided::Reply(Ok(Reply { response, outcome: Some(outcome) })));
     }
     let (keys, responses): (Vec<ClientKey<'_>>, Vec<&StoredResponse>) = stored.iter().map(|(k, r)| (*k, r)).unzip();
     idempotency::store_responses(&mut tx, &keys, &responses).await?;
@@ -150,6 +178,62 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
         .into_iter()
         .map(|decided| decided.ok_or_else(|| DbError::Inconsistent("a request was left undecided".into()).into()))
         .collect()
+}
+
+/// What a request's response is made of, once written.
+enum Answer {
+    Transaction(Uuid),
+    Hold(Uuid),
+}
+
+/// What a group writes: transaction rows, new holds, ended holds, and each request's answer.
+#[derive(Default)]
+struct Work<'a> {
+    rows: Vec<NewRow>,
+    placed: Vec<NewHold<'a>>,
+    ended: Vec<EndedHold<'a>>,
+    answers: Vec<(usize, Answer)>,
+}
+
+impl<'a> Work<'a> {
+    /// Adds what `decision` writes for `request` (just applied to `balances`); returns what answers it (`None`:
+    /// nothing to write or answer, an expiry with nothing to do).
+    fn add(&mut self, request: &'a MoneyRequest, decision: Decision, balances: &Balances) -> DbResult<Option<Answer>> {
+        let key = request.key.as_ref().map(IdempotencyKey::as_str);
+        Ok(Some(match (decision, &request.movement) {
+            (Decision::Recorded(failure), _) => {
+                let row = NewRow::movement(request, failure, balances)?;
+                let id = row.id;
+                self.rows.push(row);
+                Answer::Transaction(id)
+            }
+            (Decision::Held(failure), Movement::Hold(command)) => {
+                let id = Uuid::now_v7();
+                self.placed.push(NewHold { id, command, failure, key, client: &request.client });
+                Answer::Hold(id)
+            }
+            (Decision::Ended { hold, status, captured, to, released }, _) => {
+                let capture =
+                    captured.map(|amount| NewRow::capture(request, &hold, amount, to, balances)).transpose()?;
+                let release = released.map(|amount| NewRow::release(request, &hold, amount, balances)).transpose()?;
+                self.ended.push(EndedHold {
+                    id: hold.id,
+                    settled_at: hold.locked_at,
+                    status,
+                    captured: captured.map(Amount::value),
+                    capture_transaction_id: capture.as_ref().map(|row| row.id),
+                    release_transaction_id: release.as_ref().map(|row| row.id),
+                    client: &request.client,
+                });
+                self.rows.extend(capture.into_iter().chain(release));
+                Answer::Hold(hold.id)
+            }
+            (Decision::Nothing, _) => return Ok(None),
+            (decision @ Decision::Held(_), movement) => {
+                return Err(DbError::Inconsistent(format!("{decision:?} decided for {movement:?}")))
+            }
+        }))
+    }
 }
 
 /// Claims the keys of the keyed requests and answers those whose key was used before or is held elsewhere.
@@ -177,25 +261,28 @@ async fn claim(conn: &mut PgConnection, requests: &[&MoneyRequest], lock: KeyLoc
     Ok(answers)
 }
 
-/// Locks every account the movements touch, in id order (the one order every writer uses, so two groups can
-/// never wait on each other in a cycle), in one statement. `NO KEY UPDATE` is enough to serialize balance
-/// changes and does not wait on the key-share locks that inserting a transaction row takes on its accounts.
-async fn lock_accounts<'a>(
-    conn: &mut PgConnection,
-    movements: impl Iterator<Item = &'a Movement>,
-) -> DbResult<Balances> {
-    let mut ids: Vec<Uuid> = movements.flat_map(Movement::accounts).collect();
+/// Locks the holds the requests end, then every account they touch, each in id order (the orders every writer
+/// uses: holds before accounts, so two groups never wait on each other in a cycle), in one statement each.
+/// `NO KEY UPDATE` is enough to serialize changes of money and does not wait on the key-share locks that
+/// inserting a transaction row or a hold takes on its accounts.
+async fn lock_money<'a>(conn: &mut PgConnection, movements: impl Iterator<Item = &'a Movement>) -> DbResult<Balances> {
+    let movements: Vec<&Movement> = movements.collect();
+    let mut hold_ids: Vec<Uuid> = movements.iter().filter_map(|m| m.hold_id()).collect();
+    let holds = holds::lock(conn, &mut hold_ids).await?;
+    let mut ids: Vec<Uuid> =
+        movements.iter().flat_map(|m| m.accounts()).chain(holds.iter().map(|h| h.account_id)).collect();
     ids.sort_unstable();
     ids.dedup();
     if ids.is_empty() {
-        return Ok(Balances::default());
+        return Ok(Balances::new([], holds));
     }
-    let locked: Vec<(Uuid, Decimal)> =
-        sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+    let locked: Vec<(Uuid, Decimal, Decimal)> =
+        sqlx::query_as("SELECT id, balance, held FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(&ids)
             .fetch_all(&mut *conn)
             .await?;
-    Ok(Balances::new(locked))
+    let funds = locked.into_iter().map(|(id, balance, held)| (id, Funds { balance, held }));
+    Ok(Balances::new(funds, holds))
 }
 
 /// The row a request writes into `transactions`.
@@ -217,17 +304,58 @@ struct NewRow {
 }
 
 impl NewRow {
-    /// The row of a request just applied to `balances`.
-    fn new(request: &MoneyRequest, failure: Option<&'static str>, balances: &Balances) -> DbResult<Self> {
-        let status = if failure.is_some() { TransactionStatus::Fail } else { TransactionStatus::Success };
-        let (kind, src_account_id, dst_account_id, amount, direction, description) = match &request.movement {
+    /// The row of a transfer or bank transaction just applied to `balances`.
+    fn movement(request: &MoneyRequest, failure: Option<&'static str>, balances: &Balances) -> DbResult<Self> {
+        let (kind, src, dst, amount, direction, description) = match &request.movement {
             Movement::Transfer(t) => {
                 (TransactionKind::Transfer, Some(t.src_account_id), t.dst_account_id, t.amount, t.direction, None)
             }
             Movement::Bank(b) => {
                 (TransactionKind::Bank, None, b.account_id, b.amount, b.direction, b.description.clone())
             }
+            other => return Err(DbError::Inconsistent(format!("{other:?} recorded as a transaction"))),
         };
+        let key = request.key.as_ref().map(|key| key.as_str().to_owned());
+        Self::dated(request, (kind, src, dst, amount, direction), failure, description, key, balances)
+    }
+
+    /// The capture of `hold`: a transfer of `amount` from its account to `to`, or a bank debit of it; under the
+    /// capture's key, so that `transactions/by_key` finds it.
+    fn capture(
+        request: &MoneyRequest,
+        hold: &HoldState,
+        amount: Amount,
+        to: Option<Uuid>,
+        balances: &Balances,
+    ) -> DbResult<Self> {
+        let parts = match to {
+            Some(to) => (TransactionKind::Transfer, Some(hold.account_id), to, amount, Direction::Debit),
+            None => (TransactionKind::Bank, None, hold.account_id, amount, Direction::Debit),
+        };
+        let key = request.key.as_ref().map(|key| key.as_str().to_owned());
+        Self::dated(request, parts, None, Some(hold.description.clone()), key, balances)
+    }
+
+    /// The release of `amount` of `hold`: it moves nothing, and carries no key (the request's answer is the hold).
+    fn release(request: &MoneyRequest, hold: &HoldState, amount: Amount, balances: &Balances) -> DbResult<Self> {
+        let parts = (TransactionKind::HoldRelease, None, hold.account_id, amount, Direction::Credit);
+        Self::dated(request, parts, None, Some(hold.description.clone()), None, balances)
+    }
+
+    fn dated(
+        request: &MoneyRequest,
+        (kind, src_account_id, dst_account_id, amount, direction): (
+            TransactionKind,
+            Option<Uuid>,
+            Uuid,
+            Amount,
+            Direction,
+        ),
+        failure: Option<&'static str>,
+        description: Option<String>,
+        key: Option<String>,
+        balances: &Balances,
+    ) -> DbResult<Self> {
         let after = |id: Uuid| {
             balances.after(id).ok_or_else(|| DbError::Inconsistent(format!("account {id} was applied but not read")))
         };
@@ -240,37 +368,38 @@ impl NewRow {
             dst_account_id,
             amount: amount.value(),
             direction: direction.as_str(),
-            status,
+            status: if failure.is_some() { TransactionStatus::Fail } else { TransactionStatus::Success },
             reason: failure,
             description,
-            key: request.key.as_ref().map(|key| key.as_str().to_owned()),
+            key,
             client: request.client.to_string(),
         })
     }
 }
 
-/// Writes the changed balances and inserts the rows, in one statement; returns the rows as recorded, in the
-/// order given. Each row is dated inside the statement (`clock_timestamp()`), which the report seal relies on.
+/// Writes the changed balances (and held amounts) and inserts the rows, in one statement; returns the rows as
+/// recorded, by id. Each row is dated inside the statement (`clock_timestamp()`), in the order given, which the
+/// report seal and every account's book rely on.
 async fn write_rows(
     conn: &mut PgConnection,
-    rows: &[(usize, NewRow)],
+    rows: &[NewRow],
     balances: &Balances,
-) -> DbResult<Vec<Transaction>> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
+) -> DbResult<HashMap<Uuid, Transaction>> {
+    let (changed, values, held) = balances.changed();
+    if rows.is_empty() && changed.is_empty() {
+        return Ok(HashMap::new());
     }
-    let (changed, values) = balances.changed();
-    let text = |f: fn(&NewRow) -> Option<String>| -> Vec<Option<String>> { rows.iter().map(|(_, r)| f(r)).collect() };
-    let ids: Vec<Uuid> = rows.iter().map(|(_, r)| r.id).collect();
-    let sources: Vec<Option<Uuid>> = rows.iter().map(|(_, r)| r.src_account_id).collect();
-    let targets: Vec<Uuid> = rows.iter().map(|(_, r)| r.dst_account_id).collect();
-    let amounts: Vec<Decimal> = rows.iter().map(|(_, r)| r.amount).collect();
-    let src_after: Vec<Option<Decimal>> = rows.iter().map(|(_, r)| r.src_balance_after).collect();
-    let dst_after: Vec<Decimal> = rows.iter().map(|(_, r)| r.dst_balance_after).collect();
+    let text = |f: fn(&NewRow) -> Option<String>| -> Vec<Option<String>> { rows.iter().map(f).collect() };
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let sources: Vec<Option<Uuid>> = rows.iter().map(|r| r.src_account_id).collect();
+    let targets: Vec<Uuid> = rows.iter().map(|r| r.dst_account_id).collect();
+    let amounts: Vec<Decimal> = rows.iter().map(|r| r.amount).collect();
+    let src_after: Vec<Option<Decimal>> = rows.iter().map(|r| r.src_balance_after).collect();
+    let dst_after: Vec<Decimal> = rows.iter().map(|r| r.dst_balance_after).collect();
     let sql = format!(
         "WITH moved AS (
-             UPDATE accounts a SET balance = v.balance, updated_at = clock_timestamp()
-             FROM unnest($12::uuid[], $13::numeric[]) AS v (id, balance) WHERE a.id = v.id)
+             UPDATE accounts a SET balance = v.balance, held = v.held, updated_at = clock_timestamp()
+             FROM unnest($12::uuid[], $13::numeric[], $16::numeric[]) AS v (id, balance, held) WHERE a.id = v.id)
          INSERT INTO transactions AS t
              (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
               idempotency_key, recorded_by, src_balance_after, dst_balance_after)
@@ -299,16 +428,18 @@ async fn write_rows(
         .bind(&values)
         .bind(&src_after)
         .bind(&dst_after)
+        .bind(&held)
         .fetch_all(&mut *conn)
         .await?;
     // Matched by id: the order of RETURNING is not something PostgreSQL promises.
-    let mut recorded: HashMap<Uuid, Transaction> =
+    let recorded: HashMap<Uuid, Transaction> =
         recorded.into_iter().map(Transaction::from).map(|t| (t.transaction_id, t)).collect();
-    ids.iter()
-        .map(|id| {
-            recorded
-                .remove(id)
-                .ok_or_else(|| DbError::Inconsistent(format!("transaction {id} was not returned by its insert")))
-        })
-        .collect()
+    if recorded.len() != rows.len() {
+        return Err(DbError::Inconsistent(format!(
+            "{} rows were inserted but {} returned",
+            rows.len(),
+            recorded.len()
+        )));
+    }
+    Ok(recorded)
 }

@@ -44,7 +44,8 @@ pub enum Side {
 /// What a row did to the balance of its account on `side`: signed, zero when it failed.
 ///
 /// - a transfer `debit`: the source pays the destination; `credit`: the destination pays the source;
-/// - a bank row (its account is the destination): `credit` adds, `debit` takes.
+/// - a bank row (its account is the destination): `credit` adds, `debit` takes;
+/// - a hold's release moves nothing (it frees held money, which the balance already counts).
 pub fn effect(
     kind: TransactionKind,
     direction: Direction,
@@ -59,6 +60,7 @@ pub fn effect(
         (TransactionKind::Transfer, Side::Src) => direction == Direction::Credit,
         (TransactionKind::Transfer, Side::Dst) => direction == Direction::Debit,
         (TransactionKind::Bank, _) => direction == Direction::Credit,
+        (TransactionKind::HoldRelease, _) => return Decimal::ZERO,
     };
     if receives {
         amount
@@ -179,6 +181,11 @@ mod tests {
         assert_eq!(effect(Bank, Credit, ok, Dst, amount), amount, "the bank gives");
         assert_eq!(effect(Bank, Debit, ok, Dst, amount), -amount, "the bank takes");
         assert_eq!(effect(Transfer, Debit, TransactionStatus::Fail, Src, amount), Decimal::ZERO);
+        assert_eq!(
+            effect(TransactionKind::HoldRelease, Credit, ok, Dst, amount),
+            Decimal::ZERO,
+            "a release moves nothing"
+        );
     }
 
     #[test]

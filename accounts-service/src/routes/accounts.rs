@@ -64,5 +64,5 @@ pub async fn get_account(
     // The balance after the account's newest row dated `as_of` or before; 0 before its first.
     let found = statements::last_before(state.book(), account_id, Key::after(as_of)).await?;
     let balance = found.map_or(Decimal::ZERO, |(_, balance)| balance);
-    Ok(Json(Account { balance, as_of: Some(as_of), ..account }))
+    Ok(Json(Account { balance, as_of: Some(as_of), held_balance: None, available_balance: None, ..account }))
 }

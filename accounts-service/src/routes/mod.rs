@@ -1,6 +1,7 @@
 //! One module per resource; what the database's answers mean to a client is decided here.
 
 pub mod accounts;
+pub mod holds;
 pub mod reports;
 pub mod statements;
 pub mod system;
@@ -22,7 +23,10 @@ use crate::AppState;
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
         match error {
-            DbError::AccountNotFound(_) => ApiError::NotFound(error.to_string()),
+            DbError::AccountNotFound(_) | DbError::HoldNotFound(_) => ApiError::NotFound(error.to_string()),
+            DbError::HoldNotPending(..) => ApiError::Conflict { code: "hold_not_pending", message: error.to_string() },
+            DbError::CaptureOverHold(_) => ApiError::validation("capture_exceeds_hold", error.to_string()),
+            DbError::CaptureToOwnAccount => ApiError::validation("same_account", error.to_string()),
             DbError::SnapshotNotFound => {
                 ApiError::NotFound("unknown or expired report snapshot; request page 1 without one".into())
             }
@@ -55,12 +59,14 @@ pub(crate) async fn move_money(
     movement: Movement,
     key: Option<IdempotencyKey>,
 ) -> ApiResult<Response> {
-    let kind = match movement {
-        Movement::Transfer(_) => "transfer",
-        Movement::Bank(_) => "bank",
+    let (kind, status) = match movement {
+        Movement::Transfer(_) => ("transfer", StatusCode::CREATED),
+        Movement::Bank(_) => ("bank", StatusCode::CREATED),
+        Movement::Hold(_) => ("hold", StatusCode::CREATED),
+        Movement::Capture(_) => ("capture", StatusCode::OK),
+        Movement::Release { .. } => ("void", StatusCode::OK),
     };
-    let request =
-        MoneyRequest { movement, client: caller.name.clone(), key, reply_status: StatusCode::CREATED.as_u16() };
+    let request = MoneyRequest { movement, client: caller.name.clone(), key, reply_status: status.as_u16() };
     let reply = match &state.committer {
         Some(committer) => committer.submit(request).await?,
         None => movements::apply_alone(&state.pool, &request, state.settings.idempotency_wait).await?,

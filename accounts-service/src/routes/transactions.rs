@@ -19,7 +19,7 @@ use crate::AppState;
 /// The longest bank transaction description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 
-fn validate_amount(input: &AmountInput) -> ApiResult<Amount> {
+pub(crate) fn validate_amount(input: &AmountInput) -> ApiResult<Amount> {
     input.validate().map_err(|error| ApiError::validation("invalid_amount", error.to_string()))
 }
 

@@ -6,6 +6,7 @@ use money::client::{CallError, JsonClient};
 use reqwest::StatusCode;
 use uuid::Uuid;
 
+use crate::holds::{CaptureRequest, Hold, HoldRequest, VoidRequest};
 use crate::types::{
     Account, AccountQuery, BankTransactionRequest, ByKeyQuery, ByKeysRequest, CreateAccountRequest, KeyTransactions,
     ReportPage, ReportQuery, Statement, StatementQuery, Transaction, TransactionsByKey, TransactionsByKeys,
@@ -92,6 +93,32 @@ impl LedgerClient {
         let found: TransactionsByKeys =
             self.api.post("/api/v1/transactions/by_keys", &body, None, StatusCode::OK).await?;
         Ok(found.results)
+    }
+
+    /// `POST /api/v1/holds`: reserves money, at most once per key. A hold the account cannot cover is a recorded
+    /// hold with `status: fail`, not an error.
+    pub async fn place_hold(&self, request: &HoldRequest, key: Option<&str>) -> Result<Hold, LedgerError> {
+        self.api.post("/api/v1/holds", request, key, StatusCode::CREATED).await
+    }
+
+    /// `POST /api/v1/holds/{id}/capture`, at most once per key.
+    pub async fn capture_hold(
+        &self,
+        hold_id: Uuid,
+        request: &CaptureRequest,
+        key: Option<&str>,
+    ) -> Result<Hold, LedgerError> {
+        self.api.post(&format!("/api/v1/holds/{hold_id}/capture"), request, key, StatusCode::OK).await
+    }
+
+    /// `POST /api/v1/holds/{id}/void`, at most once per key.
+    pub async fn void_hold(&self, hold_id: Uuid, key: Option<&str>) -> Result<Hold, LedgerError> {
+        self.api.post(&format!("/api/v1/holds/{hold_id}/void"), &VoidRequest {}, key, StatusCode::OK).await
+    }
+
+    /// `GET /api/v1/holds/{id}`.
+    pub async fn hold(&self, hold_id: Uuid) -> Result<Hold, LedgerError> {
+        self.api.get(&format!("/api/v1/holds/{hold_id}"), &()).await
     }
 
     /// `GET /api/v1/transactions`: one page of the report.

@@ -6,9 +6,11 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod holds;
 pub mod scopes;
 pub mod types;
 
 #[cfg(feature = "client")]
 pub use client::{LedgerClient, LedgerError};
+pub use holds::*;
 pub use types::*;

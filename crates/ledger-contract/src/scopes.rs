@@ -1,12 +1,14 @@
 //! The ledger's scopes: what a client's credential allows. A request needs the scope of its operation.
 
-/// `GET /accounts/{id}` and `GET /transactions/by_key` (the caller's own transactions).
+/// `GET /accounts/{id}` (with its statement), `GET /holds/{id}` and `GET /transactions/by_key` (the caller's own
+/// transactions).
 pub const ACCOUNTS_READ: &str = "accounts:read";
 /// `POST /accounts`.
 pub const ACCOUNTS_WRITE: &str = "accounts:write";
-/// `POST /transaction`: money between two accounts.
+/// `POST /transaction`: money between two accounts; `POST /holds` and a hold's capture (to an account) and void.
 pub const TRANSFERS_WRITE: &str = "transfers:write";
-/// `POST /bank_transactions`: money created or destroyed at the bank's side. Only the advances worker holds it.
+/// `POST /bank_transactions`: money created or destroyed at the bank's side, and a hold's capture to the bank.
+/// Only the advances worker holds it.
 pub const BANK_WRITE: &str = "bank:write";
 /// `GET /transactions` and `GET /transactions/export`: every account's transactions.
 pub const REPORTS_READ: &str = "reports:read";

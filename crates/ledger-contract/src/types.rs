@@ -38,19 +38,19 @@ macro_rules! wire_enum {
             }
 
             /// The variant with this wire name.
-            pub fn parse(text: &str) -> Result<Self, UnknownValue> {
+            pub fn parse(text: &str) -> Result<Self, $crate::types::UnknownValue> {
                 Self::ALL
                     .iter()
                     .copied()
                     .find(|variant| variant.as_str() == text)
-                    .ok_or_else(|| UnknownValue { what: $what, value: text.chars().take(64).collect() })
+                    .ok_or_else(|| $crate::types::UnknownValue { what: $what, value: text.chars().take(64).collect() })
             }
         }
 
         impl TryFrom<String> for $name {
-            type Error = UnknownValue;
+            type Error = $crate::types::UnknownValue;
 
-            fn try_from(text: String) -> Result<Self, UnknownValue> {
+            fn try_from(text: String) -> Result<Self, $crate::types::UnknownValue> {
                 Self::parse(&text)
             }
         }
@@ -62,6 +62,8 @@ macro_rules! wire_enum {
         }
     };
 }
+
+pub(crate) use wire_enum;
 
 wire_enum! {
     /// Which way money moves relative to the request's accounts (the seed's meaning).
@@ -80,6 +82,9 @@ wire_enum! {
         Transfer => "transfer",
         /// Between the bank and one account.
         Bank => "bank",
+        /// The release of a hold's money (voided, expired, or what a capture left): it moves nothing; what the
+        /// account can spend grows by `amount`.
+        HoldRelease => "hold_release",
     }
 }
 
@@ -175,6 +180,14 @@ pub struct Account {
     #[serde(default, with = "money::timestamp::option", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, example = "2023-11-01 00:00:00.000")]
     pub as_of: Option<DateTime<Utc>>,
+    /// What the account's pending holds reserve now (absent with `as_of`: holds are not part of the book).
+    #[serde(default, with = "money::decimal::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, example = 25.0)]
+    pub held_balance: Option<Decimal>,
+    /// What the account can spend now: `balance - held_balance`, never below zero (absent with `as_of`).
+    #[serde(default, with = "money::decimal::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<f64>, example = 75.0)]
+    pub available_balance: Option<Decimal>,
 }
 
 /// The query of an account read.
