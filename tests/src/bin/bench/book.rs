@@ -2,8 +2,10 @@
 //! `BENCH_BASELINE_LEDGER`, a build from before them, alternated in the same run), and what a statement page and
 //! a balance `as_of` cost as an account and the ledger grow.
 //!
+//! Then holds: hold + capture pairs per second next to transfers, on this build.
+//!
 //! Options: `BENCH_BOOK_SIZES` (rows in the ledger, default `1000000,50000000`), `BENCH_BOOK_BIG` (rows of the
-//! big account, default 1000000), `BENCH_BOOK_ROUNDS` (throughput rounds, default 3).
+//! big account, default 1000000), `BENCH_BOOK_ROUNDS` (throughput rounds, default 3), `BENCH_SKIP_HOLDS=1`.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -219,8 +221,107 @@ async fn lookups(report: &mut String) -> anyhow::Result<()> {
     ledger.stop().await
 }
 
+/// What a closed-loop client does, once per step.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// One keyed transfer between two random accounts.
+    Transfer,
+    /// A keyed hold of 0.01 on a random account, then its keyed capture to another.
+    HoldAndCapture,
+}
+
+/// Steps per second that `clients` closed-loop clients complete in `seconds` on `ledger`.
+async fn steps_per_second(
+    ledger: &system_tests::TestLedger,
+    accounts: &Arc<Vec<Uuid>>,
+    step: Step,
+    clients: u64,
+    seconds: u64,
+) -> anyhow::Result<f64> {
+    use ledger_contract::{CaptureRequest, Direction, HoldRequest, HoldStatus, TransferRequest};
+    let cent = money::Amount::parse("0.01")?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(seconds);
+    let tasks = (0..clients).map(|client| {
+        let (api, accounts) = (ledger.api.clone(), Arc::clone(accounts));
+        tokio::spawn(async move {
+            let mut random = system_tests::Lcg(client * 7_919 + 17);
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                let a = accounts[random.next(accounts.len() as u64) as usize];
+                let b = accounts[random.next(accounts.len() as u64) as usize];
+                if a == b {
+                    continue;
+                }
+                let key = Uuid::now_v7().to_string();
+                match step {
+                    Step::Transfer => {
+                        api.transfer(&TransferRequest::new(a, b, cent, Direction::Debit), Some(&key)).await?;
+                    }
+                    Step::HoldAndCapture => {
+                        let hold = api.place_hold(&HoldRequest::new(a, cent, None, "bench"), Some(&key)).await?;
+                        anyhow::ensure!(hold.status == HoldStatus::Pending, "{hold:?}");
+                        let capture = CaptureRequest::new(None, Some(b));
+                        api.capture_hold(hold.hold_id, &capture, Some(&format!("{key}-c"))).await?;
+                    }
+                }
+                done += 1;
+            }
+            Ok::<_, anyhow::Error>(done)
+        })
+    });
+    let mut steps = 0;
+    for task in futures::future::join_all(tasks).await {
+        steps += task??;
+    }
+    Ok(steps as f64 / seconds as f64)
+}
+
+/// Hold + capture pairs per second next to keyed transfers, on one database, alternated.
+async fn holds(report: &mut String) -> anyhow::Result<()> {
+    let seconds = env_or("BENCH_SECONDS", 10);
+    let rounds = env_or("BENCH_BOOK_ROUNDS", 3).max(1);
+    let clients = 64;
+    let ledger = start_ledger().await?;
+    let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+    let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
+    let (mut transfers, mut pairs) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        eprintln!("bench: holds, round {}", round + 1);
+        transfers.push(steps_per_second(&ledger, &accounts, Step::Transfer, clients, seconds).await?);
+        pairs.push(steps_per_second(&ledger, &accounts, Step::HoldAndCapture, clients, seconds).await?);
+    }
+    let (transfer, pair) = (median(transfers.clone()), median(pairs.clone()));
+    let runs = |rates: &[f64]| rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(" / ");
+    writeln!(
+        report,
+        "## Holds: hold + capture pairs next to transfers
+"
+    )?;
+    writeln!(
+        report,
+        "{clients} closed-loop HTTP clients (the ledger's typed client), each request with its own \
+         `Idempotency-Key`, uniform random pairs of 100 000 accounts, {seconds} s per run, {rounds} runs each, \
+         alternated on one database. A pair is two requests: the hold, then its capture to another account.\n"
+    )?;
+    writeln!(report, "| step | per run | median per second | requests per second |")?;
+    writeln!(report, "|---|---|---:|---:|")?;
+    writeln!(report, "| transfer | {} | {transfer:.0} | {transfer:.0} |", runs(&transfers))?;
+    writeln!(report, "| hold + capture | {} | {pair:.0} | {:.0} |", runs(&pairs), 2.0 * pair)?;
+    writeln!(
+        report,
+        "\nA pair costs {:.2}× a transfer; per request, {:.2}×.\n",
+        transfer / pair,
+        transfer / (2.0 * pair)
+    )?;
+    pool.close().await;
+    ledger.stop().await
+}
+
 /// The section.
 pub async fn book_benchmarks(report: &mut String) -> anyhow::Result<()> {
+    if std::env::var("BENCH_SKIP_HOLDS").is_err() {
+        holds(report).await?;
+    }
     match std::env::var("BENCH_BASELINE_LEDGER").ok().filter(|path| !path.is_empty()) {
         Some(baseline) => throughput(report, &PathBuf::from(baseline)).await?,
         None => writeln!(report, "(No baseline build: set `BASELINE=<rev>` for the throughput comparison.)\n")?,
