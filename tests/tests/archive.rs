@@ -122,7 +122,13 @@ struct Fixture {
 impl Fixture {
     /// A migrated ledger with rows on three days about 100 days ago and on one recent day.
     async fn new() -> anyhow::Result<Self> {
-        let (database, pool) = Self::ledger().await?;
+        Self::with_days(&OLD_DAYS, (1_000, 700)).await
+    }
+
+    /// A migrated ledger with rows on each of `old_days` (days ago) and on one recent day, the `n`th day having
+    /// `rows.0 + n * rows.1` rows, archived to a directory.
+    async fn with_days(old_days: &[i32], rows: (i32, i32)) -> anyhow::Result<Self> {
+        let (database, pool) = Self::ledger_of(old_days, rows).await?;
         let archive = std::env::temp_dir().join(format!("ledger-archive-{}", database.name));
         Ok(Self { database, pool, store: Store::Dir(archive.clone()), archive })
     }
@@ -135,6 +141,10 @@ impl Fixture {
     }
 
     async fn ledger() -> anyhow::Result<(TestDatabase, PgPool)> {
+        Self::ledger_of(&OLD_DAYS, (1_000, 700)).await
+    }
+
+    async fn ledger_of(old_days: &[i32], (rows, more_rows): (i32, i32)) -> anyhow::Result<(TestDatabase, PgPool)> {
         let database = TestDatabase::create().await?;
         let pool = PgPool::connect(&database.url).await?;
         accounts_service::db::MIGRATOR.run(&pool).await?;
@@ -144,7 +154,7 @@ impl Fixture {
             .bind(b)
             .execute(&pool)
             .await?;
-        for (n, days_ago) in OLD_DAYS.iter().chain([&RECENT_DAY]).enumerate() {
+        for (n, days_ago) in old_days.iter().chain([&RECENT_DAY]).enumerate() {
             sqlx::query("SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - $1)")
                 .bind(days_ago)
                 .execute(&pool)
@@ -170,7 +180,7 @@ impl Fixture {
             .bind(days_ago)
             .bind(a)
             .bind(b)
-            .bind(1_000 + 700 * n as i32)
+            .bind(rows + more_rows * n as i32)
             .execute(&pool)
             .await?;
         }
@@ -182,7 +192,7 @@ impl Fixture {
                     1000000000, 'credit', 'success', 'opening', 0
              FROM unnest($2::uuid[]) AS account",
         )
-        .bind(OLD_DAYS[0])
+        .bind(old_days[0])
         .bind([a, b])
         .execute(&pool)
         .await?;
@@ -529,6 +539,48 @@ async fn statements_and_balances_read_the_same_after_their_days_leave_for_cold_s
     assert_eq!((refused.status, refused.error_code()), (409, "archived_without_balances"), "{}", refused.text);
     let later = app.api.account_as_of(a, &at(100, 23)).await?.balance;
     assert_eq!(later, hot_balances[4], "a balance after the newer days needs none of the old one");
+    app.stop().await?;
+    f.stop().await
+}
+
+/// A statement over more archived days than one page reads (`MAX_COLD_DAYS_PER_PAGE`) comes back in short pages,
+/// each with a cursor that resumes after the last day it read, and gives the same rows and balances as hot.
+#[tokio::test]
+async fn a_statement_over_more_cold_days_than_a_page_reads_resumes_where_it_stopped() -> anyhow::Result<()> {
+    use accounts_service::db::statements::MAX_COLD_DAYS_PER_PAGE;
+    use ledger_contract::StatementQuery;
+    use system_tests::book::{check_adds_up, read_statement};
+    let days: Vec<i32> = (101..=110).rev().collect();
+    assert!(days.len() > MAX_COLD_DAYS_PER_PAGE);
+    let f = Fixture::with_days(&days, (30, 0)).await?;
+    let (a,): (Uuid,) =
+        sqlx::query_as("SELECT src_account_id FROM transactions WHERE src_account_id IS NOT NULL LIMIT 1")
+            .fetch_one(&f.pool)
+            .await?;
+    let archive_dir = f.archive.to_string_lossy().into_owned();
+    let copy = TestDatabase { name: f.database.name.clone(), url: f.database.url.clone() };
+    let app = system_tests::TestLedger::start_on(
+        copy,
+        &[("ARCHIVE_URL", archive_dir.as_str()), ("HOT_RETENTION_DAYS", "36500")],
+    )
+    .await?;
+    let from = (chrono::Utc::now() - chrono::Duration::days(111)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let window = StatementQuery { from: Some(from), limit: Some(1_000), ..Default::default() };
+    let hot = read_statement(&app.api, a, window.clone()).await?;
+    check_adds_up(&hot)?;
+    assert_eq!(hot.pages, 1, "{} rows fit one hot page", hot.entries.len());
+
+    let (status, _, stderr) = f.archive_once(None)?;
+    assert!(status.success(), "{stderr}");
+    assert_eq!(f.table_state(days[0]).await?, (false, false), "the old days are gone from PostgreSQL");
+    let first = app.api.statement(a, &window).await?;
+    let days_on_first: std::collections::BTreeSet<_> =
+        first.entries.iter().map(|e| e.transaction_timestamp.date_naive()).collect();
+    assert_eq!(days_on_first.len(), MAX_COLD_DAYS_PER_PAGE, "page 1 reads 7 day files and stops short");
+    assert!(first.entries.len() < 1_000 && first.next_cursor.is_some());
+    let cold = read_statement(&app.api, a, window).await?;
+    check_adds_up(&cold)?;
+    assert_eq!((cold.pages, &cold.entries, cold.opening, cold.closing), (2, &hot.entries, hot.opening, hot.closing));
     app.stop().await?;
     f.stop().await
 }
