@@ -136,9 +136,7 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
                 released.extend(request.client_key());
             }
             Ok(decision) => {
-                if let Some(answer) = work.add(request, decision, &balances)? {
-                    work.answers.push((i, answer));
-                } else {
+                if !work.add(i, request, decision, &balances)? {
                     let response = StoredResponse { status_code: 204, body: String::new() };
                     decided[i] = Some(Decided::Reply(Ok(Reply { response, outcome: None })));
                 }
@@ -196,11 +194,11 @@ struct Work<'a> {
 }
 
 impl<'a> Work<'a> {
-    /// Adds what `decision` writes for `request` (just applied to `balances`); returns what answers it (`None`:
-    /// nothing to write or answer, an expiry with nothing to do).
-    fn add(&mut self, request: &'a MoneyRequest, decision: Decision, balances: &Balances) -> DbResult<Option<Answer>> {
+    /// Adds what `decision` writes for request `i` (just applied to `balances`), and what will answer it; `false`
+    /// when there is nothing to write or answer (an expiry with nothing to do).
+    fn add(&mut self, i: usize, request: &'a MoneyRequest, decision: Decision, balances: &Balances) -> DbResult<bool> {
         let key = request.key.as_ref().map(IdempotencyKey::as_str);
-        Ok(Some(match (decision, &request.movement) {
+        let answer = match (decision, &request.movement) {
             (Decision::Recorded(failure), _) => {
                 let row = NewRow::movement(request, failure, balances)?;
                 let id = row.id;
@@ -228,11 +226,13 @@ impl<'a> Work<'a> {
                 self.rows.extend(capture.into_iter().chain(release));
                 Answer::Hold(hold.id)
             }
-            (Decision::Nothing, _) => return Ok(None),
+            (Decision::Nothing, _) => return Ok(false),
             (decision @ Decision::Held(_), movement) => {
                 return Err(DbError::Inconsistent(format!("{decision:?} decided for {movement:?}")))
             }
-        }))
+        };
+        self.answers.push((i, answer));
+        Ok(true)
     }
 }
 
