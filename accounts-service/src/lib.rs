@@ -173,7 +173,7 @@ pub async fn run(
     }
     let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone(), state.archive.clone()));
     let sealer = tokio::spawn(seal_periodically(pool.clone(), settings.report_seal_interval, state.metrics.clone()));
-    let expiry = tokio::spawn(expire_holds_periodically(pool.clone(), settings.clone()));
+    let expiry = tokio::spawn(expire_holds_periodically(pool.clone(), settings.clone(), state.metrics.clone()));
     tracing::info!(addr = %listener.local_addr()?, "accounts-service listening");
     let served = service_kit::serve::serve(listener, app(state), shutdown, settings.server).await;
     janitor.abort();
@@ -212,17 +212,26 @@ async fn purge_periodically(pool: PgPool, settings: Settings, archive: Option<ar
     }
 }
 
-/// Releases the pending holds past their time, every `HOLD_EXPIRY_INTERVAL`. Every instance runs it; two that
-/// expire the same hold wait for each other on its lock, and the second finds it ended.
-async fn expire_holds_periodically(pool: PgPool, settings: Settings) {
+/// Releases the pending holds past their time, every `HOLD_EXPIRY_INTERVAL`, and reports how late the oldest
+/// one still pending is. Every instance runs it; two that expire the same hold wait for each other on its lock,
+/// and the second finds it ended.
+async fn expire_holds_periodically(pool: PgPool, settings: Settings, metrics: Arc<metrics::Metrics>) {
     let mut ticks = tokio::time::interval(settings.hold_expiry_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let expiries = metrics.ledger_transactions.with_label_values(&["expiry", "success"]);
     loop {
         ticks.tick().await;
         match db::holds::expire_due(&pool, settings.idempotency_wait).await {
             Ok(0) => {}
-            Ok(expired) => tracing::info!(expired, "released holds past their time"),
+            Ok(expired) => {
+                expiries.inc_by(expired as u64);
+                tracing::info!(expired, "released holds past their time");
+            }
             Err(error) => tracing::warn!(error = %error, "expiring holds failed; will retry"),
+        }
+        match db::holds::overdue(&pool).await {
+            Ok(overdue) => metrics.holds_overdue.set(overdue.as_secs_f64()),
+            Err(error) => tracing::warn!(error = %error, "reading the holds past their time failed"),
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct Metrics {
     pub batch_waiting: IntGauge,
     /// How far the report seal's frontier trails the clock (a new report counts that much traffic row by row).
     pub seal_lag: Gauge,
+    /// How long the oldest pending hold has been past its `expires_at` (0 when none): the expiry task is stuck
+    /// when this grows beyond `HOLD_EXPIRY_INTERVAL`.
+    pub holds_overdue: Gauge,
 }
 
 impl Metrics {
@@ -26,7 +29,8 @@ impl Metrics {
         let ledger_transactions = IntCounterVec::new(
             Opts::new(
                 "ledger_transactions_total",
-                "Ledger writes by kind (transfer, bank) and outcome (success, insufficient_funds, replayed)",
+                "Ledger writes by kind (transfer, bank, hold, capture, void, expiry) and outcome (success, \
+                 insufficient_funds, replayed)",
             ),
             &["kind", "outcome"],
         )?;
@@ -48,6 +52,11 @@ impl Metrics {
             "How far the report seal trails the clock: a long-running database transaction holds it back",
         )?;
         registry.register(Box::new(seal_lag.clone()))?;
+        let holds_overdue = Gauge::new(
+            "ledger_holds_overdue_seconds",
+            "How long the oldest pending hold has been past its expiry (0 when none): the expiry task is behind",
+        )?;
+        registry.register(Box::new(holds_overdue.clone()))?;
         Ok(Self {
             registry,
             http,
@@ -57,6 +66,7 @@ impl Metrics {
             batch_size,
             batch_waiting,
             seal_lag,
+            holds_overdue,
         })
     }
 }

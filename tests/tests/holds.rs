@@ -274,6 +274,13 @@ async fn an_expired_hold_is_released_by_the_service_and_a_racing_capture_gets_on
         }
     }
     let wins = captured.values().filter(|won| **won).count();
+    // The expiries are counted, and the gauge of the oldest hold past its time is back to 0 (set after each pass).
+    let expiries = format!("ledger_transactions_total{{kind=\"expiry\",outcome=\"success\"}} {}", holds.len() - wins);
+    poll_until(Duration::from_secs(5), || async {
+        let metrics = app.get("/metrics").await?.text;
+        Ok((metrics.contains(&expiries) && metrics.contains("ledger_holds_overdue_seconds 0\n")).then_some(()))
+    })
+    .await?;
     let won = Decimal::from(wins as u64) * dec("10.00");
     assert_eq!(money(&app.pool, a).await?, (dec("1000.00") - won, dec("0")));
     assert_eq!(money(&app.pool, b).await?, (won, dec("0")));

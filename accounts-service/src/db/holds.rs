@@ -203,6 +203,17 @@ pub(crate) async fn write(
     Ok(written.into_iter().map(|row| (row.id, Hold::from(row))).collect())
 }
 
+/// How long the oldest pending hold has been past its `expires_at` (zero when none).
+pub async fn overdue(pool: &PgPool) -> DbResult<Duration> {
+    let (seconds,): (f64,) = sqlx::query_as(
+        "SELECT coalesce(extract(epoch FROM clock_timestamp() - min(expires_at)), 0)::float8
+         FROM holds WHERE status = 'pending' AND expires_at <= clock_timestamp()",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(Duration::from_secs_f64(seconds.max(0.0)))
+}
+
 /// The most holds one expiry group ends.
 const EXPIRY_GROUP: i64 = 200;
 
