@@ -38,6 +38,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// Reports and downloads only (on the hot standby with `REPORT_DATABASE_URL`).
     pub report_pool: PgPool,
+    /// Every account's book: statements and `as_of` (where the reports read, with generic plans).
+    pub book_pool: PgPool,
     /// With reports on a standby: the primary's connections that save and load report snapshots.
     pub snapshot_writer: Option<PgPool>,
     pub settings: Arc<Settings>,
@@ -54,9 +56,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Where an account's book is read: the reports' pool and the archive.
+    /// Where an account's book is read: its own pool and the archive.
     pub fn book(&self) -> db::statements::Book<'_> {
-        db::statements::Book { pool: &self.report_pool, archive: self.archive.as_ref() }
+        db::statements::Book { pool: &self.book_pool, archive: self.archive.as_ref() }
     }
 
     /// With reports on a standby: the primary and how long reads wait for the standby to catch up.
@@ -75,6 +77,7 @@ impl AppState {
     pub fn new(
         pool: PgPool,
         report_pool: PgPool,
+        book_pool: PgPool,
         snapshot_writer: Option<PgPool>,
         settings: Settings,
     ) -> anyhow::Result<Self> {
@@ -96,6 +99,7 @@ impl AppState {
         Ok(Self {
             pool,
             report_pool,
+            book_pool,
             snapshot_writer,
             committer,
             archive,
@@ -165,8 +169,10 @@ pub async fn run(
     let pool = db::connect(&settings).await?;
     db::MIGRATOR.run(&pool).await?;
     let report_pool = db::connect_reports(&settings).await?;
+    let book_pool = db::connect_book(&settings).await?;
     let snapshot_writer = db::connect_snapshot_writer(&settings).await?;
-    let state = AppState::new(pool.clone(), report_pool.clone(), snapshot_writer.clone(), settings.clone())?;
+    let state =
+        AppState::new(pool.clone(), report_pool.clone(), book_pool.clone(), snapshot_writer.clone(), settings.clone())?;
     match db::partitions::create_ahead(&pool).await {
         Ok(created) => tracing::info!(created, "daily partitions of transactions are ready"),
         Err(error) => tracing::warn!(error = %error, "creating daily partitions failed; will retry"),
@@ -181,6 +187,7 @@ pub async fn run(
     expiry.abort();
     pool.close().await;
     report_pool.close().await;
+    book_pool.close().await;
     if let Some(writer) = snapshot_writer {
         writer.close().await;
     }

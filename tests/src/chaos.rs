@@ -111,6 +111,8 @@ pub struct Read {
 pub struct Verdict {
     pub operations: usize,
     pub transfers: usize,
+    /// Holds placed or refused (each then captured, voided or left to expire).
+    pub holds: usize,
     pub succeeded: usize,
     pub retried_operations: usize,
     pub attempts: u64,
@@ -334,7 +336,8 @@ async fn hold_then_end(
         }
         Ending::Expire => return Ok((true, ending, attempts)),
     };
-    attempts += more;
+    // One operation of two requests: its retries are both requests' (a clean run is one attempt).
+    attempts += more - 1;
     let told = match ended.status {
         HoldStatus::Captured => ended.captured_amount.map(Ending::Capture),
         HoldStatus::Voided => Some(Ending::Void),
@@ -431,6 +434,7 @@ pub async fn check(target: &Target, workload: &Workload, history: &History) -> a
     let mut verdict = Verdict {
         operations: history.operations.len(),
         transfers: history.operations.iter().filter(|op| op.kind == Kind::Transfer).count(),
+        holds: history.operations.iter().filter(|op| matches!(op.kind, Kind::Hold(_))).count(),
         succeeded: history.operations.iter().filter(|op| op.succeeded).count(),
         retried_operations: history.operations.iter().filter(|op| op.attempts > 1).count(),
         attempts: history.operations.iter().map(|op| u64::from(op.attempts)).sum(),

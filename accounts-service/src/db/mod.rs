@@ -106,18 +106,38 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/acc
 pub const APPLICATION: &str = "accounts-service";
 /// The `application_name` of the reports' and downloads' own pool.
 pub const REPORTS_APPLICATION: &str = "accounts-service-reports";
+/// The `application_name` of the pool that reads every account's book (statements and `as_of`).
+pub const BOOK_APPLICATION: &str = "accounts-service-book";
 
 /// Opens the pool that moves money: bounded, with a per-statement timeout, so no query holds a connection
 /// forever.
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    open_pool(&settings.database_url, settings, settings.db_pool_size, APPLICATION).await
+    open_pool(&settings.database_url, settings, settings.db_pool_size, APPLICATION, Plans::Chosen).await
 }
 
 /// Opens the reports' and downloads' own pool (`DB_REPORT_POOL_SIZE`): however many of them run, they never
 /// take a connection a transfer needs. On the hot standby when `REPORT_DATABASE_URL` is set.
 pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
     let url = settings.report_database_url.as_ref().unwrap_or(&settings.database_url);
-    open_pool(url, settings, settings.db_report_pool_size, REPORTS_APPLICATION).await
+    open_pool(url, settings, settings.db_report_pool_size, REPORTS_APPLICATION, Plans::Chosen).await
+}
+
+/// Opens the pool that reads every account's book (`DB_BOOK_POOL_SIZE`, where the reports read): statements and
+/// balances never wait behind reports and downloads, nor they behind statements. Its queries seek one account's rows in every day partition of a window, with the window's times as
+/// parameters; planned anew for each request (PostgreSQL keeps doing so when the custom plans look cheap, as for
+/// an account with few rows) that costs several milliseconds, more than running them, so this pool plans each
+/// once per connection and prunes the partitions when it runs (`plan_cache_mode = force_generic_plan`).
+pub async fn connect_book(settings: &Settings) -> anyhow::Result<PgPool> {
+    let url = settings.report_database_url.as_ref().unwrap_or(&settings.database_url);
+    open_pool(url, settings, settings.db_book_pool_size, BOOK_APPLICATION, Plans::Generic).await
+}
+
+/// Whether a pool lets PostgreSQL choose between custom and generic plans of its prepared statements, or always
+/// uses the generic one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plans {
+    Chosen,
+    Generic,
 }
 
 /// With reports on a standby, the primary's connections that save their snapshots (a standby takes no
@@ -126,14 +146,23 @@ pub async fn connect_snapshot_writer(settings: &Settings) -> anyhow::Result<Opti
     if settings.report_database_url.is_none() {
         return Ok(None);
     }
-    Ok(Some(open_pool(&settings.database_url, settings, 2, REPORTS_APPLICATION).await?))
+    Ok(Some(open_pool(&settings.database_url, settings, 2, REPORTS_APPLICATION, Plans::Chosen).await?))
 }
 
-async fn open_pool(url: &Secret, settings: &Settings, size: u32, application: &str) -> anyhow::Result<PgPool> {
+async fn open_pool(
+    url: &Secret,
+    settings: &Settings,
+    size: u32,
+    application: &str,
+    plans: Plans,
+) -> anyhow::Result<PgPool> {
     let statement_timeout_ms = settings.db_statement_timeout.as_millis().to_string();
-    let options = PgConnectOptions::from_str(url.expose())?
+    let mut options = PgConnectOptions::from_str(url.expose())?
         .application_name(application)
         .options([("statement_timeout", statement_timeout_ms.as_str())]);
+    if plans == Plans::Generic {
+        options = options.options([("plan_cache_mode", "force_generic_plan")]);
+    }
     let pool = PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1.min(size))

@@ -336,8 +336,8 @@ async fn main() -> anyhow::Result<()> {
     writeln!(report, "| | |\n|---|---|")?;
     writeln!(
         report,
-        "| operations | {} ({} transfers, the rest bank credits and debits) |",
-        verdict.operations, verdict.transfers
+        "| operations | {} ({} transfers, {} holds, the rest bank credits and debits) |",
+        verdict.operations, verdict.transfers, verdict.holds
     )?;
     writeln!(
         report,
