@@ -228,13 +228,19 @@ async fn expire_holds_periodically(pool: PgPool, settings: Settings, metrics: Ar
     let expiries = metrics.ledger_transactions.with_label_values(&["expiry", "success"]);
     loop {
         ticks.tick().await;
-        match db::holds::expire_due(&pool, settings.idempotency_wait).await {
-            Ok(0) => {}
-            Ok(expired) => {
+        // On a task of its own, so that even a panic (a broken invariant) costs one pass, not every later one.
+        let pass = tokio::spawn({
+            let (pool, wait) = (pool.clone(), settings.idempotency_wait);
+            async move { db::holds::expire_due(&pool, wait).await }
+        });
+        match pass.await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(expired)) => {
                 expiries.inc_by(expired as u64);
                 tracing::info!(expired, "released holds past their time");
             }
-            Err(error) => tracing::warn!(error = %error, "expiring holds failed; will retry"),
+            Ok(Err(error)) => tracing::warn!(error = %error, "expiring holds failed; will retry"),
+            Err(error) => tracing::error!(error = %error, "an expiry pass panicked; will retry"),
         }
         match db::holds::overdue(&pool).await {
             Ok(overdue) => metrics.holds_overdue.set(overdue.as_secs_f64()),

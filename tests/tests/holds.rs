@@ -413,3 +413,44 @@ async fn random_concurrent_holds_captures_voids_and_expiries_keep_every_invarian
     }
     TestLedger::stop_shared(app).await
 }
+
+/// A hold the database refuses to end (here a trigger refuses it, as a broken row would) keeps nothing else from
+/// expiring: the pass that fails on it ends the others one by one, and the gauge shows the one left behind.
+#[tokio::test]
+async fn a_hold_that_cannot_be_expired_does_not_stop_the_others() -> anyhow::Result<()> {
+    let app = TestLedger::start_with(&[("HOLD_EXPIRY_INTERVAL", "50ms")]).await?;
+    let a = app.funded_account("100.00").await?;
+    let stuck = hold(&app.api, a, "10.00", Some(1)).await?;
+    let others = [hold(&app.api, a, "20.00", Some(1)).await?, hold(&app.api, a, "30.00", Some(1)).await?];
+    sqlx::query(&format!(
+        "CREATE FUNCTION refuse_one() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.id = '{}' THEN RAISE EXCEPTION 'this hold cannot end'; END IF; RETURN NEW; END $$",
+        stuck.hold_id
+    ))
+    .execute(&app.pool)
+    .await?;
+    sqlx::query("CREATE TRIGGER refuse_one BEFORE UPDATE ON holds FOR EACH ROW EXECUTE FUNCTION refuse_one()")
+        .execute(&app.pool)
+        .await?;
+    poll_until(Duration::from_secs(20), || async {
+        let mut ended = true;
+        for other in &others {
+            ended &= app.api.hold(other.hold_id).await?.status == HoldStatus::Expired;
+        }
+        Ok(ended.then_some(()))
+    })
+    .await?;
+    assert_eq!(app.api.hold(stuck.hold_id).await?.status, HoldStatus::Pending);
+    assert_eq!(money(&app.pool, a).await?, (dec("100.00"), dec("10.00")), "only the stuck hold still holds");
+    poll_until(Duration::from_secs(5), || async {
+        let metrics = app.get("/metrics").await?.text;
+        let overdue = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("ledger_holds_overdue_seconds "))
+            .and_then(|value| value.parse::<f64>().ok());
+        Ok(overdue.filter(|seconds| *seconds > 0.0).map(|_| ()))
+    })
+    .await?;
+    assert!(app.log_text().contains("could not be expired"), "the stuck hold is logged");
+    app.stop().await
+}

@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::idempotency::KeyLock;
+use super::ledger::Reply;
 use super::movements::{self, Decided, MoneyRequest};
 use super::{DbError, DbResult};
 use crate::domain::transfer::{HoldCommand, HoldState, Movement, Release};
@@ -242,20 +243,38 @@ pub async fn expire_due(pool: &PgPool, key_wait: Duration) -> DbResult<usize> {
             .collect();
         let group: Vec<&MoneyRequest> = requests.iter().collect();
         let before = expired;
-        let decided =
-            movements::apply_group(pool, &group, KeyLock::Wait(key_wait)).await.map_err(|error| match error {
-                movements::GroupError::Before(error) => error,
-                movements::GroupError::AtCommit(error) => DbError::CommitUnknown(error.to_string()),
-            })?;
-        for decision in decided {
-            match decision {
-                Decided::Reply(Ok(reply)) if reply.outcome.is_some() => expired += 1,
-                Decided::Reply(Ok(_)) => {}
-                Decided::Reply(Err(error)) => return Err(error),
-                Decided::Elsewhere => {
-                    return Err(DbError::Inconsistent("an unkeyed expiry was claimed elsewhere".into()))
+        let decided: Vec<DbResult<Reply>> = match movements::apply_group(pool, &group, KeyLock::Wait(key_wait)).await {
+            Ok(decided) => decided
+                .into_iter()
+                .map(|decision| match decision {
+                    Decided::Reply(reply) => reply,
+                    Decided::Elsewhere => Err(DbError::Inconsistent("an unkeyed expiry was claimed elsewhere".into())),
+                })
+                .collect(),
+            Err(movements::GroupError::AtCommit(error)) => return Err(DbError::CommitUnknown(error.to_string())),
+            // One hold the database refuses to end must not keep every other from expiring: each on its own.
+            Err(movements::GroupError::Before(error)) => {
+                tracing::warn!(%error, size = group.len(), "an expiry group failed; expiring its holds one by one");
+                let mut one_by_one = Vec::with_capacity(group.len());
+                for request in &group {
+                    one_by_one.push(movements::apply_alone(pool, request, key_wait).await);
+                }
+                one_by_one
+            }
+        };
+        let mut failure = None;
+        for (reply, (hold_id,)) in decided.into_iter().zip(&due) {
+            match reply {
+                Ok(reply) if reply.outcome.is_some() => expired += 1,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(%error, %hold_id, "a hold past its time could not be expired");
+                    failure = Some(error);
                 }
             }
+        }
+        if let (Some(error), true) = (failure, expired == before) {
+            return Err(error);
         }
         // A full group that expired nothing (each was ended by a capture or void meanwhile) would be read again.
         if due.len() < EXPIRY_GROUP as usize || expired == before {
