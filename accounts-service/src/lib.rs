@@ -49,7 +49,7 @@ pub struct AppState {
     pub snapshots: ClientLimiter,
     /// Downloads per client.
     pub downloads: ClientLimiter,
-    /// The group-commit queue for transfers and bank transactions (`None` with `BATCH_COMMITTERS=0`).
+    /// The group-commit queue for transfers, bank transactions and holds (`None` with `BATCH_COMMITTERS=0`).
     pub committer: Option<Committer>,
     /// Cold storage (`ARCHIVE_URL`): where statements read archived days.
     pub archive: Option<archive::Archive>,

@@ -200,6 +200,19 @@ impl Fixture {
         Ok((database, pool))
     }
 
+    /// An account that pays in the fixture's rows, and the service on the fixture's database, reading its archive
+    /// but never archiving by itself (everything stays hot for 100 years).
+    async fn reader(&self) -> anyhow::Result<(Uuid, system_tests::TestLedger)> {
+        let (account,): (Uuid,) =
+            sqlx::query_as("SELECT src_account_id FROM transactions WHERE src_account_id IS NOT NULL LIMIT 1")
+                .fetch_one(&self.pool)
+                .await?;
+        let archive_dir = self.archive.to_string_lossy().into_owned();
+        let copy = TestDatabase { name: self.database.name.clone(), url: self.database.url.clone() };
+        let settings = [("ARCHIVE_URL", archive_dir.as_str()), ("HOT_RETENTION_DAYS", "36500")];
+        Ok((account, system_tests::TestLedger::start_on(copy, &settings).await?))
+    }
+
     /// Runs `accounts-service archive` once; returns its exit status and output.
     fn archive_once(&self, stop_after: Option<&str>) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
         let mut command = Command::new(binary_path("accounts-service")?);
@@ -481,18 +494,7 @@ async fn statements_and_balances_read_the_same_after_their_days_leave_for_cold_s
     use ledger_contract::StatementQuery;
     use system_tests::book::{check_adds_up, read_statement};
     let f = Fixture::new().await?;
-    let (a,): (Uuid,) =
-        sqlx::query_as("SELECT src_account_id FROM transactions WHERE src_account_id IS NOT NULL LIMIT 1")
-            .fetch_one(&f.pool)
-            .await?;
-    // The service reads the archive but never archives by itself here (everything is hot for 100 years).
-    let archive_dir = f.archive.to_string_lossy().into_owned();
-    let copy = TestDatabase { name: f.database.name.clone(), url: f.database.url.clone() };
-    let app = system_tests::TestLedger::start_on(
-        copy,
-        &[("ARCHIVE_URL", archive_dir.as_str()), ("HOT_RETENTION_DAYS", "36500")],
-    )
-    .await?;
+    let (a, app) = f.reader().await?;
     let day_start = |days_ago: i64| (chrono::Utc::now() - chrono::Duration::days(days_ago)).date_naive();
     let at = |days_ago: i64, hours: u32| -> String {
         let time = chrono::NaiveTime::from_hms_opt(hours, 0, 0).unwrap_or_default();
@@ -553,17 +555,7 @@ async fn a_statement_over_more_cold_days_than_a_page_reads_resumes_where_it_stop
     let days: Vec<i32> = (101..=110).rev().collect();
     assert!(days.len() > MAX_COLD_DAYS_PER_PAGE);
     let f = Fixture::with_days(&days, (30, 0)).await?;
-    let (a,): (Uuid,) =
-        sqlx::query_as("SELECT src_account_id FROM transactions WHERE src_account_id IS NOT NULL LIMIT 1")
-            .fetch_one(&f.pool)
-            .await?;
-    let archive_dir = f.archive.to_string_lossy().into_owned();
-    let copy = TestDatabase { name: f.database.name.clone(), url: f.database.url.clone() };
-    let app = system_tests::TestLedger::start_on(
-        copy,
-        &[("ARCHIVE_URL", archive_dir.as_str()), ("HOT_RETENTION_DAYS", "36500")],
-    )
-    .await?;
+    let (a, app) = f.reader().await?;
     let from = (chrono::Utc::now() - chrono::Duration::days(111)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let window = StatementQuery { from: Some(from), limit: Some(1_000), ..Default::default() };
     let hot = read_statement(&app.api, a, window.clone()).await?;

@@ -118,8 +118,7 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
 /// Opens the reports' and downloads' own pool (`DB_REPORT_POOL_SIZE`): however many of them run, they never
 /// take a connection a transfer needs. On the hot standby when `REPORT_DATABASE_URL` is set.
 pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
-    let url = settings.report_database_url.as_ref().unwrap_or(&settings.database_url);
-    open_pool(url, settings, settings.db_report_pool_size, REPORTS_APPLICATION, Plans::Chosen).await
+    open_pool(report_url(settings), settings, settings.db_report_pool_size, REPORTS_APPLICATION, Plans::Chosen).await
 }
 
 /// Opens the pool that reads every account's book (`DB_BOOK_POOL_SIZE`, where the reports read): statements and
@@ -128,8 +127,7 @@ pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
 /// an account with few rows) that costs several milliseconds, more than running them, so this pool plans each
 /// once per connection and prunes the partitions when it runs (`plan_cache_mode = force_generic_plan`).
 pub async fn connect_book(settings: &Settings) -> anyhow::Result<PgPool> {
-    let url = settings.report_database_url.as_ref().unwrap_or(&settings.database_url);
-    open_pool(url, settings, settings.db_book_pool_size, BOOK_APPLICATION, Plans::Generic).await
+    open_pool(report_url(settings), settings, settings.db_book_pool_size, BOOK_APPLICATION, Plans::Generic).await
 }
 
 /// Whether a pool lets PostgreSQL choose between custom and generic plans of its prepared statements, or always
@@ -138,6 +136,11 @@ pub async fn connect_book(settings: &Settings) -> anyhow::Result<PgPool> {
 enum Plans {
     Chosen,
     Generic,
+}
+
+/// Where reports and the book read: the hot standby (`REPORT_DATABASE_URL`) when there is one, else the primary.
+fn report_url(settings: &Settings) -> &Secret {
+    settings.report_database_url.as_ref().unwrap_or(&settings.database_url)
 }
 
 /// With reports on a standby, the primary's connections that save their snapshots (a standby takes no

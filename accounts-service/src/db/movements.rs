@@ -57,6 +57,11 @@ impl MoneyRequest {
     fn client_key(&self) -> Option<ClientKey<'_>> {
         self.key.as_ref().map(|key| ClientKey { client: &self.client, key })
     }
+
+    /// The key's text, as rows record it.
+    fn key_text(&self) -> Option<&str> {
+        self.key.as_ref().map(IdempotencyKey::as_str)
+    }
 }
 
 /// What a group decided for one of its requests.
@@ -197,7 +202,7 @@ impl<'a> Work<'a> {
     /// Adds what `decision` writes for request `i` (just applied to `balances`), and what will answer it; `false`
     /// when there is nothing to write or answer (an expiry with nothing to do).
     fn add(&mut self, i: usize, request: &'a MoneyRequest, decision: Decision, balances: &Balances) -> DbResult<bool> {
-        let key = request.key.as_ref().map(IdempotencyKey::as_str);
+        let key = request.key_text();
         let answer = match (decision, &request.movement) {
             (Decision::Recorded(failure), _) => {
                 let row = NewRow::movement(request, failure, balances)?;
@@ -315,7 +320,7 @@ impl NewRow {
             }
             other => return Err(DbError::Inconsistent(format!("{other:?} recorded as a transaction"))),
         };
-        let key = request.key.as_ref().map(|key| key.as_str().to_owned());
+        let key = request.key_text().map(str::to_owned);
         Self::dated(request, (kind, src, dst, amount, direction), failure, description, key, balances)
     }
 
@@ -332,7 +337,7 @@ impl NewRow {
             Some(to) => (TransactionKind::Transfer, Some(hold.account_id), to, amount, Direction::Debit),
             None => (TransactionKind::Bank, None, hold.account_id, amount, Direction::Debit),
         };
-        let key = request.key.as_ref().map(|key| key.as_str().to_owned());
+        let key = request.key_text().map(str::to_owned);
         Self::dated(request, parts, None, Some(hold.description.clone()), key, balances)
     }
 
