@@ -55,6 +55,12 @@ if ! python3 -c 'import duckdb' >/dev/null 2>&1; then
     python3 -m pip install -q "duckdb==1.*" >&2 || python3 -m pip install -q --user "duckdb==1.*" >&2
 fi
 
+# standardwebhooks (PyPI) verifies the webhooks the services send, in the tests' receiver, as a customer would.
+if ! python3 -c 'import standardwebhooks' >/dev/null 2>&1; then
+    echo "installing standardwebhooks (pip install standardwebhooks)" >&2
+    python3 -m pip install -q "standardwebhooks==1.*" >&2 || python3 -m pip install -q --user "standardwebhooks==1.*" >&2
+fi
+
 if [ "${1:-}" = temporal-path ]; then
     find_temporal || { echo "the temporal CLI is not installed" >&2; exit 1; }
 fi

@@ -39,7 +39,7 @@ for db in accounts advances; do psql "$SERVER_URL" -qc "CREATE DATABASE st_${db}
 # `client add` prints the token as its last line.
 add_client() { DATABASE_URL="$BASE/st_$1_$SUFFIX" "$BIN/$2" client add --name "$3" --scopes "$4" | tail -n 1; }
 LEDGER_TOKEN="$(add_client accounts accounts-service schemathesis \
-    accounts:read,accounts:write,transfers:write,bank:write,reports:read)"
+    accounts:read,accounts:write,transfers:write,bank:write,reports:read,events:read,webhooks:manage)"
 WORKER_TOKEN="$(add_client accounts accounts-service advances-worker bank:write,accounts:read)"
 API_LEDGER_TOKEN="$(add_client accounts accounts-service advances-api accounts:read)"
 ADVANCES_TOKEN="$(add_client advances advances-api schemathesis \
@@ -47,7 +47,8 @@ ADVANCES_TOKEN="$(add_client advances advances-api schemathesis \
 TEMPORAL_PORT="$(free_port)"; ACCOUNTS_PORT="$(free_port)"; API_PORT="$(free_port)"; METRICS_PORT="$(free_port)"
 "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --log-level error >"$WORK/temporal.log" 2>&1 &
 PIDS+=($!)
-DATABASE_URL="$BASE/st_accounts_$SUFFIX" LISTEN_ADDR="127.0.0.1:$ACCOUNTS_PORT" \
+# A feed request waits at most a second here, so that generated `wait`s do not stretch the run.
+DATABASE_URL="$BASE/st_accounts_$SUFFIX" LISTEN_ADDR="127.0.0.1:$ACCOUNTS_PORT" EVENT_MAX_WAIT=1s \
     "$BIN/accounts-service" >"$WORK/accounts.log" 2>&1 &
 PIDS+=($!)
 export TEMPORAL_ADDRESS="127.0.0.1:$TEMPORAL_PORT" ACCOUNTS_URL="http://127.0.0.1:$ACCOUNTS_PORT"

@@ -65,6 +65,8 @@ pub struct Settings {
     /// A test hook: the archive pass aborts the process right after this step (`ARCHIVE_STOP_AFTER`). Only a
     /// build with the `test-hooks` feature (the tests') accepts it.
     pub archive_stop_after: Option<crate::archive::Step>,
+    /// The event feed and webhooks (`EVENT_RETENTION`, `WEBHOOK_*`): the `events` crate's settings.
+    pub events: events::EventSettings,
 }
 
 /// The shortest time keys are kept: clients may retry for a week.
@@ -112,6 +114,7 @@ impl FromEnv for Settings {
             archive_url: env.get("ARCHIVE_URL"),
             hot_retention_days: env.number("HOT_RETENTION_DAYS", "90")?,
             archive_stop_after: env.get("ARCHIVE_STOP_AFTER").map(|step| step.parse()).transpose()?,
+            events: events::EventSettings::read(&env)?,
         };
         if !(1..=1000).contains(&settings.db_pool_size) {
             bail!("DB_POOL_SIZE must be between 1 and 1000");

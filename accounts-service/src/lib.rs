@@ -26,7 +26,6 @@ use sqlx::PgPool;
 
 use crate::committer::{BatchMetrics, BatchSettings, Committer};
 use tokio::net::TcpListener;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 pub use config::Settings;
@@ -53,6 +52,8 @@ pub struct AppState {
     pub committer: Option<Committer>,
     /// Cold storage (`ARCHIVE_URL`): where statements read archived days.
     pub archive: Option<archive::Archive>,
+    /// The event feed and the webhooks.
+    pub events: events::Events,
 }
 
 impl AppState {
@@ -85,6 +86,13 @@ impl AppState {
         let per_client = settings.report_concurrency_per_client;
         let metrics = Arc::new(metrics::Metrics::new()?);
         let archive = settings.archive_url.as_deref().map(archive::Archive::open).transpose()?;
+        let events = events::Events::new(
+            pool.clone(),
+            settings.events.clone(),
+            &ledger_contract::events::ALL,
+            metrics.events.clone(),
+            settings.request_timeout,
+        );
         let committer = (settings.batch_committers > 0).then(|| {
             let batch = BatchSettings {
                 committers: settings.batch_committers,
@@ -103,6 +111,7 @@ impl AppState {
             snapshot_writer,
             committer,
             archive,
+            events,
             metrics,
             auth,
             snapshots: ClientLimiter::new("report snapshots", per_client, 1),
@@ -145,10 +154,11 @@ pub fn app(state: AppState) -> Router {
             "/api/v1/transactions/by_keys",
             scoped(post(routes::transactions::transactions_by_keys), scopes::ACCOUNTS_READ),
         )
+        .merge(events::routes::router(state.events.clone()))
         // Any client may read the spec.
-        .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi::ApiDoc::openapi()) }));
+        .route("/api/v1/openapi.json", get(|| async { axum::Json(openapi::document()) }));
     // The docs page and its copy of the spec are public: the spec describes the API and holds no data.
-    let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::ApiDoc::openapi());
+    let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::document());
     let router = Router::new()
         .merge(layers::protect(api, &state.auth))
         .merge(docs)
@@ -180,11 +190,13 @@ pub async fn run(
     let janitor = tokio::spawn(purge_periodically(pool.clone(), settings.clone(), state.archive.clone()));
     let sealer = tokio::spawn(seal_periodically(pool.clone(), settings.report_seal_interval, state.metrics.clone()));
     let expiry = tokio::spawn(expire_holds_periodically(pool.clone(), settings.clone(), state.metrics.clone()));
+    let event_workers = state.events.start_workers();
     tracing::info!(addr = %listener.local_addr()?, "accounts-service listening");
     let served = service_kit::serve::serve(listener, app(state), shutdown, settings.server).await;
     janitor.abort();
     sealer.abort();
     expiry.abort();
+    event_workers.iter().for_each(|worker| worker.abort());
     pool.close().await;
     report_pool.close().await;
     book_pool.close().await;

@@ -19,6 +19,8 @@ pub struct Metrics {
     /// How long the oldest pending hold has been past its `expires_at` (0 when none): the expiry task is stuck
     /// when this grows beyond `HOLD_EXPIRY_INTERVAL`.
     pub holds_overdue: Gauge,
+    /// The event feed's and the webhooks'.
+    pub events: events::EventMetrics,
 }
 
 impl Metrics {
@@ -57,6 +59,7 @@ impl Metrics {
             "How long the oldest pending hold has been past its expiry (0 when none): the expiry task is behind",
         )?;
         registry.register(Box::new(holds_overdue.clone()))?;
+        let events = events::EventMetrics::register(&registry)?;
         Ok(Self {
             registry,
             http,
@@ -67,6 +70,7 @@ impl Metrics {
             batch_waiting,
             seal_lag,
             holds_overdue,
+            events,
         })
     }
 }

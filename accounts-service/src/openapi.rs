@@ -46,3 +46,10 @@ use crate::routes::{accounts, holds, reports, statements, system, transactions};
     )
 )]
 pub struct ApiDoc;
+
+/// The whole document: the ledger's own paths and the event feed's and webhooks' (the `events` crate's).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    document.merge(events::routes::EventsApi::openapi());
+    document
+}

@@ -8,9 +8,11 @@
 pub mod book;
 pub mod chaos;
 pub mod db;
+pub mod feed;
 pub mod http;
 pub mod ledger;
 pub mod process;
+pub mod receiver;
 pub mod replica;
 pub mod seed;
 pub mod stack;

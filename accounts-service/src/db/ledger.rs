@@ -133,12 +133,20 @@ async fn create_account_once(
     .bind(Uuid::now_v7())
     .fetch_one(&mut *tx)
     .await?;
-    let response = StoredResponse { status_code: reply_status, body: to_json(&Account::from(row))? };
+    let account = Account::from(row);
+    events::outbox::write(&mut tx, &[event_of(ledger_contract::events::ACCOUNT_CREATED, &account)?]).await?;
+    let response = StoredResponse { status_code: reply_status, body: to_json(&account)? };
     if let Some(key) = key {
         idempotency::store_responses(&mut tx, &[key], &[&response]).await?;
     }
     tx.commit().await?;
     Ok(Reply { response, outcome: Some(Outcome::AccountCreated) })
+}
+
+/// An event carrying `object` as the API shows it.
+pub(crate) fn event_of<T: Serialize>(kind: &'static str, object: &T) -> DbResult<events::NewEvent> {
+    events::NewEvent::of(kind, object)
+        .map_err(|error| DbError::Inconsistent(format!("an event did not serialize: {error}")))
 }
 
 pub(crate) fn to_json<T: Serialize>(value: &T) -> DbResult<String> {

@@ -29,7 +29,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ledger_contract::{Direction, HoldStatus, Transaction, TransactionKind, TransactionStatus};
+use events::NewEvent;
+use ledger_contract::{events as types, Direction, Hold, HoldStatus, Transaction, TransactionKind, TransactionStatus};
 use money::Amount;
 use rust_decimal::Decimal;
 use service_kit::IdempotencyKey;
@@ -38,7 +39,7 @@ use uuid::Uuid;
 
 use super::holds::{self, EndedHold, NewHold};
 use super::idempotency::{self, Claim, ClientKey, KeyLock, StoredResponse};
-use super::ledger::{to_json, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
+use super::ledger::{event_of, to_json, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
 use super::{DbError, DbResult};
 use crate::domain::transfer::{Balances, Decision, Funds, HoldState, Movement};
 
@@ -151,6 +152,7 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
 
     let mut transactions = write_rows(&mut tx, &work.rows, &balances).await?;
     let mut holds = holds::write(&mut tx, &work.placed, &work.ended).await?;
+    events::outbox::write(&mut tx, &work.events(&transactions, &holds)?).await?;
     let mut stored: Vec<(ClientKey<'_>, StoredResponse)> = Vec::new();
     for (i, answer) in work.answers {
         let missing =
@@ -238,6 +240,25 @@ impl<'a> Work<'a> {
         };
         self.answers.push((i, answer));
         Ok(true)
+    }
+
+    /// The group's events, in the order of its writes: every transaction row, then every hold placed or ended.
+    fn events(
+        &self,
+        transactions: &HashMap<Uuid, Transaction>,
+        holds: &HashMap<Uuid, Hold>,
+    ) -> DbResult<Vec<NewEvent>> {
+        let missing = |what: &str, id: Uuid| DbError::Inconsistent(format!("{what} {id} was written without its view"));
+        let mut news = Vec::with_capacity(self.rows.len() + self.placed.len() + self.ended.len());
+        for row in &self.rows {
+            let transaction = transactions.get(&row.id).ok_or_else(|| missing("transaction", row.id))?;
+            news.push(event_of(types::of_transaction(transaction.status), transaction)?);
+        }
+        for id in self.placed.iter().map(|h| h.id).chain(self.ended.iter().map(|h| h.id)) {
+            let hold = holds.get(&id).ok_or_else(|| missing("hold", id))?;
+            news.push(event_of(types::of_hold(hold.status), hold)?);
+        }
+        Ok(news)
     }
 }
 

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod events;
 pub mod holds;
 pub mod scopes;
 pub mod types;

@@ -13,8 +13,14 @@ pub const BANK_WRITE: &str = "bank:write";
 /// `GET /transactions` and `GET /transactions/export`: every account's transactions.
 pub const REPORTS_READ: &str = "reports:read";
 
+/// `GET /events`: every change in the ledger, in order.
+pub const EVENTS_READ: &str = "events:read";
+/// `/webhooks`: the client's own endpoints, which receive the events `events:read` shows.
+pub const WEBHOOKS_MANAGE: &str = "webhooks:manage";
+
 /// The prefix of the ledger's tokens (`ledger_…`), so a leaked token says where it belongs.
 pub const TOKEN_PREFIX: &str = "ledger";
 
 /// Every ledger scope.
-pub const ALL: [&str; 5] = [ACCOUNTS_READ, ACCOUNTS_WRITE, TRANSFERS_WRITE, BANK_WRITE, REPORTS_READ];
+pub const ALL: [&str; 7] =
+    [ACCOUNTS_READ, ACCOUNTS_WRITE, TRANSFERS_WRITE, BANK_WRITE, REPORTS_READ, EVENTS_READ, WEBHOOKS_MANAGE];

@@ -35,6 +35,9 @@ pub enum ApiError {
     Unavailable(#[source] sqlx::Error),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// What was asked for existed once and is gone for good (an event cursor past retention).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     #[error("{0} is unavailable; retry later")]
     UpstreamUnavailable(String),
     #[error("internal error")]
@@ -58,6 +61,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::IdempotencyInFlight | Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Gone { .. } => StatusCode::GONE,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Timeout(_) | Self::Unavailable(_) | Self::UpstreamUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,7 +83,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::Timeout(_) => "timeout",
             Self::Unavailable(_) | Self::UpstreamUnavailable(_) => "unavailable",
-            Self::Conflict { code, .. } => code,
+            Self::Conflict { code, .. } | Self::Gone { code, .. } => code,
             Self::Internal(_) => "internal",
         }
     }
