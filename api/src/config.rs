@@ -44,6 +44,8 @@ pub struct ApiSettings {
     pub caps: Caps,
     /// How long `POST /advances` waits for the grant before answering with the advance still `granting`.
     pub grant_wait: Duration,
+    /// The event feed and webhooks (`EVENT_RETENTION`, `WEBHOOK_*`): the `events` crate's settings.
+    pub events: events::EventSettings,
 }
 
 impl FromEnv for ApiSettings {
@@ -61,6 +63,7 @@ impl FromEnv for ApiSettings {
             request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,
             server: ServerLimits::read(&env, STALLED_RESPONSE)?,
             grant_wait: env.duration("GRANT_WAIT", "5s")?,
+            events: events::EventSettings::read(&env)?,
             default_product: env.or("DEFAULT_PRODUCT", "standard"),
             first_due_min_lead: env.duration("FIRST_DUE_MIN_LEAD", "1d")?,
             caps: Caps {

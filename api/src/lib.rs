@@ -30,7 +30,6 @@ use axum::{Json, Router};
 use service_kit::auth::scoped;
 use service_kit::layers;
 use tokio::net::TcpListener;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::ApiSettings;
@@ -74,8 +73,9 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/alerts", scoped(get(alerts::list_alerts), scopes::ALERTS_READ))
         .route("/api/v1/products", scoped(get(book::list_products), scopes::ADVANCES_READ))
         .route("/api/v1/exposure", scoped(get(book::exposure), scopes::ADVANCES_REPORT))
-        .route("/api/v1/openapi.json", get(|| async { Json(openapi::ApiDoc::openapi()) }));
-    let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::ApiDoc::openapi());
+        .merge(events::routes::router(state.events.clone()))
+        .route("/api/v1/openapi.json", get(|| async { Json(openapi::document()) }));
+    let docs = SwaggerUi::new("/docs").url("/docs/openapi.json", openapi::document());
     let router = Router::new()
         .merge(layers::protect(api, &state.auth))
         .merge(docs)
@@ -107,8 +107,11 @@ pub async fn run(
     let gateway = Gateway::new(client, namespace, task_queue, settings.grant_wait);
     let limits = settings.server;
     let state = ApiState::new(settings, Store::new(pool.clone()), gateway)?;
+    // The worker writes events too (with every mirrored state); this process serves and delivers them.
+    let event_workers = state.events.start_workers();
     tracing::info!(addr = %listener.local_addr()?, "advances-api listening");
     let served = service_kit::serve::serve(listener, app(state), shutdown, limits).await;
+    event_workers.iter().for_each(|worker| worker.abort());
     pool.close().await;
     served
 }

@@ -28,3 +28,10 @@ use crate::routes::{advances, alerts, book, commands, servicing, system};
     )
 )]
 pub struct ApiDoc;
+
+/// The whole document: the advances API's own paths and the event feed's and webhooks' (the `events` crate's).
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    document.merge(events::routes::EventsApi::openapi());
+    document
+}

@@ -31,6 +31,8 @@ pub struct ApiState {
     pub http: HttpMetrics,
     pub book_gauges: BookGauges,
     pub auth: Authenticator,
+    /// The event feed and the webhooks.
+    pub events: events::Events,
 }
 
 impl ApiState {
@@ -46,7 +48,14 @@ impl ApiState {
         let book_gauges = BookGauges::register(&registry)?;
         let auth =
             Authenticator::new(settings.auth, scopes::TOKEN_PREFIX, store.pool().clone(), settings.auth_cache_ttl);
-        Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http, book_gauges, auth })
+        let events = events::Events::new(
+            store.pool().clone(),
+            settings.events.clone(),
+            &advances_contract::events::ALL,
+            events::EventMetrics::register(&registry)?,
+            settings.request_timeout,
+        );
+        Ok(Self { settings: Arc::new(settings), store, temporal, ledger, registry, http, book_gauges, auth, events })
     }
 
     pub fn policy(&self) -> HttpPolicy {

@@ -1,30 +1,14 @@
 //! The advances API's answers built from the model: its JSON shapes are `advances-contract`'s.
 
-use advances_contract::{AdvanceState, AdvanceView, AlertView, BookView, CapsView, PaymentView, ProductView};
-use advances_model::{Advance, Payment};
+use advances_contract::{AdvanceState, AdvanceView, AlertView, BookView, CapsView, ProductView};
+use advances_model::Advance;
 use advances_store::exposure::BookLine;
 use advances_store::products::StoredProduct;
 use advances_store::{AlertRow, Caps};
 
-/// An advance as the API shows it.
+/// An advance as the API shows it (the contract's conversion, which the events use too).
 pub fn advance_view(advance: &Advance) -> AdvanceView {
-    AdvanceView {
-        advance_id: advance.terms.advance_id,
-        account_id: advance.terms.account_id,
-        amount: advance.terms.amount,
-        product: advance.terms.product.clone(),
-        status: advance.status.into(),
-        status_reason: advance.status_reason.clone(),
-        granted_at: advance.granted_at,
-        grant_transaction_id: advance.grant_transaction_id,
-        paid_amount: advance.paid_amount(),
-        outstanding_amount: advance.outstanding_amount(),
-        written_off_amount: advance.written_off,
-        payment_interval_ms: advance.terms.interval_ms,
-        paused_since: advance.paused.as_ref().map(|pause| pause.since),
-        pause_reason: advance.paused.as_ref().map(|pause| pause.reason.clone()),
-        payments: advance.payments.iter().map(payment_view).collect(),
-    }
+    AdvanceView::from(advance)
 }
 
 /// An open advance whose workflow is not running; `temporal_says` is what Temporal says of it.
@@ -37,20 +21,6 @@ pub fn not_running_view(advance: &Advance, temporal_says: &str) -> AdvanceView {
         advance.status.as_str()
     ));
     view
-}
-
-fn payment_view(payment: &Payment) -> PaymentView {
-    PaymentView {
-        payment_id: payment.payment_id,
-        number: payment.number,
-        amount: payment.amount,
-        due_at: payment.due_at,
-        status: payment.status,
-        transaction_id: payment.transaction_id,
-        failure_reason: payment.failure_reason.clone(),
-        moved_to: payment.moved_to,
-        kind: payment.kind,
-    }
 }
 
 /// A stored alert as the API shows it.

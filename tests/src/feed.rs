@@ -67,6 +67,18 @@ impl FeedReader {
         Ok(())
     }
 
+    /// Reads (long-polling) until an event of `kind` was seen, or `limit` passes; returns the first such.
+    pub async fn read_until_kind(&mut self, kind: &str, limit: std::time::Duration) -> anyhow::Result<Event> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(event) = self.seen.iter().find(|e| e.kind == kind) {
+                return Ok(event.clone());
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "no {kind} event within {limit:?}");
+            self.page(1000, 1).await?;
+        }
+    }
+
     /// Checks what was read: positions strictly increasing, no event twice.
     pub fn check_order(&self) -> anyhow::Result<()> {
         for pair in self.seen.windows(2) {

@@ -23,8 +23,15 @@ use crate::temporal::TestTemporal;
 pub const WORKER_LEDGER_SCOPES: &[&str] = &[scopes::BANK_WRITE, scopes::ACCOUNTS_READ];
 
 /// Every scope of the advances-api.
-pub const ADVANCES_SCOPES: [&str; 5] =
-    ["advances:read", "advances:write", "advances:operate", "alerts:read", "advances:report"];
+pub const ADVANCES_SCOPES: [&str; 7] = [
+    "advances:read",
+    "advances:write",
+    "advances:operate",
+    "alerts:read",
+    "advances:report",
+    "events:read",
+    "webhooks:manage",
+];
 
 /// The settings [`Stack::start`] takes as the terms of the product `standard` it adds (with their defaults, the
 /// seed's terms), instead of passing them to the services.

@@ -4,7 +4,9 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+pub mod events;
 pub mod types;
+mod views;
 
 #[cfg(feature = "client")]
 pub use client::{AdvancesClient, AdvancesError, Command, Created};

@@ -239,7 +239,8 @@ pub struct AdvanceList {
 pub struct AlertView {
     pub alert_id: i64,
     pub advance_id: Option<Uuid>,
-    /// `defaulted`, `formula_mismatch`, `ledger_mismatch`, `ledger_refused` or `workflow_not_running`.
+    /// `defaulted`, `formula_mismatch`, `ledger_mismatch`, `ledger_refused`, `workflow_not_running` or
+    /// `webhook_disabled`.
     #[schema(value_type = String, example = "formula_mismatch")]
     pub kind: AlertKind,
     pub message: String,

@@ -20,11 +20,20 @@ pub enum AlertKind {
     /// The database says the advance is open, but its workflow is not running (terminated, timed out, failed,
     /// completed without its last mirror, or missing): nothing would collect it.
     WorkflowNotRunning,
+    /// A webhook endpoint failed for longer than its retry schedule and was disabled (written by the `events`
+    /// crate as `webhook_disabled`).
+    WebhookDisabled,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 5] =
-        [Self::Defaulted, Self::FormulaMismatch, Self::LedgerMismatch, Self::LedgerRefused, Self::WorkflowNotRunning];
+    pub const ALL: [Self; 6] = [
+        Self::Defaulted,
+        Self::FormulaMismatch,
+        Self::LedgerMismatch,
+        Self::LedgerRefused,
+        Self::WorkflowNotRunning,
+        Self::WebhookDisabled,
+    ];
 
     /// The name in logs, metrics, the database and the API.
     pub fn as_str(self) -> &'static str {
@@ -34,6 +43,7 @@ impl AlertKind {
             Self::LedgerMismatch => "ledger_mismatch",
             Self::LedgerRefused => "ledger_refused",
             Self::WorkflowNotRunning => "workflow_not_running",
+            Self::WebhookDisabled => "webhook_disabled",
         }
     }
 }

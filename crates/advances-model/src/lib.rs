@@ -10,6 +10,7 @@
 //! - [`servicing`]: reschedule, prepay, write off, and a pay-off's quote;
 //! - [`mirror`]: what changed since an earlier state, for the database's copy;
 //! - [`exposure`]: what an advance adds to the lender's book;
+//! - [`happened`]: what a change of an advance tells the world (its events);
 //! - [`alerts`] and [`reconcile`]: what operators are told, and what a reconciliation run reports.
 //!
 //! Every state change keeps the seed's formula, generalised: `paid + scheduled + processing + written off =
@@ -18,6 +19,7 @@
 pub mod advance;
 pub mod alerts;
 pub mod exposure;
+pub mod happened;
 pub mod keys;
 pub mod mirror;
 pub mod operator;
@@ -35,6 +37,7 @@ mod testing;
 pub use advance::{Advance, Cover, Pause, Payment, ScheduleError};
 pub use alerts::{Alert, AlertKind};
 pub use exposure::Exposure;
+pub use happened::{happened, Happened};
 pub use keys::{grant_key, payment_id, payment_key};
 pub use mirror::{AdvanceChange, ChangeError, Mirror};
 pub use product::{valid_product_name, Product, ProductError, RequestError};

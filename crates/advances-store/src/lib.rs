@@ -9,9 +9,12 @@
 pub mod exposure;
 pub mod products;
 
+use advances_contract::events::{self as types, PaymentEvent};
+use advances_contract::{AdvanceView, AlertView};
 use advances_model::{Advance, AdvanceStatus, AdvanceTerms, Mirror, Payment, PaymentStatus};
-use advances_model::{Alert, AlertKind};
+use advances_model::{Alert, AlertKind, Happened};
 use chrono::{DateTime, Utc};
+use events::NewEvent;
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
@@ -168,6 +171,7 @@ impl Store {
     /// may arrive late); the same revision rewrites the same state.
     pub async fn record(&self, advance: &Advance) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
+        let before = stored_for_update(&mut tx, advance.terms.advance_id).await?;
         let on_conflict = "ON CONFLICT (id) DO UPDATE
                 SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now(),
                     outstanding = EXCLUDED.outstanding, paid = EXCLUDED.paid, defaulted = EXCLUDED.defaulted,
@@ -178,6 +182,7 @@ impl Store {
             return Ok(false);
         }
         write_payments(&mut tx, advance.terms.advance_id, &advance.payments).await?;
+        write_events(&mut tx, before.as_ref(), advance).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -192,16 +197,13 @@ impl Store {
             Mirror::Change { change } => change,
         };
         let mut tx = self.pool.begin().await?;
-        let stored: Option<(Json<Advance>,)> = sqlx::query_as("SELECT state FROM advances WHERE id = $1 FOR UPDATE")
-            .bind(change.advance_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((Json(mut advance),)) = stored else {
+        let Some(before) = stored_for_update(&mut tx, change.advance_id).await? else {
             anyhow::bail!("advance {} has no mirror to apply revision {} to", change.advance_id, change.revision);
         };
-        if advance.revision >= change.revision {
+        if before.revision >= change.revision {
             return Ok(false);
         }
+        let mut advance = before.clone();
         advance.apply(change.clone())?;
         let on_conflict = "ON CONFLICT (id) DO UPDATE
                 SET status = EXCLUDED.status, revision = EXCLUDED.revision, state = EXCLUDED.state, updated_at = now(),
@@ -209,6 +211,7 @@ impl Store {
                     written_off = EXCLUDED.written_off";
         write_advance(&mut tx, &advance, on_conflict).await?;
         write_payments(&mut tx, change.advance_id, &change.payments).await?;
+        write_events(&mut tx, Some(&before), &advance).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -359,20 +362,32 @@ impl Store {
 
     /// Stores an alert unless the same one (advance, kind and message) is already stored: a mismatch that
     /// persists is one alert, not one per reconciliation run. Returns whether it is new.
+    /// A new alert is also an `alert.raised` event, written in the same transaction.
     pub async fn insert_alert(&self, alert: &Alert) -> sqlx::Result<bool> {
-        let inserted = sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let inserted: Option<AlertRow> = sqlx::query_as(
             "INSERT INTO alerts (advance_id, kind, message)
              SELECT $1, $2, $3
              WHERE NOT EXISTS (
-                 SELECT 1 FROM alerts WHERE advance_id IS NOT DISTINCT FROM $1 AND kind = $2 AND message = $3)",
+                 SELECT 1 FROM alerts WHERE advance_id IS NOT DISTINCT FROM $1 AND kind = $2 AND message = $3)
+             RETURNING id, advance_id, kind, message, created_at",
         )
         .bind(alert.advance_id)
         .bind(alert.kind.as_str())
         .bind(&alert.message)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(inserted == 1)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = inserted else { return Ok(false) };
+        let view = AlertView {
+            alert_id: row.id,
+            advance_id: row.advance_id,
+            kind: row.kind,
+            message: row.message,
+            created_at: row.created_at,
+        };
+        events::outbox::write(&mut tx, &[event_of(types::ALERT_RAISED, &view)?]).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Alerts newest first.
@@ -384,6 +399,38 @@ impl Store {
         .fetch_all(&self.pool)
         .await
     }
+}
+
+/// The stored state of an advance, locked until the transaction ends (its one writer at a time).
+async fn stored_for_update(tx: &mut sqlx::PgConnection, advance_id: Uuid) -> sqlx::Result<Option<Advance>> {
+    let row: Option<(Json<Advance>,)> = sqlx::query_as("SELECT state FROM advances WHERE id = $1 FOR UPDATE")
+        .bind(advance_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    Ok(row.map(|(Json(advance),)| advance))
+}
+
+/// The events of what happened between the stored state and the new one, in the transaction that stores it.
+async fn write_events(tx: &mut sqlx::PgConnection, before: Option<&Advance>, after: &Advance) -> sqlx::Result<()> {
+    let mut news = Vec::new();
+    for happened in advances_model::happened(before, after) {
+        let kind = types::type_of(happened);
+        let event = match happened {
+            Happened::PaymentPaid(number) | Happened::PaymentFailed(number) => {
+                let payment = PaymentEvent::of(after, number).ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("payment {number} of {} is not in its state", after.terms.advance_id))
+                })?;
+                event_of(kind, &payment)?
+            }
+            _ => event_of(kind, &AdvanceView::from(after))?,
+        };
+        news.push(event);
+    }
+    events::outbox::write(tx, &news).await
+}
+
+fn event_of<T: serde::Serialize>(kind: &'static str, object: &T) -> sqlx::Result<NewEvent> {
+    NewEvent::of(kind, object).map_err(|error| sqlx::Error::Encode(error.into()))
 }
 
 async fn existing_terms(tx: &mut sqlx::PgConnection, advance_id: Uuid) -> sqlx::Result<Option<AdvanceTerms>> {

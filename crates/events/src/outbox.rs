@@ -33,7 +33,7 @@ pub async fn write(conn: &mut PgConnection, events: &[NewEvent]) -> sqlx::Result
     let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
     sqlx::query(
         "INSERT INTO events (id, type, data)
-         SELECT id, type, data::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS e (id, type, data, i)
+         SELECT id, type, data::json FROM unnest($1::uuid[], $2::text[], $3::text[]) WITH ORDINALITY AS e (id, type, data, i)
          ORDER BY i",
     )
     .bind(&ids)

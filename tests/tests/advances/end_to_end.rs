@@ -391,3 +391,41 @@ async fn a_ledger_refusal_raises_an_alert_and_waits_for_an_operator_instead_of_f
     assert_eq!(stack.balance(account).await?, dec("50"));
     stack.stop().await
 }
+
+/// Every step of an advance is an event of the advances-api's feed, written with the mirrored state: the
+/// grant, each payment paid or failed (with where its amount went), and the end; each once, in order.
+#[tokio::test]
+async fn every_step_of_an_advance_is_one_event_in_the_advances_feed() -> anyhow::Result<()> {
+    use advances_contract::events as types;
+    use system_tests::feed::{all_event_ids, FeedReader};
+
+    let stack = Stack::start(&[("ADVANCE_PAYMENT_INTERVAL", "1s")]).await?;
+    let account = stack.account("0").await?;
+    let created = stack.create_advance(account, "120.00", None).await?.advance;
+    // Spend the grant at once: the first payment fails and moves on.
+    stack.ledger.bank(account, "115", Direction::Debit).await?;
+    let mut reader = FeedReader::new(&stack.client, &stack.api_url);
+    let failed = reader.read_until_kind(types::PAYMENT_FAILED, LONG).await?;
+    stack.ledger.bank(account, "500", Direction::Credit).await?;
+    let failed: serde_json::Value = serde_json::from_str(failed.data.get())?;
+    assert_eq!(failed["advance_id"], json!(created.advance_id.to_string()));
+    assert_eq!(failed["payment"]["status"], json!("failed"));
+    assert_eq!(failed["moved_to_payment"]["number"], failed["payment"]["moved_to"], "{failed}");
+
+    let done = stack.wait_for_advance(created.advance_id, LONG, |a| a.status == AdvanceState::COMPLETED).await?;
+    reader.read_until_kind(types::ADVANCE_COMPLETED, LONG).await?;
+    reader.drain().await?;
+    reader.check_order()?;
+    let kinds: Vec<&str> = reader.seen.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&types::ADVANCE_GRANTED), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&types::ADVANCE_COMPLETED), "{kinds:?}");
+    let paid = done.payments.iter().filter(|p| p.status == PaymentStatus::Paid).count();
+    let failures = done.payments.iter().filter(|p| p.status == PaymentStatus::Failed).count();
+    assert_eq!(kinds.iter().filter(|k| **k == types::PAYMENT_PAID).count(), paid, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == types::PAYMENT_FAILED).count(), failures, "{kinds:?}");
+    assert_eq!(reader.ids(), all_event_ids(&stack.advances).await?, "each event once, nothing else");
+    let completed: serde_json::Value = serde_json::from_str(reader.seen.last().map(|e| e.data.get()).unwrap_or("{}"))?;
+    assert_eq!(completed["status"], json!("completed"));
+    assert_eq!(completed["paid_amount"], json!(120));
+    stack.stop().await
+}
