@@ -43,7 +43,7 @@ LEDGER_TOKEN="$(add_client accounts accounts-service schemathesis \
 WORKER_TOKEN="$(add_client accounts accounts-service advances-worker bank:write,accounts:read)"
 API_LEDGER_TOKEN="$(add_client accounts accounts-service advances-api accounts:read)"
 ADVANCES_TOKEN="$(add_client advances advances-api schemathesis \
-    advances:read,advances:write,advances:operate,alerts:read,advances:report)"
+    advances:read,advances:write,advances:operate,alerts:read,advances:report,events:read,webhooks:manage)"
 TEMPORAL_PORT="$(free_port)"; ACCOUNTS_PORT="$(free_port)"; API_PORT="$(free_port)"; METRICS_PORT="$(free_port)"
 "$TEMPORAL" server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --log-level error >"$WORK/temporal.log" 2>&1 &
 PIDS+=($!)
@@ -57,7 +57,7 @@ export DATABASE_URL="$BASE/st_advances_$SUFFIX"
 ACCOUNTS_API_TOKEN="$WORKER_TOKEN" METRICS_ADDR="127.0.0.1:$METRICS_PORT" \
     "$BIN/advances-worker" >"$WORK/worker.log" 2>&1 &
 PIDS+=($!)
-ACCOUNTS_API_TOKEN="$API_LEDGER_TOKEN" LISTEN_ADDR="127.0.0.1:$API_PORT" "$BIN/advances-api" >"$WORK/api.log" 2>&1 &
+ACCOUNTS_API_TOKEN="$API_LEDGER_TOKEN" LISTEN_ADDR="127.0.0.1:$API_PORT" EVENT_MAX_WAIT=1s "$BIN/advances-api" >"$WORK/api.log" 2>&1 &
 PIDS+=($!)
 wait_for "http://127.0.0.1:$ACCOUNTS_PORT/health"
 wait_for "http://127.0.0.1:$METRICS_PORT/health"

@@ -22,6 +22,12 @@ impl FeedReader {
         Self { client: client.clone(), base_url: base_url.to_owned(), cursor: "0".repeat(32), seen: Vec::new() }
     }
 
+    /// Reads from another instance of the same service from now on (the cursor stays good: it is the
+    /// database's, not the instance's).
+    pub fn set_base(&mut self, base_url: &str) {
+        base_url.clone_into(&mut self.base_url);
+    }
+
     /// One page after the cursor (waiting up to `wait_s` for one), remembered; returns the events it held.
     pub async fn page(&mut self, limit: usize, wait_s: u64) -> anyhow::Result<Vec<Event>> {
         let url = format!("{}/api/v1/events?after={}&limit={limit}&wait={wait_s}", self.base_url, self.cursor);

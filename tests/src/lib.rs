@@ -7,6 +7,7 @@
 
 pub mod book;
 pub mod chaos;
+pub mod chaos_events;
 pub mod db;
 pub mod feed;
 pub mod http;

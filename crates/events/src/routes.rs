@@ -51,15 +51,19 @@ pub fn router<S: Clone + Send + Sync + 'static>(events: Events) -> Router<S> {
 pub struct EventsApi;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     /// Resume after this position (`next_cursor` or an event's `position`); absent, from the oldest event kept.
+    #[param(pattern = "^[0-9a-f]{32}$")]
     pub after: Option<String>,
     /// Events per page, 1 to 1000 (100 by default).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Comma-separated event types; absent, every type.
     pub types: Option<String>,
     /// Seconds to wait for an event when there is none yet, 0 to 30 (0 by default).
+    #[param(minimum = 0, maximum = 30)]
     pub wait: Option<u64>,
 }
 
@@ -71,6 +75,7 @@ pub struct FeedQuery {
     params(FeedQuery),
     responses(
         (status = 200, description = "A page of events and the cursor to read on from", body = EventPage),
+        (status = 400, description = "A malformed query (an unknown parameter, a number that is not one)", body = ErrorBody),
         (status = 410, description = "`cursor_expired`: events after the cursor were deleted (EVENT_RETENTION)", body = ErrorBody),
         (status = 422, description = "A malformed cursor, limit, wait or type", body = ErrorBody),
         (status = 429, description = "This client already waits on the feed from as many requests as allowed", body = ErrorBody),
@@ -183,6 +188,7 @@ pub async fn list_webhooks(State(events): State<Events>, caller: Caller) -> ApiR
     params(("webhook_id" = Uuid, Path, description = "The endpoint's id")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "A malformed id", body = ErrorBody),
         (status = 404, description = "This client has no such endpoint", body = ErrorBody),
     )
 )]
@@ -206,6 +212,7 @@ pub async fn delete_webhook(
     request_body = ReplayRequest,
     responses(
         (status = 202, description = "The replay is queued", body = Replay),
+        (status = 400, description = "A malformed id or body", body = ErrorBody),
         (status = 404, description = "This client has no such endpoint", body = ErrorBody),
         (status = 410, description = "`cursor_expired`: events after the cursor were deleted", body = ErrorBody),
         (status = 422, description = "A malformed cursor", body = ErrorBody),

@@ -24,8 +24,17 @@ use money::Amount;
 use rust_decimal::Decimal;
 use sqlx::postgres::PgPoolOptions;
 use system_tests::chaos::{self, pause_unless_stopped, terminate_backends, FaultLog, Target, Workload};
-use system_tests::{binary_path, poll_until, server_url, Lcg, Stack, TestLedger};
+use system_tests::receiver::WebhookReceiver;
+use system_tests::{binary_path, chaos_events, poll_until, server_url, Lcg, Stack, TestLedger};
 use uuid::Uuid;
+
+/// Webhooks to the local receiver, retried quickly: the schedule (about 3 minutes in all) outlasts the receiver's
+/// minute down, so the endpoint is never disabled, and the retries finish within the check's wait.
+const EVENTS_SETTINGS: &[(&str, &str)] = &[
+    ("WEBHOOK_ALLOW_INSECURE", "on"),
+    ("WEBHOOK_INTERVAL", "100ms"),
+    ("WEBHOOK_RETRY_SCHEDULE", "1s,2s,5s,10s,20s,30s,30s,30s,30s,30s"),
+];
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -216,6 +225,7 @@ async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
         }
     }
     let elapsed = started.elapsed();
+    let event_problems = advance_events(&stack, &ids).await?;
     stack.stop().await?;
     let count_applied =
         |what: Servicing| applied.iter().filter(|(servicing, done)| *servicing == what && *done).count();
@@ -225,7 +235,8 @@ async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
         && wrong_totals == 0
         && violations.is_empty()
         && over_cap == 0
-        && over_cap_granted == 0;
+        && over_cap_granted == 0
+        && event_problems.is_empty();
     let mut section = String::new();
     writeln!(section, "## Advances under faults\n")?;
     writeln!(section, "| | |\n|---|---|")?;
@@ -250,8 +261,70 @@ async fn advances_under_faults(seed: u64) -> anyhow::Result<(String, bool)> {
         section,
         "| caps: requests past them not refused (a second open advance; one over the total) / samples of the book over the total cap | {over_cap_granted} / {over_cap} |"
     )?;
+    writeln!(
+        section,
+        "| advances whose events (granted, each payment paid or failed, the end) are not each in the feed exactly once | {} |",
+        event_problems.len()
+    )?;
     writeln!(section, "| verdict | {} |", if valid { "valid" } else { "INVALID" })?;
+    for problem in event_problems.iter().take(10) {
+        writeln!(section, "\n- problem: {problem}")?;
+    }
     Ok((section, valid))
+}
+
+/// Reads the advances' feed to its end and checks each advance's events against its final state: one
+/// `advance.granted`, one `payment.paid` per paid payment and one `payment.failed` per failed one, one event of
+/// its end; returns what does not hold.
+async fn advance_events(stack: &Stack, ids: &[Uuid]) -> anyhow::Result<Vec<String>> {
+    use advances_contract::events as types;
+    use system_tests::feed::{all_event_ids, FeedReader};
+
+    let mut reader = FeedReader::new(&stack.client, &stack.api_url);
+    let written = all_event_ids(&stack.advances).await?.len();
+    let mut problems = Vec::new();
+    if let Err(error) = reader.read_until(written, Duration::from_secs(120)).await {
+        problems.push(format!("the advances' feed: {error:#}"));
+    }
+    if let Err(error) = reader.check_order() {
+        problems.push(format!("the advances' feed: {error:#}"));
+    }
+    // (advance, type, payment) → how many times told.
+    let mut told: std::collections::HashMap<(String, String, String), usize> = Default::default();
+    for event in &reader.seen {
+        let data: serde_json::Value = serde_json::from_str(event.data.get())?;
+        let payment = data["payment"]["payment_id"].as_str().unwrap_or_default().to_owned();
+        let advance = data["advance_id"].as_str().unwrap_or_default().to_owned();
+        *told.entry((advance, event.kind.clone(), payment)).or_default() += 1;
+    }
+    for id in ids {
+        let advance = stack.api.advance(*id).await?;
+        let key = |kind: &str, payment: String| (id.to_string(), kind.to_owned(), payment);
+        let end = match advance.status.status() {
+            Some(AdvanceStatus::Completed) => types::ADVANCE_COMPLETED,
+            Some(AdvanceStatus::WrittenOff) => types::ADVANCE_WRITTEN_OFF,
+            other => {
+                problems.push(format!("advance {id} ended {other:?}"));
+                continue;
+            }
+        };
+        let mut expected = vec![key(types::ADVANCE_GRANTED, String::new()), key(end, String::new())];
+        for payment in &advance.payments {
+            let kind = match payment.status {
+                advances_model::PaymentStatus::Paid => types::PAYMENT_PAID,
+                advances_model::PaymentStatus::Failed => types::PAYMENT_FAILED,
+                _ => continue,
+            };
+            expected.push(key(kind, payment.payment_id.to_string()));
+        }
+        for wanted in expected {
+            match told.get(&wanted).copied().unwrap_or(0) {
+                1 => {}
+                n => problems.push(format!("advance {id}: {} {} told {n} times", wanted.1, wanted.2)),
+            }
+        }
+    }
+    Ok(problems)
 }
 
 #[tokio::main]
@@ -268,9 +341,22 @@ async fn main() -> anyhow::Result<()> {
     };
     let pg_restart = std::env::var("CHAOS_PG_RESTART").ok().filter(|command| !command.is_empty());
     // Two instances of the service on the same database, the clients spread over both, each killed in turn.
-    let ledger = Arc::new(TestLedger::start().await?);
+    let ledger = Arc::new(TestLedger::start_with(EVENTS_SETTINGS).await?);
     let second = Arc::new(ledger.add_instance().await?);
     let target = Target::of_instances(&ledger, &[&second])?;
+    // Beside them: a consumer of the feed, and a webhook receiver that is down for a minute in the middle.
+    let receiver = Arc::new(WebhookReceiver::start().await?);
+    let hook = serde_json::json!({"url": receiver.url, "types": ["transaction.succeeded", "transaction.failed"]});
+    let made = ledger.post("/api/v1/webhooks", &hook, None).await?;
+    anyhow::ensure!(made.status == 201, "the webhook endpoint was not made: {}", made.text);
+    receiver.set_secret(made.json["secret"].as_str().unwrap_or_default()).await?;
+    let following = Arc::new(AtomicBool::new(false));
+    let follower = chaos_events::follow(
+        ledger.client.clone(),
+        vec![ledger.base_url.clone(), second.base_url.clone()],
+        following.clone(),
+    );
+    let outage = chaos_events::outage(Arc::clone(&receiver), Duration::from_secs(10), Duration::from_secs(60));
     let admin = PgPoolOptions::new().max_connections(1).connect(&server_url()).await?;
     let faults = FaultLog::default();
     let schedule = {
@@ -315,6 +401,11 @@ async fn main() -> anyhow::Result<()> {
     };
     let history = chaos::run(&target, &workload, schedule).await?;
     let verdict = chaos::check(&target, &workload, &history).await?;
+    outage.await??;
+    following.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reader = follower.await?;
+    eprintln!("chaos: checking the feed and the webhooks");
+    let events = chaos_events::check(&target.pool, reader, &receiver, Duration::from_secs(300)).await?;
     admin.close().await;
     Arc::try_unwrap(second).map_err(|_| anyhow::anyhow!("the second instance is still shared"))?.stop().await;
     TestLedger::stop_shared(ledger).await?;
@@ -373,6 +464,22 @@ async fn main() -> anyhow::Result<()> {
     for problem in &verdict.problems {
         writeln!(report, "\n- problem: {problem}")?;
     }
+    writeln!(report, "\n| events | |\n|---|---|")?;
+    writeln!(report, "| events read by a consumer following the feed through the faults | {} |", events.events)?;
+    writeln!(
+        report,
+        "| committed transactions, each in the feed exactly once, in position order | {} |",
+        events.transactions
+    )?;
+    writeln!(
+        report,
+        "| webhook deliveries verified by the receiver (standardwebhooks) / transactions among them / refused while down (60 s) | {} / {} / {} |",
+        events.deliveries, events.delivered_transactions, events.refused
+    )?;
+    writeln!(report, "| verdict | {} |", if events.is_valid() { "valid" } else { "INVALID" })?;
+    for problem in &events.problems {
+        writeln!(report, "\n- problem: {problem}")?;
+    }
     writeln!(report, "\nFaults, in order: {}.\n", faults.entries().join("; "))?;
     writeln!(
         report,
@@ -392,6 +499,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(&out, &report)?;
     eprintln!("chaos: report written to {}", out.display());
     anyhow::ensure!(verdict.is_valid() && !control_verdict.is_valid(), "the bank test failed; see the report");
+    anyhow::ensure!(events.is_valid(), "the events beside the bank test failed; see the report");
     anyhow::ensure!(advances_valid, "advances under faults failed; see the report");
     Ok(())
 }

@@ -61,7 +61,7 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, metrics: EventMetrics)
         if taken.len() >= settings.concurrency {
             continue;
         }
-        let due = match store::claim(&pool, PER_ENDPOINT, lease, &taken).await {
+        let due = match store::claim(&pool, PER_ENDPOINT, lease, &taken, None).await {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(error = %error, "taking due webhook deliveries failed; will retry");
@@ -75,7 +75,18 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, metrics: EventMetrics)
             let (pool, client, settings, metrics, busy) =
                 (pool.clone(), client.clone(), settings.clone(), metrics.clone(), busy.clone());
             tokio::spawn(async move {
-                send_batch(&pool, &client, &settings, &metrics, batch).await;
+                // While the endpoint keeps up, its next batch follows at once, not at the next tick.
+                let mut batch = batch;
+                while send_batch(&pool, &client, &settings, &metrics, batch).await {
+                    batch = match store::claim(&pool, PER_ENDPOINT, lease, &[], Some(endpoint)).await {
+                        Ok(next) if !next.is_empty() => next,
+                        Ok(_) => break,
+                        Err(error) => {
+                            tracing::warn!(error = %error, "taking due webhook deliveries failed; will retry");
+                            break;
+                        }
+                    };
+                }
                 if let Ok(mut busy) = busy.lock() {
                     busy.remove(&endpoint);
                 }
@@ -106,49 +117,51 @@ fn by_endpoint(due: Vec<Due>) -> Vec<(Uuid, Vec<Due>)> {
     batches
 }
 
-/// Sends one endpoint's deliveries in order; at the first failure the rest are given back untried.
+/// Sends one endpoint's deliveries in order and records those that arrived in one transaction; at the first
+/// failure the rest are given back untried. True when every one arrived and was recorded.
 async fn send_batch(
     pool: &PgPool,
     client: &reqwest::Client,
     settings: &WebhookSettings,
     metrics: &EventMetrics,
     batch: Vec<Due>,
-) {
-    for (i, due) in batch.iter().enumerate() {
-        let outcome = attempt(client, settings, due).await;
-        let recorded = match outcome {
-            Ok(()) => {
-                metrics.delivered.inc();
-                store::delivered(pool, due).await.map(|()| true)
-            }
+) -> bool {
+    let mut sent = 0;
+    let mut failure = None;
+    for due in &batch {
+        match attempt(client, settings, due).await {
+            Ok(()) => sent += 1,
             Err(error) => {
-                metrics.failures.with_label_values(&[&due.endpoint_id.to_string()]).inc();
-                let retry_in = settings.retry_schedule.get(due.attempts.max(0) as usize).copied();
-                let pause = retry_in.unwrap_or(MAX_PAUSE).min(MAX_PAUSE);
-                tracing::info!(webhook_id = %due.endpoint_id, attempt = due.attempts + 1, ?retry_in, error = %error, "a webhook delivery failed");
-                store::failed(pool, due, &error, retry_in, pause, settings.disable_after()).await.map(|after| {
-                    if after == AfterFailure::Disabled {
-                        tracing::warn!(webhook_id = %due.endpoint_id, "the webhook endpoint was disabled");
-                    }
-                    false
-                })
-            }
-        };
-        match recorded {
-            Ok(true) => continue,
-            Ok(false) => {
-                if let Err(error) = store::release(pool, &batch[i + 1..]).await {
-                    tracing::warn!(error = %error, "giving back untried webhook deliveries failed; their leases will run out");
-                }
-                return;
-            }
-            Err(error) => {
-                // The lease runs out and the delivery is tried again: at least once, never lost.
-                tracing::warn!(error = %error, "recording a webhook delivery failed; it will be tried again");
-                return;
+                failure = Some(error);
+                break;
             }
         }
     }
+    // Recorded after the requests: a crash in between sends them again (at least once, never lost).
+    if let Err(error) = store::delivered(pool, &batch[..sent]).await {
+        tracing::warn!(error = %error, "recording webhook deliveries failed; they will be sent again");
+        return false;
+    }
+    metrics.delivered.inc_by(sent as u64);
+    let Some(error) = failure else { return true };
+    let due = &batch[sent];
+    metrics.failures.with_label_values(&[&due.endpoint_id.to_string()]).inc();
+    let retry_in = settings.retry_schedule.get(due.attempts.max(0) as usize).copied();
+    let pause = retry_in.unwrap_or(MAX_PAUSE).min(MAX_PAUSE);
+    tracing::info!(webhook_id = %due.endpoint_id, attempt = due.attempts + 1, ?retry_in, error = %error, "a webhook delivery failed");
+    match store::failed(pool, due, &error, retry_in, pause, settings.disable_after()).await {
+        Ok(AfterFailure::Disabled) => {
+            tracing::warn!(webhook_id = %due.endpoint_id, "the webhook endpoint was disabled")
+        }
+        Ok(AfterFailure::Retrying) => {}
+        Err(error) => {
+            tracing::warn!(error = %error, "recording a failed webhook delivery failed; its lease will run out")
+        }
+    }
+    if let Err(error) = store::release(pool, &batch[sent + 1..]).await {
+        tracing::warn!(error = %error, "giving back untried webhook deliveries failed; their leases will run out");
+    }
+    false
 }
 
 /// One POST of one event, signed; `Err` says why it did not count as delivered.

@@ -317,6 +317,7 @@ pub async fn claim(
     per_endpoint: i64,
     lease: std::time::Duration,
     busy: &[Uuid],
+    only: Option<Uuid>,
 ) -> sqlx::Result<Vec<Due>> {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     let rows: Vec<DueRow> = sqlx::query_as(
@@ -328,7 +329,8 @@ pub async fn claim(
                    AND (d.leased_until IS NULL OR d.leased_until < now())
                  ORDER BY d.xid, d.seq LIMIT $1
                  FOR UPDATE SKIP LOCKED) d
-             WHERE w.disabled_at IS NULL AND w.paused_until <= now() AND w.id <> ALL($3))
+             WHERE w.disabled_at IS NULL AND w.paused_until <= now() AND w.id <> ALL($3)
+               AND ($4::uuid IS NULL OR w.id = $4))
          UPDATE webhook_deliveries d SET leased_until = now() + make_interval(secs => $2 / 1000.0)
          FROM due JOIN webhook_endpoints w ON w.id = due.endpoint_id
               LEFT JOIN events e ON e.xid = due.xid AND e.seq = due.seq
@@ -338,6 +340,7 @@ pub async fn claim(
     .bind(per_endpoint)
     .bind(lease_ms as f64)
     .bind(busy)
+    .bind(only)
     .fetch_all(pool)
     .await?;
     let mut due: Vec<Due> = rows
@@ -358,17 +361,24 @@ pub async fn claim(
     Ok(due)
 }
 
-/// The delivery arrived: it is done, and its endpoint is healthy.
-pub async fn delivered(pool: &PgPool, due: &Due) -> sqlx::Result<()> {
+/// These deliveries (of one endpoint) arrived: they are done, and the endpoint is healthy. One transaction
+/// for a batch.
+pub async fn delivered(pool: &PgPool, dues: &[Due]) -> sqlx::Result<()> {
+    let Some(first) = dues.first() else { return Ok(()) };
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM webhook_deliveries WHERE endpoint_id = $1 AND xid = $2::text::xid8 AND seq = $3")
-        .bind(due.endpoint_id)
-        .bind(&due.xid)
-        .bind(due.seq)
-        .execute(&mut *tx)
-        .await?;
+    let xids: Vec<&str> = dues.iter().map(|d| d.xid.as_str()).collect();
+    let seqs: Vec<i64> = dues.iter().map(|d| d.seq).collect();
+    sqlx::query(
+        "DELETE FROM webhook_deliveries d USING unnest($2::text[], $3::bigint[]) AS r (xid, seq)
+         WHERE d.endpoint_id = $1 AND d.xid = r.xid::xid8 AND d.seq = r.seq",
+    )
+    .bind(first.endpoint_id)
+    .bind(&xids)
+    .bind(&seqs)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-        .bind(due.endpoint_id)
+        .bind(first.endpoint_id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await

@@ -16,49 +16,19 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{create_accounts, env_or, run_transfers, start_ledger, start_ledger_built, Via};
+use crate::{alternate_builds, create_accounts, env_or, median, rate_rows, start_ledger};
 
 /// Days the seeded rows spread over (all hot).
 const DAYS: i64 = 30;
 /// Requests per measured figure (the median is quoted).
 const SAMPLES: usize = 25;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 /// HTTP transfers at 64 clients against this build and the baseline, alternated; the medians and their ratio.
 async fn throughput(report: &mut String, baseline: &PathBuf) -> anyhow::Result<()> {
     let seconds = env_or("BENCH_SECONDS", 10);
     let rounds = env_or("BENCH_BOOK_ROUNDS", 3).max(1);
-    let mut subjects = Vec::new();
-    for (label, binary) in [("with balances-after (this build)", None), ("without (baseline build)", Some(baseline))] {
-        let ledger = match binary {
-            None => start_ledger().await?,
-            Some(binary) => start_ledger_built(binary.clone(), &[]).await?,
-        };
-        let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
-        let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
-        subjects.push((label, ledger, pool, accounts, Vec::new()));
-    }
-    for round in 0..rounds {
-        for (label, ledger, pool, accounts, rates) in &mut subjects {
-            eprintln!("bench: book throughput, {label}, round {}", round + 1);
-            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
-            let run = run_transfers(
-                Via::Http { keyed: true },
-                64,
-                seconds,
-                Arc::clone(accounts),
-                false,
-                pool.clone(),
-                target,
-            )
-            .await?;
-            rates.push(run.tps());
-        }
-    }
+    let labels = ["with balances-after (this build)", "without (baseline build)"];
+    let subjects = alternate_builds(baseline, labels, rounds, seconds).await?;
     writeln!(report, "## Every account's book: the cost of balances-after to transfers\n")?;
     writeln!(
         report,
@@ -68,17 +38,8 @@ async fn throughput(report: &mut String, baseline: &PathBuf) -> anyhow::Result<(
     )?;
     writeln!(report, "| service | TPS per run | median TPS | vs without |")?;
     writeln!(report, "|---|---|---:|---:|")?;
-    let reference = median(subjects[1].4.clone());
-    for (label, _, _, _, rates) in &subjects {
-        let runs: Vec<String> = rates.iter().map(|tps| format!("{tps:.0}")).collect();
-        let median = median(rates.clone());
-        writeln!(report, "| {label} | {} | {median:.0} | {:.2} |", runs.join(" / "), median / reference)?;
-    }
+    rate_rows(report, &subjects)?;
     writeln!(report)?;
-    for (_, ledger, pool, _, _) in subjects {
-        pool.close().await;
-        ledger.stop().await?;
-    }
     Ok(())
 }
 

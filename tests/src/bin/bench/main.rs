@@ -12,10 +12,12 @@
 //! `BENCH_SKIP_PARTITION_COST=1`, `BENCH_SKIP_ARCHIVE=1`, `BENCH_PARTITION_ROUNDS` (default 5),
 //! `BENCH_SKIP_KEY_LOOKUPS=1`, `BENCH_KEY_ROWS` (default 1800000)), `BENCH_SKIP_ADVANCES=1`,
 //! `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
-//! `10000,100000,1000000`), `BENCH_SKIP_BOOK=1` (statements and `as_of`; see `book.rs` for its sizes).
+//! `10000,100000,1000000`), `BENCH_SKIP_BOOK=1` (statements and `as_of`; see `book.rs` for its sizes),
+//! `BENCH_SKIP_EVENTS=1` (events and webhooks; see `events.rs`).
 
 mod advances;
 mod book;
+mod events;
 mod lone;
 mod reconcile;
 mod report;
@@ -208,6 +210,60 @@ async fn run_transfers(
     };
     let label = if hot { format!("{label}, hot account") } else { label.to_owned() };
     Ok(Run { label, clients, ops: latencies_us.len(), elapsed, latencies_us })
+}
+
+/// The median of some figures.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// HTTP transfers with keys, 64 clients, uniform pairs of 100 000 accounts, against this build and `baseline`
+/// (an older build), each on a fresh database, alternated `rounds` times: the TPS of every run, this build's
+/// first, under `labels`.
+async fn alternate_builds(
+    baseline: &std::path::Path,
+    labels: [&'static str; 2],
+    rounds: u64,
+    seconds: u64,
+) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
+    let mut subjects = Vec::new();
+    for (label, binary) in labels.into_iter().zip([None, Some(baseline)]) {
+        let ledger = match binary {
+            None => start_ledger().await?,
+            Some(binary) => start_ledger_built(binary.to_path_buf(), &[]).await?,
+        };
+        let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+        let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
+        subjects.push((label, ledger, pool, accounts, Vec::new()));
+    }
+    for round in 0..rounds {
+        for (label, ledger, pool, accounts, rates) in &mut subjects {
+            eprintln!("bench: {label}, round {}", round + 1);
+            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
+            let keyed = Via::Http { keyed: true };
+            let run = run_transfers(keyed, 64, seconds, Arc::clone(accounts), false, pool.clone(), target).await?;
+            rates.push(run.tps());
+        }
+    }
+    let mut results = Vec::new();
+    for (label, ledger, pool, _, rates) in subjects {
+        pool.close().await;
+        ledger.stop().await?;
+        results.push((label, rates));
+    }
+    Ok(results)
+}
+
+/// The rows of [`alternate_builds`]' figures: each run, the median, and the ratio to the last subject's median.
+fn rate_rows(report: &mut String, subjects: &[(&str, Vec<f64>)]) -> anyhow::Result<()> {
+    let reference = subjects.last().map_or(f64::NAN, |(_, rates)| median(rates.clone()));
+    for (label, rates) in subjects {
+        let runs: Vec<String> = rates.iter().map(|tps| format!("{tps:.0}")).collect();
+        let median = median(rates.clone());
+        writeln!(report, "| {label} | {} | {median:.0} | {:.2} |", runs.join(" / "), median / reference)?;
+    }
+    Ok(())
 }
 
 async fn create_accounts(pool: &PgPool, count: u64) -> anyhow::Result<Vec<Uuid>> {
@@ -494,6 +550,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::var("BENCH_SKIP_BOOK").is_err() {
         book::book_benchmarks(&mut report).await?;
+    }
+    if std::env::var("BENCH_SKIP_EVENTS").is_err() {
+        events::event_benchmarks(&mut report).await?;
     }
     println!("{report}");
     let out = binary_path("accounts-service")?.with_file_name("bench-report.md");
