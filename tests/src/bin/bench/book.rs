@@ -8,7 +8,7 @@
 //! big account, default 1000000), `BENCH_BOOK_ROUNDS` (throughput rounds, default 3), `BENCH_SKIP_HOLDS=1`.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,7 +24,7 @@ const DAYS: i64 = 30;
 const SAMPLES: usize = 25;
 
 /// HTTP transfers at 64 clients against this build and the baseline, alternated; the medians and their ratio.
-async fn throughput(report: &mut String, baseline: &PathBuf) -> anyhow::Result<()> {
+async fn throughput(report: &mut String, baseline: &Path) -> anyhow::Result<()> {
     let seconds = env_or("BENCH_SECONDS", 10);
     let rounds = env_or("BENCH_BOOK_ROUNDS", 3).max(1);
     let labels = ["with balances-after (this build)", "without (baseline build)"];
