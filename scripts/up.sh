@@ -88,8 +88,9 @@ ensure_client() {
 }
 ensure_client WORKER_LEDGER_TOKEN "$ACCOUNTS_DB" accounts-service advances-worker bank:write,accounts:read
 ensure_client API_LEDGER_TOKEN "$ACCOUNTS_DB" accounts-service advances-api accounts:read
-ensure_client LEDGER_DEMO_TOKEN "$ACCOUNTS_DB" accounts-service demo accounts:read,accounts:write,transfers:write,reports:read
-ensure_client ADVANCES_DEMO_TOKEN "$ADVANCES_DB" advances-api demo advances:read,advances:write,alerts:read
+ensure_client LEDGER_DEMO_TOKEN "$ACCOUNTS_DB" accounts-service demo \
+    accounts:read,accounts:write,transfers:write,reports:read,events:read
+ensure_client ADVANCES_DEMO_TOKEN "$ADVANCES_DB" advances-api demo advances:read,advances:write,alerts:read,events:read
 
 # The product an advance gets unless it names another: the seed's 12 weekly payments, from 10 to 500. Adding
 # the same product again changes nothing.
@@ -119,9 +120,9 @@ The system is up (logs in .data/logs, stop with: make down)
   health / metrics   http://$ACCOUNTS_ADDR/health  http://$ADVANCES_ADDR/health  (and /metrics on each)
   PostgreSQL         $ACCOUNTS_DB   $ADVANCES_DB
 Tokens (also in .data/tokens.env; more clients: target/release/accounts-service client add --name N --scopes …):
-  demo client of the ledger (accounts, transfers, reports; no bank:write):
+  demo client of the ledger (accounts, transfers, reports, events; no bank:write):
     $LEDGER_DEMO_TOKEN
-  demo client of the advances-api (advances:read, advances:write, alerts:read):
+  demo client of the advances-api (advances:read, advances:write, alerts:read, events:read):
     $ADVANCES_DEMO_TOKEN
 Products (target/release/advances-api product list; DATABASE_URL=$ADVANCES_DB):
 $(DATABASE_URL="$ADVANCES_DB" "$BIN/advances-api" product list | sed 's/^/  /')

@@ -391,7 +391,7 @@ impl AdvanceWorkflow {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
         let mut first = 0;
         let answer = self.command("reschedule", |advance| advance.reschedule(&request, at).map(|n| first = n));
-        self.note = answer.as_ref().map(|advance| {
+        self.add_note(answer.as_ref().map(|advance| {
             let first = advance.payments.iter().find(|p| p.number == first);
             let from = first.and_then(|p| p.due_at).map(|due| due.format("%Y-%m-%d %H:%M:%S UTC").to_string());
             format!(
@@ -401,7 +401,7 @@ impl AdvanceWorkflow {
                 from.unwrap_or_default(),
                 reason_suffix(&request.reason)
             )
-        });
+        }));
         answer
     }
 
@@ -416,9 +416,11 @@ impl AdvanceWorkflow {
         let at = ctx.workflow_time().map(DateTime::<Utc>::from).unwrap_or_default();
         let mut number = 0;
         let answer = self.command("prepay", |advance| advance.prepay(&request, at).map(|n| number = n));
-        self.note = answer
-            .as_ref()
-            .map(|_| format!("prepayment {number} of {} due now{}", request.amount, reason_suffix(&request.reason)));
+        self.add_note(
+            answer.as_ref().map(|_| {
+                format!("prepayment {number} of {} due now{}", request.amount, reason_suffix(&request.reason))
+            }),
+        );
         answer
     }
 
@@ -431,8 +433,19 @@ impl AdvanceWorkflow {
     #[update]
     pub fn write_off(&mut self, _ctx: &mut SyncWorkflowContext<Self>, reason: String) -> Option<Advance> {
         let answer = self.command("write_off", |advance| advance.write_off(&reason));
-        self.note = answer.as_ref().map(|advance| format!("wrote off {}: {reason}", advance.written_off));
+        self.add_note(answer.as_ref().map(|advance| format!("wrote off {}: {reason}", advance.written_off)));
         answer
+    }
+
+    /// Adds what a command did to the note the next mirror's summary carries. Two commands can be applied
+    /// before that mirror is scheduled (a busy worker), so each is kept; a refused one adds nothing.
+    fn add_note(&mut self, note: Option<String>) {
+        if let Some(note) = note {
+            self.note = Some(match self.note.take() {
+                Some(earlier) => format!("{earlier}; {note}"),
+                None => note,
+            });
+        }
     }
 }
 

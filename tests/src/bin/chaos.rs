@@ -33,6 +33,8 @@ use uuid::Uuid;
 const EVENTS_SETTINGS: &[(&str, &str)] = &[
     ("WEBHOOK_ALLOW_INSECURE", "on"),
     ("WEBHOOK_INTERVAL", "100ms"),
+    // A lease (17 timeouts) left by a killed instance runs out within 34 s.
+    ("WEBHOOK_TIMEOUT", "2s"),
     ("WEBHOOK_RETRY_SCHEDULE", "1s,2s,5s,10s,20s,30s,30s,30s,30s,30s"),
 ];
 

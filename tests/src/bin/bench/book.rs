@@ -36,8 +36,6 @@ async fn throughput(report: &mut String, baseline: &Path) -> anyhow::Result<()> 
          {rounds} runs each, alternated, each build on a fresh database. Baseline: `{}`.\n",
         baseline.display()
     )?;
-    writeln!(report, "| service | TPS per run | median TPS | vs without |")?;
-    writeln!(report, "|---|---|---:|---:|")?;
     rate_rows(report, &subjects)?;
     writeln!(report)?;
     Ok(())

@@ -219,49 +219,69 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// HTTP transfers with keys, 64 clients, uniform pairs of 100 000 accounts, against this build and `baseline`
-/// (an older build), each on a fresh database, alternated `rounds` times: the TPS of every run, this build's
-/// first, under `labels`.
+/// (an older build), alternated `rounds` times (A B, B A, …): the TPS of every run, this build's first, under
+/// `labels`. Each
+/// run starts its service on a fresh database and after a `CHECKPOINT`, and stops it afterwards: no run pays for
+/// another's bloat, its WAL, or a background task of a service that is not being measured.
 async fn alternate_builds(
     baseline: &std::path::Path,
     labels: [&'static str; 2],
     rounds: u64,
     seconds: u64,
-) -> anyhow::Result<Vec<(&'static str, Vec<f64>)>> {
-    let mut subjects = Vec::new();
-    for (label, binary) in labels.into_iter().zip([None, Some(baseline)]) {
-        let ledger = match binary {
-            None => start_ledger().await?,
-            Some(binary) => start_ledger_built(binary.to_path_buf(), &[]).await?,
-        };
-        let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
-        let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
-        subjects.push((label, ledger, pool, accounts, Vec::new()));
-    }
+) -> anyhow::Result<Vec<BuildRuns>> {
+    let mut results: Vec<BuildRuns> =
+        labels.iter().map(|label| BuildRuns { label, tps: Vec::new(), wal_per_transfer: Vec::new() }).collect();
+    let admin = PgPoolOptions::new().max_connections(1).connect(&system_tests::server_url()).await?;
     for round in 0..rounds {
-        for (label, ledger, pool, accounts, rates) in &mut subjects {
-            eprintln!("bench: {label}, round {}", round + 1);
+        // A B, then B A: whichever goes first in a round, each build goes first as often.
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for n in order {
+            let binary = [None, Some(baseline)][n];
+            eprintln!("bench: {}, round {}", labels[n], round + 1);
+            let ledger = match binary {
+                None => start_ledger().await?,
+                Some(binary) => start_ledger_built(binary.to_path_buf(), &[]).await?,
+            };
+            let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
+            let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
+            sqlx::query("CHECKPOINT").execute(&admin).await?;
+            let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text").fetch_one(&admin).await?;
             let target = (vec![ledger.base_url.clone()], ledger.client.clone());
             let keyed = Via::Http { keyed: true };
-            let run = run_transfers(keyed, 64, seconds, Arc::clone(accounts), false, pool.clone(), target).await?;
-            rates.push(run.tps());
+            let run = run_transfers(keyed, 64, seconds, accounts, false, pool.clone(), target).await?;
+            let (wal,): (f64,) = sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
+                .bind(&lsn)
+                .fetch_one(&admin)
+                .await?;
+            results[n].tps.push(run.tps());
+            results[n].wal_per_transfer.push(wal / run.ops.max(1) as f64);
+            pool.close().await;
+            ledger.stop().await?;
         }
     }
-    let mut results = Vec::new();
-    for (label, ledger, pool, _, rates) in subjects {
-        pool.close().await;
-        ledger.stop().await?;
-        results.push((label, rates));
-    }
+    admin.close().await;
     Ok(results)
 }
 
-/// The rows of [`alternate_builds`]' figures: each run, the median, and the ratio to the last subject's median.
-fn rate_rows(report: &mut String, subjects: &[(&str, Vec<f64>)]) -> anyhow::Result<()> {
-    let reference = subjects.last().map_or(f64::NAN, |(_, rates)| median(rates.clone()));
-    for (label, rates) in subjects {
-        let runs: Vec<String> = rates.iter().map(|tps| format!("{tps:.0}")).collect();
-        let median = median(rates.clone());
-        writeln!(report, "| {label} | {} | {median:.0} | {:.2} |", runs.join(" / "), median / reference)?;
+/// One build's runs in [`alternate_builds`].
+struct BuildRuns {
+    label: &'static str,
+    tps: Vec<f64>,
+    /// WAL bytes the server wrote during the run, per transfer (the whole server's: nothing else runs).
+    wal_per_transfer: Vec<f64>,
+}
+
+/// The rows of [`alternate_builds`]' figures (header included): each run, the median, the ratio to the last
+/// subject's median, and the WAL each transfer cost.
+fn rate_rows(report: &mut String, subjects: &[BuildRuns]) -> anyhow::Result<()> {
+    writeln!(report, "| service | TPS per run | median TPS | vs the last | median WAL bytes per transfer |")?;
+    writeln!(report, "|---|---|---:|---:|---:|")?;
+    let reference = subjects.last().map_or(f64::NAN, |runs| median(runs.tps.clone()));
+    for runs in subjects {
+        let each: Vec<String> = runs.tps.iter().map(|tps| format!("{tps:.0}")).collect();
+        let tps = median(runs.tps.clone());
+        let wal = median(runs.wal_per_transfer.clone());
+        writeln!(report, "| {} | {} | {tps:.0} | {:.2} | {wal:.0} |", runs.label, each.join(" / "), tps / reference)?;
     }
     Ok(())
 }
