@@ -27,6 +27,8 @@ pub struct Settings {
     pub db_report_pool_size: u32,
     /// Connections of the pool that reads every account's book: statements and `as_of` (`DB_BOOK_POOL_SIZE`).
     pub db_book_pool_size: u32,
+    /// Connections of the event feed's and the webhooks' pool, on the primary (`DB_EVENTS_POOL_SIZE`).
+    pub db_events_pool_size: u32,
     pub db_acquire_timeout: Duration,
     pub db_statement_timeout: Duration,
     pub request_timeout: Duration,
@@ -96,6 +98,7 @@ impl FromEnv for Settings {
             db_pool_size: env.number("DB_POOL_SIZE", "16")?,
             db_report_pool_size: env.number("DB_REPORT_POOL_SIZE", "4")?,
             db_book_pool_size: env.number("DB_BOOK_POOL_SIZE", "4")?,
+            db_events_pool_size: env.number("DB_EVENTS_POOL_SIZE", "4")?,
             db_acquire_timeout: env.duration("DB_ACQUIRE_TIMEOUT", "5s")?,
             db_statement_timeout: env.duration("DB_STATEMENT_TIMEOUT", "30s")?,
             request_timeout: env.duration("REQUEST_TIMEOUT", "30s")?,
@@ -121,6 +124,9 @@ impl FromEnv for Settings {
         }
         if !(1..=1000).contains(&settings.db_book_pool_size) {
             bail!("DB_BOOK_POOL_SIZE must be between 1 and 1000");
+        }
+        if !(1..=1000).contains(&settings.db_events_pool_size) {
+            bail!("DB_EVENTS_POOL_SIZE must be between 1 and 1000");
         }
         if !(1..=1000).contains(&settings.db_report_pool_size) {
             bail!("DB_REPORT_POOL_SIZE must be between 1 and 1000");

@@ -79,6 +79,7 @@ impl AppState {
         pool: PgPool,
         report_pool: PgPool,
         book_pool: PgPool,
+        events_pool: PgPool,
         snapshot_writer: Option<PgPool>,
         settings: Settings,
     ) -> anyhow::Result<Self> {
@@ -87,7 +88,7 @@ impl AppState {
         let metrics = Arc::new(metrics::Metrics::new()?);
         let archive = settings.archive_url.as_deref().map(archive::Archive::open).transpose()?;
         let events = events::Events::new(
-            pool.clone(),
+            events_pool,
             settings.events.clone(),
             &ledger_contract::events::ALL,
             metrics.events.clone(),
@@ -180,9 +181,16 @@ pub async fn run(
     db::MIGRATOR.run(&pool).await?;
     let report_pool = db::connect_reports(&settings).await?;
     let book_pool = db::connect_book(&settings).await?;
+    let events_pool = db::connect_events(&settings).await?;
     let snapshot_writer = db::connect_snapshot_writer(&settings).await?;
-    let state =
-        AppState::new(pool.clone(), report_pool.clone(), book_pool.clone(), snapshot_writer.clone(), settings.clone())?;
+    let state = AppState::new(
+        pool.clone(),
+        report_pool.clone(),
+        book_pool.clone(),
+        events_pool.clone(),
+        snapshot_writer.clone(),
+        settings.clone(),
+    )?;
     match db::partitions::create_ahead(&pool).await {
         Ok(created) => tracing::info!(created, "daily partitions of transactions are ready"),
         Err(error) => tracing::warn!(error = %error, "creating daily partitions failed; will retry"),
@@ -200,6 +208,7 @@ pub async fn run(
     pool.close().await;
     report_pool.close().await;
     book_pool.close().await;
+    events_pool.close().await;
     if let Some(writer) = snapshot_writer {
         writer.close().await;
     }

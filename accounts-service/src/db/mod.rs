@@ -108,6 +108,8 @@ pub const APPLICATION: &str = "accounts-service";
 pub const REPORTS_APPLICATION: &str = "accounts-service-reports";
 /// The `application_name` of the pool that reads every account's book (statements and `as_of`).
 pub const BOOK_APPLICATION: &str = "accounts-service-book";
+/// The `application_name` of the event feed's and the webhooks' connections.
+pub const EVENTS_APPLICATION: &str = "accounts-service-events";
 
 /// Opens the pool that moves money: bounded, with a per-statement timeout, so no query holds a connection
 /// forever.
@@ -128,6 +130,13 @@ pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
 /// once per connection and prunes the partitions when it runs (`plan_cache_mode = force_generic_plan`).
 pub async fn connect_book(settings: &Settings) -> anyhow::Result<PgPool> {
     open_pool(report_url(settings), settings, settings.db_book_pool_size, BOOK_APPLICATION, Plans::Generic).await
+}
+
+/// Opens the event feed's and the webhooks' own pool (`DB_EVENTS_POOL_SIZE`), on the primary: the feed's rule
+/// reads the primary's snapshots, and deliveries are written there. However many consumers read, they never take
+/// a connection a transfer needs.
+pub async fn connect_events(settings: &Settings) -> anyhow::Result<PgPool> {
+    open_pool(&settings.database_url, settings, settings.db_events_pool_size, EVENTS_APPLICATION, Plans::Chosen).await
 }
 
 /// Whether a pool lets PostgreSQL choose between custom and generic plans of its prepared statements, or always
