@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use super::holds::{self, EndedHold, NewHold};
 use super::idempotency::{self, Claim, ClientKey, KeyLock, StoredResponse};
-use super::ledger::{event_of, to_json, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
+use super::ledger::{event_of, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
 use super::{DbError, DbResult};
 use crate::domain::transfer::{Balances, Decision, Funds, HoldState, Movement};
 
@@ -152,7 +152,14 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
 
     let mut transactions = write_rows(&mut tx, &work.rows, &balances).await?;
     let mut holds = holds::write(&mut tx, &work.placed, &work.ended).await?;
-    events::outbox::write(&mut tx, &work.events(&transactions, &holds)?).await?;
+    let (mut news, event_of_object) = work.events(&transactions, &holds)?;
+    events::outbox::write(&mut tx, &news).await?;
+    // An answer is its object's view, which its event already holds, serialized the same way: taken, not
+    // serialized again.
+    let mut view = |id: Uuid| -> DbResult<String> {
+        let n = *event_of_object.get(&id).ok_or_else(|| DbError::Inconsistent(format!("{id} has no event")))?;
+        Ok(std::mem::take(&mut news[n].data))
+    };
     let mut stored: Vec<(ClientKey<'_>, StoredResponse)> = Vec::new();
     for (i, answer) in work.answers {
         let missing =
@@ -160,13 +167,13 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
         let (body, outcome) = match answer {
             Answer::Transaction(id) => {
                 let transaction = transactions.remove(&id).ok_or_else(|| missing("transaction", id))?;
-                (to_json(&transaction)?, Outcome::from(transaction.status))
+                (view(id)?, Outcome::from(transaction.status))
             }
             Answer::Hold(id) => {
                 let hold = holds.remove(&id).ok_or_else(|| missing("hold", id))?;
                 let outcome =
                     if hold.status == HoldStatus::Fail { Outcome::InsufficientFunds } else { Outcome::Success };
-                (to_json(&hold)?, outcome)
+                (view(id)?, outcome)
             }
         };
         let response = StoredResponse { status_code: requests[i].reply_status, body };
@@ -242,23 +249,27 @@ impl<'a> Work<'a> {
         Ok(true)
     }
 
-    /// The group's events, in the order of its writes: every transaction row, then every hold placed or ended.
+    /// The group's events, in the order of its writes: every transaction row, then every hold placed or ended;
+    /// and which event carries each object (a transaction's or a hold's id).
     fn events(
         &self,
         transactions: &HashMap<Uuid, Transaction>,
         holds: &HashMap<Uuid, Hold>,
-    ) -> DbResult<Vec<NewEvent>> {
+    ) -> DbResult<(Vec<NewEvent>, HashMap<Uuid, usize>)> {
         let missing = |what: &str, id: Uuid| DbError::Inconsistent(format!("{what} {id} was written without its view"));
         let mut news = Vec::with_capacity(self.rows.len() + self.placed.len() + self.ended.len());
+        let mut of_object = HashMap::with_capacity(news.capacity());
         for row in &self.rows {
             let transaction = transactions.get(&row.id).ok_or_else(|| missing("transaction", row.id))?;
+            of_object.insert(row.id, news.len());
             news.push(event_of(types::of_transaction(transaction.status), transaction)?);
         }
         for id in self.placed.iter().map(|h| h.id).chain(self.ended.iter().map(|h| h.id)) {
             let hold = holds.get(&id).ok_or_else(|| missing("hold", id))?;
+            of_object.insert(id, news.len());
             news.push(event_of(types::of_hold(hold.status), hold)?);
         }
-        Ok(news)
+        Ok((news, of_object))
     }
 }
 
