@@ -97,14 +97,16 @@ pub async fn read(pool: &PgPool, after: Position, limit: usize, types: Option<&[
     Ok(page)
 }
 
+/// The newest event a read would return now, as a query of `(xid, seq)`: at most one row, none with no events.
+/// The feed's head, where a new endpoint starts, and where an idle fan-out jumps to.
+pub(crate) const NEWEST_VISIBLE: &str =
+    "SELECT xid, seq FROM events WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
+     ORDER BY xid DESC, seq DESC LIMIT 1";
+
 /// The position of the newest event a read would return now (`None` with none).
 pub async fn head(pool: &PgPool) -> sqlx::Result<Option<Position>> {
-    let row: Option<(String, i64)> = sqlx::query_as(
-        "SELECT xid::text, seq FROM events WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
-         ORDER BY xid DESC, seq DESC LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?;
+    let row: Option<(String, i64)> =
+        sqlx::query_as(&format!("SELECT xid::text, seq FROM ({NEWEST_VISIBLE}) h")).fetch_optional(pool).await?;
     row.map(|(xid, seq)| position(&xid, seq)).transpose()
 }
 
@@ -161,6 +163,7 @@ pub async fn prune(pool: &PgPool, retention: Duration, group: i64, groups: usize
     Ok(deleted)
 }
 
-fn position(xid: &str, seq: i64) -> sqlx::Result<Position> {
+/// A position read from the database (`xid8` as text, `bigint`).
+pub(crate) fn position(xid: &str, seq: i64) -> sqlx::Result<Position> {
     Position::from_columns(xid, seq).map_err(|error| sqlx::Error::Decode(error.into()))
 }

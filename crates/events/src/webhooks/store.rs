@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use crate::feed::{position, NEWEST_VISIBLE};
 use crate::outbox::{self, NewEvent};
 use crate::position::Position;
 use crate::wire::Webhook;
@@ -78,13 +79,10 @@ pub async fn create(pool: &PgPool, new: &NewEndpoint<'_>, most: usize) -> Result
     sqlx::query("SELECT FROM webhook_fanout FOR UPDATE").execute(&mut *tx).await?;
     // It starts after the newest event visible now: every later one is queued by a fan-out that runs after this
     // commits, and so sees the endpoint; no earlier one is.
-    let (xid, seq): (String, i64) = sqlx::query_as(
-        "SELECT xid::text, seq FROM (
-             (SELECT xid, seq FROM events WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY xid DESC, seq DESC LIMIT 1)
-             UNION ALL (SELECT xid, seq FROM webhook_fanout)) p
-         ORDER BY xid DESC, seq DESC LIMIT 1",
-    )
+    let (xid, seq): (String, i64) = sqlx::query_as(&format!(
+        "SELECT xid::text, seq FROM (({NEWEST_VISIBLE}) UNION ALL (SELECT xid, seq FROM webhook_fanout)) p
+         ORDER BY xid DESC, seq DESC LIMIT 1"
+    ))
     .fetch_one(&mut *tx)
     .await?;
     let owned: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_endpoints WHERE client = $1")
@@ -152,11 +150,10 @@ pub async fn replay(pool: &PgPool, client: &str, id: Uuid, after: Position) -> R
     let mut tx = pool.begin().await?;
     let (xid, seq): (String, i64) =
         sqlx::query_as("SELECT xid::text, seq FROM webhook_fanout FOR UPDATE").fetch_one(&mut *tx).await?;
-    let through = Position::from_columns(&xid, seq).map_err(|error| sqlx::Error::Decode(error.into()))?;
+    let through = position(&xid, seq)?;
     let (horizon_xid, horizon_seq): (String, i64) =
         sqlx::query_as("SELECT xid::text, seq FROM event_horizon").fetch_one(&mut *tx).await?;
-    let horizon =
-        Position::from_columns(&horizon_xid, horizon_seq).map_err(|error| sqlx::Error::Decode(error.into()))?;
+    let horizon = position(&horizon_xid, horizon_seq)?;
     if after < horizon {
         return Err(ReplayError::Expired(horizon));
     }
@@ -210,12 +207,10 @@ pub async fn fan_out(pool: &PgPool, batch: i64) -> sqlx::Result<Option<u64>> {
     .fetch_one(&mut *tx)
     .await?;
     if idle {
-        sqlx::query(
-            "UPDATE webhook_fanout f SET xid = h.xid, seq = h.seq
-             FROM (SELECT xid, seq FROM events WHERE xid < pg_snapshot_xmin(pg_current_snapshot())
-                   ORDER BY xid DESC, seq DESC LIMIT 1) h
-             WHERE (h.xid, h.seq) > (f.xid, f.seq)",
-        )
+        sqlx::query(&format!(
+            "UPDATE webhook_fanout f SET xid = h.xid, seq = h.seq FROM ({NEWEST_VISIBLE}) h
+             WHERE (h.xid, h.seq) > (f.xid, f.seq)"
+        ))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
