@@ -78,11 +78,12 @@ const DAY_SECONDS: u64 = 24 * 3600;
 
 impl Settings {
     /// The fewest `HOT_RETENTION_DAYS` allowed: a row stays hot while its key may be replayed or looked up
-    /// (`IDEMPOTENCY_KEY_TTL`, in whole days) and while reports may show it, plus one day for the partition it
-    /// shares with younger rows.
+    /// (`IDEMPOTENCY_KEY_TTL`, in whole days), while reports may show it and while its event is kept
+    /// (`EVENT_RETENTION`: the event's data is rendered from the row), plus one day for the partition it shares
+    /// with younger rows.
     pub fn least_hot_days(&self) -> u32 {
-        let key_days = self.idempotency_key_ttl.as_secs().div_ceil(DAY_SECONDS) as u32;
-        key_days.max(REPORT_WINDOW_DAYS as u32) + 1
+        let days = |ttl: Duration| u32::try_from(ttl.as_secs().div_ceil(DAY_SECONDS)).unwrap_or(u32::MAX);
+        days(self.idempotency_key_ttl).max(days(self.events.retention)).max(REPORT_WINDOW_DAYS as u32).saturating_add(1)
     }
 }
 
@@ -159,8 +160,10 @@ impl FromEnv for Settings {
         if settings.hot_retention_days < least || settings.hot_retention_days > 36_500 {
             bail!(
                 "HOT_RETENTION_DAYS must be between {least} and 36500: a transaction must stay in PostgreSQL as \
-                 long as its Idempotency-Key ({}d) and the report window ({REPORT_WINDOW_DAYS}d), plus the day it is in",
-                settings.idempotency_key_ttl.as_secs().div_ceil(DAY_SECONDS)
+                 long as its Idempotency-Key ({}d), its event (EVENT_RETENTION, {}d) and the report window \
+                 ({REPORT_WINDOW_DAYS}d), plus the day it is in",
+                settings.idempotency_key_ttl.as_secs().div_ceil(DAY_SECONDS),
+                settings.events.retention.as_secs().div_ceil(DAY_SECONDS)
             );
         }
         Ok(settings)
@@ -216,14 +219,26 @@ mod tests {
     }
 
     #[test]
-    fn hot_retention_covers_the_keys_and_the_report_window() {
+    fn hot_retention_covers_the_keys_the_events_and_the_report_window() {
         let defaults = Settings::from_lookup(with("NOTHING", "")).expect("defaults are valid");
         assert_eq!((defaults.hot_retention_days, defaults.archive_url.as_deref()), (90, None));
-        assert_eq!(defaults.least_hot_days(), 9, "8 days of keys, plus the day itself");
-        assert!(Settings::from_lookup(with("HOT_RETENTION_DAYS", "9")).is_ok());
-        let refused = Settings::from_lookup(with("HOT_RETENTION_DAYS", "8")).err().map(|e| e.to_string());
+        assert_eq!(defaults.least_hot_days(), 31, "30 days of events, plus the day itself");
+        let short_events =
+            |days: &str| vars(&[("DATABASE_URL", "x"), ("EVENT_RETENTION", "7d"), ("HOT_RETENTION_DAYS", days)]);
+        assert!(Settings::from_lookup(short_events("9")).is_ok(), "8 days of keys, plus the day itself");
+        let refused = Settings::from_lookup(short_events("8")).err().map(|e| e.to_string());
         assert!(refused.is_some_and(|message| message.contains("Idempotency-Key")));
-        let longer_keys = vars(&[("DATABASE_URL", "x"), ("IDEMPOTENCY_KEY_TTL", "30d"), ("HOT_RETENTION_DAYS", "20")]);
+        let refused = Settings::from_lookup(with("HOT_RETENTION_DAYS", "30")).err().map(|e| e.to_string());
+        assert!(
+            refused.is_some_and(|message| message.contains("EVENT_RETENTION, 30d")),
+            "events kept 30 days need 31 hot days"
+        );
+        let longer_keys = vars(&[
+            ("DATABASE_URL", "x"),
+            ("IDEMPOTENCY_KEY_TTL", "30d"),
+            ("EVENT_RETENTION", "7d"),
+            ("HOT_RETENTION_DAYS", "30"),
+        ]);
         assert!(Settings::from_lookup(longer_keys).is_err(), "keys kept 30 days need 31 hot days");
         assert!(Settings::from_lookup(with("ARCHIVE_STOP_AFTER", "halfway")).is_err());
     }

@@ -91,6 +91,7 @@ impl AppState {
             events_pool,
             settings.events.clone(),
             &ledger_contract::events::ALL,
+            Arc::new(db::ledger::TransactionSubjects),
             metrics.events.clone(),
             settings.request_timeout,
         );

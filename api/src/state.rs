@@ -52,6 +52,7 @@ impl ApiState {
             store.pool().clone(),
             settings.events.clone(),
             &advances_contract::events::ALL,
+            Arc::new(events::subjects::Inline),
             events::EventMetrics::register(&registry)?,
             settings.request_timeout,
         );

@@ -99,6 +99,43 @@ async fn a_long_polling_reader_sees_every_event_of_two_busy_instances_once_and_i
     app.stop().await
 }
 
+/// A transaction row never changes, so its event stores only the row's id and time, and `data` is rendered from
+/// the row when read: byte for byte the request's own answer, for a success and a failure alike. A hold changes
+/// after its event, so its event keeps its data.
+#[tokio::test]
+async fn a_transactions_event_refers_to_its_row_and_shows_the_answer_byte_for_byte() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let (a, b) = (app.funded_account("5").await?, app.open_account().await?);
+    let moved = app.post("/api/v1/transaction", &serde_json::to_value(transfer(a, b, "1.50")?)?, None).await?;
+    let refused = app.post("/api/v1/transaction", &serde_json::to_value(transfer(a, b, "9")?)?, None).await?;
+    assert_eq!((moved.status, refused.status), (201, 201), "{} / {}", moved.text, refused.text);
+    app.api.place_hold(&ledger_contract::HoldRequest::new(a, Amount::parse("1")?, None, "card"), None).await?;
+    let mut reader = FeedReader::new(&app.client, &app.base_url);
+    reader.read_until_kind(types::HOLD_PLACED, Duration::from_secs(30)).await?;
+
+    for (answer, kind) in [(&moved, types::TRANSACTION_SUCCEEDED), (&refused, types::TRANSACTION_FAILED)] {
+        let id: Uuid = answer.json["transaction_id"].as_str().unwrap_or_default().parse()?;
+        let event = reader.seen.iter().find(|e| e.data.get().contains(&id.to_string()) && e.kind == kind);
+        assert_eq!(event.map(|e| e.data.get()), Some(answer.text.as_str()), "the feed shows the answer's bytes");
+        let stored: (bool, String) = sqlx::query_as("SELECT data IS NULL, type FROM events WHERE subject = $1")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await?;
+        assert_eq!(stored, (true, kind.to_owned()), "the event stores a reference to the row, not the view");
+    }
+    let with_data: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE type LIKE 'transaction.%' AND data IS NOT NULL")
+            .fetch_one(&app.pool)
+            .await?;
+    assert_eq!(with_data, 0, "no transaction's event stores its view");
+    let hold: (bool, Option<Uuid>) =
+        sqlx::query_as("SELECT data IS NULL, subject FROM events WHERE type = 'hold.placed'")
+            .fetch_one(&app.pool)
+            .await?;
+    assert_eq!(hold, (false, None), "a hold's event keeps its data");
+    app.stop().await
+}
+
 #[tokio::test]
 async fn cursors_limits_types_and_waits_are_checked_and_a_filter_skips_only_other_types() -> anyhow::Result<()> {
     let app = TestLedger::start().await?;

@@ -70,7 +70,7 @@ async fn deliveries_verify_with_the_standard_webhooks_package_and_a_retry_keeps_
     receiver.set_secret(&secret).await?;
     // The transfers' events (the credit's may be delivered too: it committed before the endpoint was made, but
     // if it was not yet visible to a reader then, the endpoint starts before it).
-    let expected: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM events WHERE data->>'transaction_id' = ANY($1)")
+    let expected: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM events WHERE subject::text = ANY($1)")
         .bind(&transfers)
         .fetch_all(&app.pool)
         .await?;

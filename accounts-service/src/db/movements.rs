@@ -29,7 +29,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use events::NewEvent;
+use events::outbox::Body;
+use events::{NewEvent, Subject};
 use ledger_contract::{events as types, Direction, Hold, HoldStatus, Transaction, TransactionKind, TransactionStatus};
 use money::Amount;
 use rust_decimal::Decimal;
@@ -39,7 +40,7 @@ use uuid::Uuid;
 
 use super::holds::{self, EndedHold, NewHold};
 use super::idempotency::{self, Claim, ClientKey, KeyLock, StoredResponse};
-use super::ledger::{event_of, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
+use super::ledger::{event_of, to_json, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
 use super::{DbError, DbResult};
 use crate::domain::transfer::{Balances, Decision, Funds, HoldState, Movement};
 
@@ -152,13 +153,16 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
 
     let mut transactions = write_rows(&mut tx, &work.rows, &balances).await?;
     let mut holds = holds::write(&mut tx, &work.placed, &work.ended).await?;
-    let (mut news, event_of_object) = work.events(&transactions, &holds)?;
+    let (mut news, event_of_hold) = work.events(&transactions, &holds)?;
     events::outbox::write(&mut tx, &news).await?;
-    // An answer is its object's view, which its event already holds, serialized the same way: taken, not
-    // serialized again.
-    let mut view = |id: Uuid| -> DbResult<String> {
-        let n = *event_of_object.get(&id).ok_or_else(|| DbError::Inconsistent(format!("{id} has no event")))?;
-        Ok(std::mem::take(&mut news[n].data))
+    // A hold's answer is its view, which its event already holds, serialized the same way: taken, not
+    // serialized again. (A transaction's event holds a reference to its row, not its view.)
+    let mut hold_view = |id: Uuid| -> DbResult<String> {
+        let n = *event_of_hold.get(&id).ok_or_else(|| DbError::Inconsistent(format!("hold {id} has no event")))?;
+        match std::mem::replace(&mut news[n].body, Body::Data(String::new())) {
+            Body::Data(view) => Ok(view),
+            Body::Subject(_) => Err(DbError::Inconsistent(format!("the event of hold {id} holds no view"))),
+        }
     };
     let mut stored: Vec<(ClientKey<'_>, StoredResponse)> = Vec::new();
     for (i, answer) in work.answers {
@@ -167,13 +171,13 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
         let (body, outcome) = match answer {
             Answer::Transaction(id) => {
                 let transaction = transactions.remove(&id).ok_or_else(|| missing("transaction", id))?;
-                (view(id)?, Outcome::from(transaction.status))
+                (to_json(&transaction)?, Outcome::from(transaction.status))
             }
             Answer::Hold(id) => {
                 let hold = holds.remove(&id).ok_or_else(|| missing("hold", id))?;
                 let outcome =
                     if hold.status == HoldStatus::Fail { Outcome::InsufficientFunds } else { Outcome::Success };
-                (view(id)?, outcome)
+                (hold_view(id)?, outcome)
             }
         };
         let response = StoredResponse { status_code: requests[i].reply_status, body };
@@ -249,8 +253,8 @@ impl<'a> Work<'a> {
         Ok(true)
     }
 
-    /// The group's events, in the order of its writes: every transaction row, then every hold placed or ended;
-    /// and which event carries each object (a transaction's or a hold's id).
+    /// The group's events, in the order of its writes: every transaction row (a reference to it: a row never
+    /// changes), then every hold placed or ended (its view); and which event carries each hold.
     fn events(
         &self,
         transactions: &HashMap<Uuid, Transaction>,
@@ -258,18 +262,18 @@ impl<'a> Work<'a> {
     ) -> DbResult<(Vec<NewEvent>, HashMap<Uuid, usize>)> {
         let missing = |what: &str, id: Uuid| DbError::Inconsistent(format!("{what} {id} was written without its view"));
         let mut news = Vec::with_capacity(self.rows.len() + self.placed.len() + self.ended.len());
-        let mut of_object = HashMap::with_capacity(news.capacity());
+        let mut of_hold = HashMap::with_capacity(self.placed.len() + self.ended.len());
         for row in &self.rows {
             let transaction = transactions.get(&row.id).ok_or_else(|| missing("transaction", row.id))?;
-            of_object.insert(row.id, news.len());
-            news.push(event_of(types::of_transaction(transaction.status), transaction)?);
+            let subject = Subject { id: row.id, at: transaction.transaction_timestamp };
+            news.push(NewEvent::about(types::of_transaction(transaction.status), subject));
         }
         for id in self.placed.iter().map(|h| h.id).chain(self.ended.iter().map(|h| h.id)) {
             let hold = holds.get(&id).ok_or_else(|| missing("hold", id))?;
-            of_object.insert(id, news.len());
+            of_hold.insert(id, news.len());
             news.push(event_of(types::of_hold(hold.status), hold)?);
         }
-        Ok((news, of_object))
+        Ok((news, of_hold))
     }
 }
 

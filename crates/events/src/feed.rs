@@ -21,6 +21,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::position::Position;
+use crate::subjects::{self, Subject, Subjects};
 use crate::wire::Event;
 
 /// The most events a page returns.
@@ -45,21 +46,42 @@ pub struct Page {
     pub next: Position,
 }
 
-type Row =
-    (String, i64, Option<String>, Option<i64>, Option<Uuid>, Option<String>, Option<DateTime<Utc>>, Option<String>);
+/// A row of [`read`]: the horizon, then an event's position, id, type, time, whether the filter takes it, and its
+/// body (its data, or the object it refers to).
+type Row = (
+    String,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<Uuid>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<bool>,
+    Option<String>,
+    Option<Uuid>,
+    Option<DateTime<Utc>>,
+);
 
-/// Reads up to `limit` events after `after` (of `types` only, when given), in position order, as of now.
-pub async fn read(pool: &PgPool, after: Position, limit: usize, types: Option<&[String]>) -> Result<Page, ReadError> {
+/// Reads up to `limit` events after `after` (of `types` only, when given), in position order, as of now; the
+/// data of events that refer to their object is rendered by `subjects`.
+pub async fn read(
+    pool: &PgPool,
+    subjects: &dyn Subjects,
+    after: Position,
+    limit: usize,
+    types: Option<&[String]>,
+) -> Result<Page, ReadError> {
     let limit = limit.clamp(1, MAX_LIMIT);
     let scan = if types.is_some() { MAX_SCAN } else { limit as i64 };
     // One statement, one snapshot: the horizon and the events are read together, so a prune between the two
     // cannot open a gap.
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT h.xid::text, h.seq, e.xid::text, e.seq, e.id, e.type, e.created_at, e.data
+        "SELECT h.xid::text, h.seq, e.xid::text, e.seq, e.id, e.type, e.created_at, e.taken,
+                CASE WHEN e.taken THEN e.data::text END, e.subject, e.subject_at
          FROM event_horizon h
          LEFT JOIN LATERAL (
-             SELECT xid, seq, id, type, created_at,
-                    CASE WHEN $4::text[] IS NULL OR type = ANY($4) THEN data::text END AS data
+             SELECT xid, seq, id, type, created_at, data, subject, subject_at,
+                    $4::text[] IS NULL OR type = ANY($4) AS taken
              FROM events
              WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
              ORDER BY xid, seq
@@ -80,21 +102,62 @@ pub async fn read(pool: &PgPool, after: Position, limit: usize, types: Option<&[
         return Err(ReadError::Expired(horizon));
     }
     let mut page = Page { events: Vec::new(), next: after };
-    for (_, _, xid, seq, id, kind, created_at, data) in rows {
+    let mut bodies = Vec::new();
+    for (_, _, xid, seq, id, kind, created_at, taken, data, subject, subject_at) in rows {
         let (Some(xid), Some(seq), Some(id), Some(kind), Some(created_at)) = (xid, seq, id, kind, created_at) else {
             break; // no event after the cursor: the one row holds the horizon alone
         };
         let at = position(&xid, seq)?;
-        if let Some(data) = data {
-            let data = RawValue::from_string(data).map_err(|error| sqlx::Error::Decode(error.into()))?;
-            page.events.push(Event { id, kind, created_at, position: at.to_string(), data });
-        }
         page.next = at;
+        if taken != Some(true) {
+            continue;
+        }
+        bodies.push(stored_body(data, subject, subject_at)?);
+        page.events.push(Event { id, kind, created_at, position: at.to_string(), data: RawValue::NULL.to_owned() });
         if page.events.len() == limit {
             break;
         }
     }
+    let datas = bodies_data(subjects, pool, bodies).await?;
+    for (event, data) in page.events.iter_mut().zip(datas) {
+        event.data = data;
+    }
     Ok(page)
+}
+
+/// What an event row stores of its object: its data, or the object it refers to.
+pub(crate) fn stored_body(
+    data: Option<String>,
+    subject: Option<Uuid>,
+    at: Option<DateTime<Utc>>,
+) -> sqlx::Result<Result<String, Subject>> {
+    match (data, subject, at) {
+        (Some(data), None, None) => Ok(Ok(data)),
+        (None, Some(id), Some(at)) => Ok(Err(Subject { id, at })),
+        _ => Err(sqlx::Error::Protocol("an event row has neither data nor a subject (events_body)".into())),
+    }
+}
+
+/// The data of each body, in order: stored, or rendered (all of a page's subjects in one read).
+pub(crate) async fn bodies_data(
+    subjects: &dyn Subjects,
+    pool: &PgPool,
+    bodies: Vec<Result<String, Subject>>,
+) -> sqlx::Result<Vec<Box<RawValue>>> {
+    let wanted: Vec<Subject> = bodies.iter().filter_map(|body| body.as_ref().err().copied()).collect();
+    let rendered = subjects::render_all(subjects, pool, &wanted).await?;
+    bodies
+        .into_iter()
+        .map(|body| {
+            let text = match body {
+                Ok(data) => data,
+                Err(subject) => rendered.get(&subject.id).cloned().ok_or_else(|| {
+                    sqlx::Error::Protocol(format!("the object {} of an event was not rendered", subject.id))
+                })?,
+            };
+            RawValue::from_string(text).map_err(|error| sqlx::Error::Decode(error.into()))
+        })
+        .collect()
 }
 
 /// The newest event a read would return now, as a query of `(xid, seq)`: at most one row, none with no events.

@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod position;
 pub mod routes;
 pub mod settings;
+pub mod subjects;
 pub mod watch;
 pub mod webhooks;
 pub mod wire;
@@ -32,6 +33,7 @@ pub use metrics::EventMetrics;
 pub use outbox::NewEvent;
 pub use position::Position;
 pub use settings::EventSettings;
+pub use subjects::{Subject, Subjects};
 
 /// The scope of `GET /api/v1/events`.
 pub const EVENTS_READ: &str = "events:read";
@@ -54,6 +56,8 @@ pub struct Events {
     /// Every event type this service writes: filters and endpoints may name only these.
     pub types: &'static [&'static str],
     pub metrics: EventMetrics,
+    /// Renders the data of the events that refer to their object.
+    pub subjects: subjects::SharedSubjects,
     watch: watch::FeedWatch,
     waiters: ClientLimiter,
     request_timeout: Duration,
@@ -65,6 +69,7 @@ impl Events {
         pool: PgPool,
         settings: EventSettings,
         types: &'static [&'static str],
+        subjects: subjects::SharedSubjects,
         metrics: EventMetrics,
         request_timeout: Duration,
     ) -> Self {
@@ -74,6 +79,7 @@ impl Events {
             settings: Arc::new(settings),
             types,
             metrics,
+            subjects,
             watch,
             waiters: ClientLimiter::new("waiting feed reads", WAITERS_PER_CLIENT, 1),
             request_timeout,
@@ -107,6 +113,7 @@ impl Events {
         let deliveries = tokio::spawn(webhooks::deliver::run(
             self.pool.clone(),
             self.settings.webhooks.clone(),
+            self.subjects.clone(),
             self.metrics.clone(),
         ));
         let upkeep = tokio::spawn(upkeep(self.pool.clone(), self.settings.clone(), self.metrics.clone()));

@@ -107,7 +107,9 @@ pub async fn feed(
     let deadline = Instant::now() + wait;
     let mut cursor = after;
     loop {
-        let page = feed::read(&events.pool, cursor, limit, types.as_deref()).await.map_err(read_error)?;
+        let page = feed::read(&events.pool, events.subjects.as_ref(), cursor, limit, types.as_deref())
+            .await
+            .map_err(read_error)?;
         cursor = page.next;
         if !page.events.is_empty() || Instant::now() >= deadline || !events.watch.wait_past(cursor, deadline).await {
             return Ok(Json(EventPage { events: page.events, next_cursor: cursor.to_string() }));

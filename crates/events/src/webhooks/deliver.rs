@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::redirect::Policy;
-use serde_json::value::RawValue;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -20,6 +19,7 @@ use super::store::{self, AfterFailure, Due};
 use crate::metrics::EventMetrics;
 use crate::position::Position;
 use crate::settings::WebhookSettings;
+use crate::subjects::SharedSubjects;
 use crate::wire::Event;
 
 /// Deliveries taken for one endpoint at a time.
@@ -31,7 +31,7 @@ const FAN_OUT_STEPS: usize = 20;
 const MAX_PAUSE: Duration = Duration::from_secs(60);
 
 /// Runs the worker until the task is aborted.
-pub async fn run(pool: PgPool, settings: WebhookSettings, metrics: EventMetrics) {
+pub async fn run(pool: PgPool, settings: WebhookSettings, subjects: SharedSubjects, metrics: EventMetrics) {
     let client = match http_client(&settings) {
         Ok(client) => client,
         Err(error) => {
@@ -61,7 +61,7 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, metrics: EventMetrics)
         if taken.len() >= settings.concurrency {
             continue;
         }
-        let due = match store::claim(&pool, PER_ENDPOINT, lease, &taken, None).await {
+        let due = match store::claim(&pool, subjects.as_ref(), PER_ENDPOINT, lease, &taken, None).await {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(error = %error, "taking due webhook deliveries failed; will retry");
@@ -72,13 +72,14 @@ pub async fn run(pool: PgPool, settings: WebhookSettings, metrics: EventMetrics)
             if let Ok(mut busy) = busy.lock() {
                 busy.insert(endpoint);
             }
-            let (pool, client, settings, metrics, busy) =
-                (pool.clone(), client.clone(), settings.clone(), metrics.clone(), busy.clone());
+            let (pool, client, settings, subjects, metrics, busy) =
+                (pool.clone(), client.clone(), settings.clone(), subjects.clone(), metrics.clone(), busy.clone());
             tokio::spawn(async move {
                 // While the endpoint keeps up, its next batch follows at once, not at the next tick.
                 let mut batch = batch;
                 while send_batch(&pool, &client, &settings, &metrics, batch).await {
-                    batch = match store::claim(&pool, PER_ENDPOINT, lease, &[], Some(endpoint)).await {
+                    batch = match store::claim(&pool, subjects.as_ref(), PER_ENDPOINT, lease, &[], Some(endpoint)).await
+                    {
                         Ok(next) if !next.is_empty() => next,
                         Ok(_) => break,
                         Err(error) => {
@@ -171,13 +172,12 @@ async fn attempt(client: &reqwest::Client, settings: &WebhookSettings, due: &Due
     };
     let url = address::check_url(&due.url, settings.allow_insecure).map_err(|refused| refused.to_string())?;
     let position = Position::from_columns(&due.xid, due.seq).map_err(|error| error.to_string())?;
-    let data = RawValue::from_string(event.data.clone()).map_err(|error| error.to_string())?;
     let body = Event {
         id: event.id,
         kind: event.kind.clone(),
         created_at: event.created_at,
         position: position.to_string(),
-        data,
+        data: event.data.clone(),
     };
     let body = serde_json::to_vec(&body).map_err(|error| error.to_string())?;
     let id = event.id.to_string();

@@ -13,12 +13,14 @@
 //! the last one is kept as dead, until a replay revives it.
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::feed::{position, NEWEST_VISIBLE};
+use crate::feed::{self, position, NEWEST_VISIBLE};
 use crate::outbox::{self, NewEvent};
 use crate::position::Position;
+use crate::subjects::Subjects;
 use crate::wire::Webhook;
 
 /// An endpoint's columns, as `SELECT` lists them.
@@ -319,16 +321,30 @@ pub struct DueEvent {
     pub id: Uuid,
     pub kind: String,
     pub created_at: DateTime<Utc>,
-    pub data: String,
+    pub data: Box<RawValue>,
 }
 
-type DueRow =
-    (Uuid, String, String, String, i64, i32, Option<Uuid>, Option<String>, Option<DateTime<Utc>>, Option<String>);
+/// A row of [`claim`]: the delivery, then its event (absent when it was deleted) and the event's body.
+type DueRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    i64,
+    i32,
+    Option<Uuid>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<String>,
+    Option<Uuid>,
+    Option<DateTime<Utc>>,
+);
 
 /// Leases up to `per_endpoint` due deliveries of every enabled, unpaused endpoint not in `busy` (oldest event
-/// first) for `lease`.
+/// first) for `lease`; the data of events that refer to their object is rendered by `subjects`.
 pub async fn claim(
     pool: &PgPool,
+    subjects: &dyn Subjects,
     per_endpoint: i64,
     lease: std::time::Duration,
     busy: &[Uuid],
@@ -350,7 +366,8 @@ pub async fn claim(
          FROM due JOIN webhook_endpoints w ON w.id = due.endpoint_id
               LEFT JOIN events e ON e.xid = due.xid AND e.seq = due.seq
          WHERE d.endpoint_id = due.endpoint_id AND d.xid = due.xid AND d.seq = due.seq
-         RETURNING d.endpoint_id, w.url, w.secret, d.xid::text, d.seq, d.attempts, e.id, e.type, e.created_at, e.data::text",
+         RETURNING d.endpoint_id, w.url, w.secret, d.xid::text, d.seq, d.attempts, e.id, e.type, e.created_at,
+                   e.data::text, e.subject, e.subject_at",
     )
     .bind(per_endpoint)
     .bind(lease_ms as f64)
@@ -358,16 +375,22 @@ pub async fn claim(
     .bind(only)
     .fetch_all(pool)
     .await?;
-    let mut due: Vec<Due> = rows
-        .into_iter()
-        .map(|(endpoint_id, url, secret, xid, seq, attempts, id, kind, created_at, data)| {
-            let event = match (id, kind, created_at, data) {
-                (Some(id), Some(kind), Some(created_at), Some(data)) => Some(DueEvent { id, kind, created_at, data }),
-                _ => None,
-            };
-            Due { endpoint_id, url, secret, xid, seq, attempts, event }
-        })
-        .collect();
+    let mut due = Vec::with_capacity(rows.len());
+    let mut bodies = Vec::new();
+    for (endpoint_id, url, secret, xid, seq, attempts, id, kind, created_at, data, subject, subject_at) in rows {
+        let event = match (id, kind, created_at) {
+            (Some(id), Some(kind), Some(created_at)) => {
+                bodies.push(feed::stored_body(data, subject, subject_at)?);
+                Some(DueEvent { id, kind, created_at, data: RawValue::NULL.to_owned() })
+            }
+            _ => None,
+        };
+        due.push(Due { endpoint_id, url, secret, xid, seq, attempts, event });
+    }
+    let datas = feed::bodies_data(subjects, pool, bodies).await?;
+    for (event, data) in due.iter_mut().filter_map(|d| d.event.as_mut()).zip(datas) {
+        event.data = data;
+    }
     // RETURNING promises no order: each endpoint's deliveries go out in the feed's.
     due.sort_by(|a, b| {
         let key = |d: &Due| (d.endpoint_id, Position::from_columns(&d.xid, d.seq).unwrap_or_default());

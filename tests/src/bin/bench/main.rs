@@ -12,7 +12,8 @@
 //! `BENCH_SKIP_PARTITION_COST=1`, `BENCH_SKIP_ARCHIVE=1`, `BENCH_PARTITION_ROUNDS` (default 5),
 //! `BENCH_SKIP_KEY_LOOKUPS=1`, `BENCH_KEY_ROWS` (default 1800000)), `BENCH_SKIP_ADVANCES=1`,
 //! `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
-//! `10000,100000,1000000`), `BENCH_SKIP_BOOK=1` (statements and `as_of`; see `book.rs` for its sizes),
+//! `10000,100000,1000000`), `BENCH_SKIP_BOOK=1` (statements and `as_of`; see `book.rs` for its sizes), `BENCH_CANDIDATE_LEDGER` (a build
+//! measured in this build's place against the baseline),
 //! `BENCH_SKIP_EVENTS=1` (events and webhooks; see `events.rs`).
 
 mod advances;
@@ -220,9 +221,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 
 /// HTTP transfers with keys, 64 clients, uniform pairs of 100 000 accounts, against this build and `baseline`
 /// (an older build), alternated `rounds` times (A B, B A, …): the TPS of every run, this build's first, under
-/// `labels`. Each
-/// run starts its service on a fresh database and after a `CHECKPOINT`, and stops it afterwards: no run pays for
-/// another's bloat, its WAL, or a background task of a service that is not being measured.
+/// `labels`. Each run starts its service on a fresh database and after a `CHECKPOINT`, and stops it afterwards:
+/// no run pays for another's bloat, its WAL, or a background task of a service that is not being measured.
+/// `BENCH_CANDIDATE_LEDGER` names another build to measure in this build's place (to compare two older ones).
 async fn alternate_builds(
     baseline: &std::path::Path,
     labels: [&'static str; 2],
@@ -232,11 +233,13 @@ async fn alternate_builds(
     let mut results: Vec<BuildRuns> =
         labels.iter().map(|label| BuildRuns { label, tps: Vec::new(), wal_per_transfer: Vec::new() }).collect();
     let admin = PgPoolOptions::new().max_connections(1).connect(&system_tests::server_url()).await?;
+    let candidate = std::env::var("BENCH_CANDIDATE_LEDGER").ok().filter(|path| !path.is_empty());
+    let candidate = candidate.as_deref().map(std::path::Path::new);
     for round in 0..rounds {
         // A B, then B A: whichever goes first in a round, each build goes first as often.
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for n in order {
-            let binary = [None, Some(baseline)][n];
+            let binary = [candidate, Some(baseline)][n];
             eprintln!("bench: {}, round {}", labels[n], round + 1);
             let ledger = match binary {
                 None => start_ledger().await?,
