@@ -1,4 +1,5 @@
--- One keyed transfer as a group of one sends it today (db/movements.rs, db/idempotency.rs): six statements.
+-- One keyed transfer as a group of one sent it at issue 19 (db/movements.rs, db/idempotency.rs): six statements.
+-- (Since issue 23 the claim carries its status and the last UPDATE is gone: the replay is rebuilt from the row.)
 -- See BENCHMARKS.md ("One money path") for how it is run beside lone-before.sql.
 \set a random(1, 5000)
 \set b random(5001, 10000)

@@ -365,6 +365,41 @@ async fn keys_are_kept_for_their_time_to_live_and_then_purged() -> anyhow::Resul
     app.stop().await
 }
 
+/// A transfer's or bank transaction's key stores no response: its replay is rebuilt from the one row written
+/// under it, byte for byte. A key used again after it expired answers with its new row, not the first one.
+#[tokio::test]
+async fn a_keys_replay_is_rebuilt_from_its_row_even_when_the_key_was_used_before_it_expired() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let a = app.funded_account("10").await?;
+    let first = json!({"dst_account_id": a, "amount": 1, "direction": "debit"});
+    assert_eq!(app.post("/api/v1/bank_transactions", &first, Some("again")).await?.status, 201);
+    let stored: (Option<String>, bool) =
+        sqlx::query_as("SELECT response_body, answered_by_row FROM idempotency_keys WHERE key = 'again'")
+            .fetch_one(&app.pool)
+            .await?;
+    assert_eq!(stored, (None, true), "the key is answered by its row, without a copy of the response");
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '9 days' WHERE key = 'again'")
+        .execute(&app.pool)
+        .await?;
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(accounts_service::db::purge_expired(&app.pool, 8 * day, day).await?.0, 1);
+
+    let second = json!({"dst_account_id": a, "amount": 2, "direction": "debit"});
+    let made = app.post("/api/v1/bank_transactions", &second, Some("again")).await?;
+    assert_eq!((made.status, made.str("status")), (201, "success"), "an expired key is free: {}", made.text);
+    let replay = app.post("/api/v1/bank_transactions", &second, Some("again")).await?;
+    assert_eq!(replay.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
+    assert_eq!(
+        (replay.status, replay.text.as_str()),
+        (201, made.text.as_str()),
+        "the second row's answer, byte for byte"
+    );
+    let reused = app.post("/api/v1/bank_transactions", &first, Some("again")).await?;
+    assert_eq!((reused.status, reused.error_code()), (422, "idempotency_key_reused"), "{}", reused.text);
+    assert_eq!(app.balance(a).await?, dec("7"));
+    app.stop().await
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_endpoint_and_the_docs_page_renders_it() -> anyhow::Result<()> {
     let app = TestLedger::start().await?;

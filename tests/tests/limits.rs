@@ -123,8 +123,15 @@ async fn half_sent_requests_are_cut_and_open_connections_are_capped() -> anyhow:
         Ok((held >= 16).then_some(held))
     })
     .await?;
-    // A connection that is closing may still be counted for an instant after its slot was freed (seen: 17 once).
+    // A connection that is closing may still be counted for an instant after its slot was freed (seen: 17, in
+    // two runs): the count must settle at the cap, and stay there. A server without the cap holds all 61.
+    let settled = poll_until(Duration::from_secs(3), || async {
+        let held = accepted_connections(pid, port)?;
+        Ok((held == 16).then_some(held))
+    })
+    .await;
     let after = accepted_connections(pid, port)?;
+    assert!(settled.is_ok(), "the count never settled at HTTP_MAX_CONNECTIONS (first seen: {at_cap}, now {after})");
     assert_eq!(after, 16, "the server holds exactly HTTP_MAX_CONNECTIONS connections (first seen: {at_cap})");
     // Each is closed by the server once its headers are late; the ones beyond the cap wait in the backlog
     // and are then served their own timeout.

@@ -70,6 +70,17 @@ async fn a_key_claim_is_null_until_answered_and_never_the_old_sentinel() -> anyh
     assert_eq!(refused_by(&pool, &claim("201", "NULL")).await.as_deref(), Some("idempotency_keys_response_whole"));
     assert_eq!(refused_by(&pool, &claim("NULL", "NULL")).await, None, "a claim without its answer yet");
     assert_eq!(refused_by(&pool, &claim("201", "'{}'")).await, None);
+    let by_row = |status: &str, body: &str| {
+        format!(
+            "INSERT INTO idempotency_keys (client, key, request_hash, status_code, response_body, answered_by_row)
+             VALUES ('c', '{}', '', {status}, {body}, true)",
+            Uuid::new_v4()
+        )
+    };
+    assert_eq!(refused_by(&pool, &by_row("201", "NULL")).await, None, "answered by its transaction row");
+    let whole = Some("idempotency_keys_response_whole");
+    assert_eq!(refused_by(&pool, &by_row("201", "'{}'")).await.as_deref(), whole, "a row's answer is never stored");
+    assert_eq!(refused_by(&pool, &by_row("NULL", "NULL")).await.as_deref(), whole, "its status is known at the claim");
     pool.close().await;
     database.drop_database().await
 }

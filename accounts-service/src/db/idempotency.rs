@@ -3,15 +3,25 @@
 //!
 //! A key is guarded by a transaction-scoped advisory lock named `client || ' ' || key`, which every writer takes
 //! (the single request waiting for it, a batch not waiting), so whoever holds the lock works on the key. Its row
-//! in `idempotency_keys` is inserted when claimed (status and body NULL) and given its response before the
-//! commit; a committed row without a response is a bug the lookups report.
+//! in `idempotency_keys` is inserted when claimed, and is then one of two kinds:
+//!
+//! - **answered by its row** (a transfer, a bank transaction): the request writes exactly one transaction row
+//!   under the key, and that row, shown as `GET` shows it, is the answer. The claim is written whole at once
+//!   (its status, no body), and a replay rebuilds the body from the row, byte for byte (a row never changes).
+//! - **stored**: the claim's status and body are NULL until the request has its answer, then written before the
+//!   commit (holds, accounts: their objects change after the answer).
+//!
+//! A committed stored claim without a response is a bug the lookups report.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use ledger_contract::Transaction;
 use service_kit::IdempotencyKey;
 use sqlx::PgConnection;
 
+use super::ledger::{to_json, TransactionRow, TRANSACTION_COLUMNS};
 use super::{sqlstate, DbError, DbResult, LOCK_NOT_AVAILABLE};
 
 /// A response kept for replay: the status and body the caller answered with, stored as they are.
@@ -68,15 +78,27 @@ fn columns<'a>(keys: &[ClientKey<'a>]) -> (Vec<&'a str>, Vec<&'a str>) {
     keys.iter().map(|k| (k.client, k.key.as_str())).unzip()
 }
 
+/// How a claimed key will be answered, and replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    /// With this status and the one transaction row its request writes under the key.
+    ByRow(u16),
+    /// With a response stored before the commit ([`store_responses`]).
+    Stored,
+}
+
 /// Takes the keys' advisory locks and inserts the rows of those it got, in one statement; `hashes[i]` is the
-/// fingerprint of the request under `keys[i]`. Answers one [`Claim`] per key, in order.
+/// fingerprint of the request under `keys[i]`, `answered[i]` how it will be answered. Answers one [`Claim`] per
+/// key, in order.
 pub async fn claim_keys(
     conn: &mut PgConnection,
     keys: &[ClientKey<'_>],
     hashes: &[Vec<u8>],
+    answered: &[Answered],
     lock: KeyLock,
 ) -> DbResult<Vec<Claim>> {
     assert_eq!(keys.len(), hashes.len(), "one fingerprint per key");
+    assert_eq!(keys.len(), answered.len(), "one way of answering per key");
     if keys.is_empty() {
         return Ok(Vec::new());
     }
@@ -85,16 +107,24 @@ pub async fn claim_keys(
         KeyLock::Try(timeout) => (false, timeout),
     };
     let (clients, texts) = columns(keys);
+    let statuses: Vec<Option<i16>> = answered
+        .iter()
+        .map(|answer| match answer {
+            Answered::ByRow(status) => Some(*status as i16),
+            Answered::Stored => None,
+        })
+        .collect();
     let claims: Vec<(bool, bool, Option<String>)> = sqlx::query_as(
         "WITH settings AS (SELECT set_config('lock_timeout', $4, true)),
               requests AS (
-                 SELECT k.i, k.client, k.key, k.hash,
+                 SELECT k.i, k.client, k.key, k.hash, k.status,
                         CASE WHEN $5 THEN pg_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) IS NOT NULL
                              ELSE pg_try_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) END AS locked
-                 FROM settings, unnest($1::text[], $2::text[], $3::bytea[]) WITH ORDINALITY AS k (client, key, hash, i)),
+                 FROM settings, unnest($1::text[], $2::text[], $3::bytea[], $6::int2[])
+                      WITH ORDINALITY AS k (client, key, hash, status, i)),
               claimed AS (
-                 INSERT INTO idempotency_keys (client, key, request_hash)
-                 SELECT client, key, hash FROM requests WHERE locked
+                 INSERT INTO idempotency_keys (client, key, request_hash, status_code, answered_by_row)
+                 SELECT client, key, hash, status, status IS NOT NULL FROM requests WHERE locked
                  ON CONFLICT (client, key) DO NOTHING
                  RETURNING client, key)
          SELECT r.locked, c.key IS NOT NULL,
@@ -110,6 +140,7 @@ pub async fn claim_keys(
     .bind(hashes)
     .bind(timeout.as_millis().to_string())
     .bind(wait)
+    .bind(&statuses)
     .fetch_all(&mut *conn)
     .await
     .map_err(|error| match sqlstate(&error).as_deref() {
@@ -127,8 +158,8 @@ pub async fn claim_keys(
         .collect())
 }
 
-/// The answers under keys found [`Claim::Used`]: the stored response when `hashes[i]` is the fingerprint it was
-/// stored with, else [`DbError::KeyReused`].
+/// The answers under keys found [`Claim::Used`]: the stored response, or the one rebuilt from the key's row,
+/// when `hashes[i]` is the fingerprint it was claimed with, else [`DbError::KeyReused`].
 pub async fn stored_answers(
     conn: &mut PgConnection,
     keys: &[ClientKey<'_>],
@@ -146,9 +177,11 @@ pub async fn stored_answers(
         request_hash: Vec<u8>,
         status_code: Option<i16>,
         response_body: Option<String>,
+        answered_by_row: bool,
+        created_at: DateTime<Utc>,
     }
     let stored: Vec<Stored> = sqlx::query_as(
-        "SELECT s.client, s.key, s.request_hash, s.status_code, s.response_body
+        "SELECT s.client, s.key, s.request_hash, s.status_code, s.response_body, s.answered_by_row, s.created_at
          FROM idempotency_keys s JOIN unnest($1::text[], $2::text[]) AS k (client, key)
            ON s.client = k.client AND s.key = k.key",
     )
@@ -156,17 +189,71 @@ pub async fn stored_answers(
     .bind(&texts)
     .fetch_all(&mut *conn)
     .await?;
+    let by_row: Vec<(&str, &str, DateTime<Utc>)> = stored
+        .iter()
+        .filter(|row| row.answered_by_row)
+        .map(|row| (row.client.as_str(), row.key.as_str(), row.created_at))
+        .collect();
+    let mut bodies = rows_of_keys(conn, &by_row).await?;
     let mut stored: HashMap<(String, String), Stored> =
         stored.into_iter().map(|row| ((row.client.clone(), row.key.clone()), row)).collect();
     Ok(keys
         .iter()
         .zip(hashes)
-        .map(|(k, hash)| match stored.remove(&(k.client.to_owned(), k.key.as_str().to_owned())) {
-            None => Err(DbError::Inconsistent("a key that was taken has no row".into())),
-            Some(row) if row.request_hash != *hash => Err(DbError::KeyReused),
-            Some(row) => StoredResponse::committed(row.status_code, row.response_body),
+        .map(|(k, hash)| {
+            let id = (k.client.to_owned(), k.key.as_str().to_owned());
+            match stored.remove(&id) {
+                None => Err(DbError::Inconsistent("a key that was taken has no row".into())),
+                Some(row) if row.request_hash != *hash => Err(DbError::KeyReused),
+                Some(row) if row.answered_by_row => {
+                    let body = bodies.remove(&id).ok_or_else(|| {
+                        DbError::Inconsistent(format!("the key {:?} has no transaction row to answer with", k.key))
+                    })?;
+                    StoredResponse::committed(row.status_code, Some(body))
+                }
+                Some(row) => StoredResponse::committed(row.status_code, row.response_body),
+            }
         })
         .collect())
+}
+
+/// The JSON of the one transaction row each key's request wrote (`client`, `key`, the claim's time: the row is
+/// dated after its claim, which prunes the day partitions and leaves out a row of the same key claimed before),
+/// by client and key.
+async fn rows_of_keys(
+    conn: &mut PgConnection,
+    keys: &[(&str, &str, DateTime<Utc>)],
+) -> DbResult<HashMap<(String, String), String>> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    #[derive(sqlx::FromRow)]
+    struct Keyed {
+        client: String,
+        key: String,
+        #[sqlx(flatten)]
+        row: TransactionRow,
+    }
+    let clients: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let texts: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let times: Vec<DateTime<Utc>> = keys.iter().map(|k| k.2).collect();
+    let sql = format!(
+        "SELECT k.client, k.key, {TRANSACTION_COLUMNS}
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS k (client, key, claimed_at)
+         JOIN LATERAL (
+             SELECT * FROM transactions t
+             WHERE t.recorded_by = k.client AND t.idempotency_key = k.key AND t.created_at >= k.claimed_at
+             LIMIT 2) t ON true"
+    );
+    let rows: Vec<Keyed> = sqlx::query_as(&sql).bind(&clients).bind(&texts).bind(&times).fetch_all(&mut *conn).await?;
+    let mut bodies = HashMap::with_capacity(rows.len());
+    for keyed in rows {
+        let body = to_json(&Transaction::from(keyed.row))?;
+        if bodies.insert((keyed.client, keyed.key), body).is_some() {
+            return Err(DbError::Inconsistent("a key answered by its row has two transaction rows".into()));
+        }
+    }
+    Ok(bodies)
 }
 
 /// Records the responses of claimed keys (`responses[i]` under `keys[i]`); commits with the work.
@@ -227,7 +314,7 @@ pub async fn claim_one(
     wait: Duration,
 ) -> DbResult<Option<StoredResponse>> {
     let hashes = [hash];
-    match claim_keys(conn, &[key], &hashes, KeyLock::Wait(wait)).await?.as_slice() {
+    match claim_keys(conn, &[key], &hashes, &[Answered::Stored], KeyLock::Wait(wait)).await?.as_slice() {
         [Claim::Fresh] => Ok(None),
         [Claim::Used] => {
             let mut answers = stored_answers(conn, &[key], &hashes).await?;

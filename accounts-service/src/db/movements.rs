@@ -15,8 +15,9 @@
 //!    key is released;
 //! 4. the balances and the transaction rows, each with the balances after it of the accounts it touched (the
 //!    running balances of step 3, which make every account's book: `db::statements`), are written in one
-//!    statement, the new and ended holds in one each, the keys' responses in another, and the transaction
-//!    commits.
+//!    statement, the new and ended holds in one each, the responses of keys not answered by their row (holds)
+//!    in another, and the transaction commits. A transfer's or bank transaction's key needs no response stored:
+//!    its replay is rebuilt from the row written under it.
 //!
 //! An account's rows are dated after its lock is taken, and the lock is held until the commit: the next writer of
 //! that account dates its rows later. So one account's rows commit in `(created_at, id)` order (ids are UUIDv7,
@@ -39,7 +40,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::holds::{self, EndedHold, NewHold};
-use super::idempotency::{self, Claim, ClientKey, KeyLock, StoredResponse};
+use super::idempotency::{self, Answered, Claim, ClientKey, KeyLock, StoredResponse};
 use super::ledger::{event_of, to_json, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
 use super::{DbError, DbResult};
 use crate::domain::transfer::{Balances, Decision, Funds, HoldState, Movement};
@@ -63,6 +64,15 @@ impl MoneyRequest {
     /// The key's text, as rows record it.
     fn key_text(&self) -> Option<&str> {
         self.key.as_ref().map(IdempotencyKey::as_str)
+    }
+
+    /// How its key is answered on a replay: by the one transaction row a transfer or a bank transaction writes
+    /// under it, or by a response stored with the key (a hold's answer is the hold, which changes later).
+    fn answered(&self) -> Answered {
+        match self.movement {
+            Movement::Transfer(_) | Movement::Bank(_) => Answered::ByRow(self.reply_status),
+            Movement::Hold(_) | Movement::Capture(_) | Movement::Release { .. } => Answered::Stored,
+        }
     }
 }
 
@@ -168,21 +178,25 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
     for (i, answer) in work.answers {
         let missing =
             |what: &str, id: Uuid| DbError::Inconsistent(format!("{what} {id} was not returned by its write"));
-        let (body, outcome) = match answer {
+        let (body, outcome, by_row) = match answer {
             Answer::Transaction(id) => {
                 let transaction = transactions.remove(&id).ok_or_else(|| missing("transaction", id))?;
-                (to_json(&transaction)?, Outcome::from(transaction.status))
+                (to_json(&transaction)?, Outcome::from(transaction.status), true)
             }
             Answer::Hold(id) => {
                 let hold = holds.remove(&id).ok_or_else(|| missing("hold", id))?;
                 let outcome =
                     if hold.status == HoldStatus::Fail { Outcome::InsufficientFunds } else { Outcome::Success };
-                (hold_view(id)?, outcome)
+                (hold_view(id)?, outcome, false)
             }
         };
         let response = StoredResponse { status_code: requests[i].reply_status, body };
-        if let Some(key) = requests[i].client_key() {
-            stored.push((key, response.clone()));
+        match (requests[i].client_key(), requests[i].answered()) {
+            (Some(key), Answered::Stored) => stored.push((key, response.clone())),
+            (Some(_), Answered::ByRow(_)) if !by_row => {
+                return Err(DbError::Inconsistent("a key answered by its row was answered otherwise".into()).into())
+            }
+            _ => {}
         }
         decided[i] = Some(Decided::Reply(Ok(Reply { response, outcome: Some(outcome) })));
     }
@@ -282,7 +296,8 @@ async fn claim(conn: &mut PgConnection, requests: &[&MoneyRequest], lock: KeyLoc
     let keyed: Vec<usize> = (0..requests.len()).filter(|&i| requests[i].key.is_some()).collect();
     let keys: Vec<ClientKey<'_>> = keyed.iter().filter_map(|&i| requests[i].client_key()).collect();
     let hashes: Vec<Vec<u8>> = keyed.iter().map(|&i| requests[i].movement.fingerprint()).collect();
-    let claims = idempotency::claim_keys(conn, &keys, &hashes, lock).await?;
+    let answered: Vec<Answered> = keyed.iter().map(|&i| requests[i].answered()).collect();
+    let claims = idempotency::claim_keys(conn, &keys, &hashes, &answered, lock).await?;
     let mut answers = Vec::new();
     let mut used = Vec::new();
     for (n, claim) in claims.into_iter().enumerate() {

@@ -14,11 +14,13 @@
 //! `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
 //! `10000,100000,1000000`), `BENCH_SKIP_BOOK=1` (statements and `as_of`; see `book.rs` for its sizes), `BENCH_CANDIDATE_LEDGER` (a build
 //! measured in this build's place against the baseline),
-//! `BENCH_SKIP_EVENTS=1` (events and webhooks; see `events.rs`).
+//! `BENCH_SKIP_EVENTS=1` (events and webhooks; see `events.rs`), `BENCH_SKIP_KEYS=1` (where a keyed transfer's
+//! time goes; see `keys.rs`).
 
 mod advances;
 mod book;
 mod events;
+mod keys;
 mod lone;
 mod reconcile;
 mod report;
@@ -576,6 +578,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if std::env::var("BENCH_SKIP_EVENTS").is_err() {
         events::event_benchmarks(&mut report).await?;
+    }
+    if std::env::var("BENCH_SKIP_KEYS").is_err() {
+        keys::key_benchmarks(&mut report).await?;
     }
     println!("{report}");
     let out = binary_path("accounts-service")?.with_file_name("bench-report.md");
