@@ -4,7 +4,7 @@
 //! clients for `BENCH_SECONDS`, with keys or without, alternated `BENCH_KEY_ROUNDS` times (default 3). Each run
 //! gives its TPS and the WAL it wrote per transfer; when the server loads `pg_stat_statements`
 //! (`shared_preload_libraries`), the last run of each kind also gives its statements: calls, execution time and
-//! WAL per transfer. `BENCH_CANDIDATE_LEDGER` names another build to measure instead of this one.
+//! WAL per transfer.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::{create_accounts, env_or, median, run_transfers, start_ledger, start_ledger_built, Via};
+use crate::{create_accounts, env_or, median, run_transfers, start_ledger, Via};
 
 /// One statement's share of a run.
 struct Statement {
@@ -57,10 +57,7 @@ async fn statements(pool: &PgPool) -> anyhow::Result<Vec<Statement>> {
 }
 
 async fn run(kind: &mut Kind, admin: &PgPool, seconds: u64, profile: bool) -> anyhow::Result<()> {
-    let ledger = match std::env::var("BENCH_CANDIDATE_LEDGER").ok().filter(|path| !path.is_empty()) {
-        Some(binary) => start_ledger_built(binary.into(), &[]).await?,
-        None => start_ledger().await?,
-    };
+    let ledger = start_ledger().await?;
     let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
     let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
     if profile {

@@ -13,7 +13,7 @@
 //! `BENCH_SKIP_KEY_LOOKUPS=1`, `BENCH_KEY_ROWS` (default 1800000)), `BENCH_SKIP_ADVANCES=1`,
 //! `BENCH_SKIP_RECONCILE=1`, `BENCH_RECONCILE_SIZES` (default
 //! `10000,100000,1000000`), `BENCH_SKIP_BOOK=1` (statements and `as_of`; see `book.rs` for its sizes), `BENCH_CANDIDATE_LEDGER` (a build
-//! measured in this build's place against the baseline),
+//! run in this build's place, in every section),
 //! `BENCH_SKIP_EVENTS=1` (events and webhooks; see `events.rs`), `BENCH_SKIP_KEYS=1` (where a keyed transfer's
 //! time goes; see `keys.rs`).
 
@@ -84,9 +84,19 @@ async fn start_ledger() -> anyhow::Result<TestLedger> {
     start_ledger_with(&[]).await
 }
 
-/// [`start_ledger`] with more settings.
+/// [`start_ledger`] with more settings. `BENCH_CANDIDATE_LEDGER` names another build to run in this build's
+/// place (to measure an older revision with this bench).
 async fn start_ledger_with(more: &[(&str, &str)]) -> anyhow::Result<TestLedger> {
-    start_ledger_built(binary_path("accounts-service")?, more).await
+    let binary = match candidate() {
+        Some(binary) => binary,
+        None => binary_path("accounts-service")?,
+    };
+    start_ledger_built(binary, more).await
+}
+
+/// `BENCH_CANDIDATE_LEDGER`, when set.
+fn candidate() -> Option<std::path::PathBuf> {
+    std::env::var("BENCH_CANDIDATE_LEDGER").ok().filter(|path| !path.is_empty()).map(Into::into)
 }
 
 /// [`start_ledger_with`] of another build of the accounts-service (an older revision, to compare with).
@@ -113,13 +123,26 @@ async fn batches(ledger: &TestLedger) -> anyhow::Result<(f64, f64)> {
 
 #[derive(Clone, Copy, PartialEq)]
 enum Via {
-    Http { keyed: bool },
+    Http {
+        keyed: bool,
+    },
     Sql,
+    /// Raw SQL that also records an idempotency key: the key's row inserted in the transfer's transaction, and
+    /// the key on the transaction row (the anchor of one keyed client).
+    SqlKeyed,
 }
 
-/// The same statements the service runs for a transfer (without the idempotency key).
-async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal) -> anyhow::Result<()> {
+/// The same statements the service runs for a transfer (without the idempotency key, unless `key` is given:
+/// then its row is inserted first, in the same transaction).
+async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal, key: Option<&str>) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
+    if let Some(key) = key {
+        sqlx::query("INSERT INTO idempotency_keys (client, key, request_hash) VALUES ('bench', $1, $2)")
+            .bind(key)
+            .bind(&[0u8; 32][..])
+            .execute(&mut *tx)
+            .await?;
+    }
     let ids = if src < dst { [src, dst] } else { [dst, src] };
     let rows: Vec<(Uuid, Decimal)> =
         sqlx::query_as("SELECT id, balance FROM accounts WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
@@ -140,8 +163,8 @@ async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal) -> a
     sqlx::query(
         "INSERT INTO transactions
              (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, recorded_by,
-              src_balance_after, dst_balance_after)
-         VALUES ($1, clock_timestamp(), 'transfer', $2, $3, $4, 'debit', $5, $6, 'bench', $7, $8)",
+              src_balance_after, dst_balance_after, idempotency_key)
+         VALUES ($1, clock_timestamp(), 'transfer', $2, $3, $4, 'debit', $5, $6, 'bench', $7, $8, $9)",
     )
     .bind(Uuid::now_v7())
     .bind(src)
@@ -151,6 +174,7 @@ async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal) -> a
     .bind(if ok { None } else { Some("Insufficient funds") })
     .bind(if ok { balance(src) - amount } else { balance(src) })
     .bind(if ok { balance(dst) + amount } else { balance(dst) })
+    .bind(key)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -182,7 +206,11 @@ async fn run_transfers(
                     let amount = Decimal::new(1 + rng.next(500) as i64, 2);
                     let t0 = Instant::now();
                     match via {
-                        Via::Sql => sql_transfer(&pool, accounts[src], accounts[dst], amount).await?,
+                        Via::Sql => sql_transfer(&pool, accounts[src], accounts[dst], amount, None).await?,
+                        Via::SqlKeyed => {
+                            let key = Uuid::new_v4().to_string();
+                            sql_transfer(&pool, accounts[src], accounts[dst], amount, Some(&key)).await?
+                        }
                         Via::Http { keyed } => {
                             let body = serde_json::json!({"src_account_id": accounts[src], "dst_account_id": accounts[dst],
                                                           "amount": amount.to_string(), "direction": "debit"});
@@ -210,6 +238,7 @@ async fn run_transfers(
         Via::Http { keyed: false } => "HTTP",
         Via::Http { keyed: true } => "HTTP + Idempotency-Key",
         Via::Sql => "raw SQL",
+        Via::SqlKeyed => "raw SQL + the key's row",
     };
     let label = if hot { format!("{label}, hot account") } else { label.to_owned() };
     Ok(Run { label, clients, ops: latencies_us.len(), elapsed, latencies_us })
@@ -225,7 +254,6 @@ fn median(mut values: Vec<f64>) -> f64 {
 /// (an older build), alternated `rounds` times (A B, B A, …): the TPS of every run, this build's first, under
 /// `labels`. Each run starts its service on a fresh database and after a `CHECKPOINT`, and stops it afterwards:
 /// no run pays for another's bloat, its WAL, or a background task of a service that is not being measured.
-/// `BENCH_CANDIDATE_LEDGER` names another build to measure in this build's place (to compare two older ones).
 async fn alternate_builds(
     baseline: &std::path::Path,
     labels: [&'static str; 2],
@@ -235,13 +263,11 @@ async fn alternate_builds(
     let mut results: Vec<BuildRuns> =
         labels.iter().map(|label| BuildRuns { label, tps: Vec::new(), wal_per_transfer: Vec::new() }).collect();
     let admin = PgPoolOptions::new().max_connections(1).connect(&system_tests::server_url()).await?;
-    let candidate = std::env::var("BENCH_CANDIDATE_LEDGER").ok().filter(|path| !path.is_empty());
-    let candidate = candidate.as_deref().map(std::path::Path::new);
     for round in 0..rounds {
         // A B, then B A: whichever goes first in a round, each build goes first as often.
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for n in order {
-            let binary = [candidate, Some(baseline)][n];
+            let binary = [None, Some(baseline)][n];
             eprintln!("bench: {}, round {}", labels[n], round + 1);
             let ledger = match binary {
                 None => start_ledger().await?,
@@ -316,9 +342,13 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
     )?;
     writeln!(report, "| path | clients | transfers | TPS | p50 ms | p99 ms | TPS vs raw SQL | requests per commit |")?;
     writeln!(report, "|---|---:|---:|---:|---:|---:|---:|---:|")?;
+    let mut one_client = None;
     for clients in [1usize, 16, 64, 256] {
         let mut scenarios =
             vec![(Via::Sql, false), (Via::Http { keyed: false }, false), (Via::Http { keyed: true }, false)];
+        if clients == 1 {
+            scenarios.push((Via::SqlKeyed, false));
+        }
         if clients > 1 {
             scenarios.extend([(Via::Sql, true), (Via::Http { keyed: false }, true), (Via::Http { keyed: true }, true)]);
         }
@@ -326,7 +356,7 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
         for (via, hot) in scenarios {
             eprintln!(
                 "bench: {clients} clients via {}{}",
-                if via == Via::Sql { "SQL" } else { "HTTP" },
+                if matches!(via, Via::Sql | Via::SqlKeyed) { "SQL" } else { "HTTP" },
                 if hot { ", hot" } else { "" }
             );
             let before = batches(&ledger).await?;
@@ -347,9 +377,22 @@ async fn transfer_benchmarks(report: &mut String) -> anyhow::Result<()> {
             // Each row against raw SQL in the same pattern (uniform or hot).
             let baseline =
                 runs.iter().find(|(via, h, _, _)| *via == Via::Sql && h == hot).map_or(1.0, |(_, _, r, _)| r.tps());
-            let per_commit = if *via == Via::Sql { "1".to_owned() } else { format!("{per_commit:.1}") };
+            let per_commit =
+                if matches!(via, Via::Sql | Via::SqlKeyed) { "1".to_owned() } else { format!("{per_commit:.1}") };
             writeln!(report, "{} {per_commit} |", run.row(baseline))?;
         }
+        let p50 =
+            |wanted: Via| runs.iter().find(|(via, ..)| *via == wanted).map(|(_, _, run, _)| run.percentile_ms(0.5));
+        if let (Some(http), Some(sql)) = (p50(Via::Http { keyed: true }), p50(Via::SqlKeyed)) {
+            one_client = Some(format!(
+                "One client with keys: p50 {http:.2} ms over HTTP against {sql:.2} ms for raw SQL that also inserts \
+                 the key's row, **{:.2}×**.",
+                http / sql
+            ));
+        }
+    }
+    if let Some(line) = one_client {
+        writeln!(report, "\n{line}")?;
     }
     writeln!(
         report,
