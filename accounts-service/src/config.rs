@@ -82,9 +82,16 @@ impl Settings {
     /// (`EVENT_RETENTION`: the event's data is rendered from the row), plus one day for the partition it shares
     /// with younger rows.
     pub fn least_hot_days(&self) -> u32 {
-        let days = |ttl: Duration| u32::try_from(ttl.as_secs().div_ceil(DAY_SECONDS)).unwrap_or(u32::MAX);
-        days(self.idempotency_key_ttl).max(days(self.events.retention)).max(REPORT_WINDOW_DAYS as u32).saturating_add(1)
+        whole_days(self.idempotency_key_ttl)
+            .max(whole_days(self.events.retention))
+            .max(REPORT_WINDOW_DAYS as u32)
+            .saturating_add(1)
     }
+}
+
+/// A duration in days, a part of a day counting as a whole one.
+fn whole_days(duration: Duration) -> u32 {
+    u32::try_from(duration.as_secs().div_ceil(DAY_SECONDS)).unwrap_or(u32::MAX)
 }
 
 impl FromEnv for Settings {
@@ -162,8 +169,8 @@ impl FromEnv for Settings {
                 "HOT_RETENTION_DAYS must be between {least} and 36500: a transaction must stay in PostgreSQL as \
                  long as its Idempotency-Key ({}d), its event (EVENT_RETENTION, {}d) and the report window \
                  ({REPORT_WINDOW_DAYS}d), plus the day it is in",
-                settings.idempotency_key_ttl.as_secs().div_ceil(DAY_SECONDS),
-                settings.events.retention.as_secs().div_ceil(DAY_SECONDS)
+                whole_days(settings.idempotency_key_ttl),
+                whole_days(settings.events.retention)
             );
         }
         Ok(settings)

@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::position::Position;
-use crate::subjects::{self, Subject, Subjects};
+use crate::subjects::{self, Subjects};
 use crate::wire::Event;
 
 /// The most events a page returns.
@@ -112,52 +112,17 @@ pub async fn read(
         if taken != Some(true) {
             continue;
         }
-        bodies.push(stored_body(data, subject, subject_at)?);
+        bodies.push(subjects::stored(data, subject, subject_at)?);
         page.events.push(Event { id, kind, created_at, position: at.to_string(), data: RawValue::NULL.to_owned() });
         if page.events.len() == limit {
             break;
         }
     }
-    let datas = bodies_data(subjects, pool, bodies).await?;
+    let datas = subjects::data_of(subjects, pool, bodies).await?;
     for (event, data) in page.events.iter_mut().zip(datas) {
         event.data = data;
     }
     Ok(page)
-}
-
-/// What an event row stores of its object: its data, or the object it refers to.
-pub(crate) fn stored_body(
-    data: Option<String>,
-    subject: Option<Uuid>,
-    at: Option<DateTime<Utc>>,
-) -> sqlx::Result<Result<String, Subject>> {
-    match (data, subject, at) {
-        (Some(data), None, None) => Ok(Ok(data)),
-        (None, Some(id), Some(at)) => Ok(Err(Subject { id, at })),
-        _ => Err(sqlx::Error::Protocol("an event row has neither data nor a subject (events_body)".into())),
-    }
-}
-
-/// The data of each body, in order: stored, or rendered (all of a page's subjects in one read).
-pub(crate) async fn bodies_data(
-    subjects: &dyn Subjects,
-    pool: &PgPool,
-    bodies: Vec<Result<String, Subject>>,
-) -> sqlx::Result<Vec<Box<RawValue>>> {
-    let wanted: Vec<Subject> = bodies.iter().filter_map(|body| body.as_ref().err().copied()).collect();
-    let rendered = subjects::render_all(subjects, pool, &wanted).await?;
-    bodies
-        .into_iter()
-        .map(|body| {
-            let text = match body {
-                Ok(data) => data,
-                Err(subject) => rendered.get(&subject.id).cloned().ok_or_else(|| {
-                    sqlx::Error::Protocol(format!("the object {} of an event was not rendered", subject.id))
-                })?,
-            };
-            RawValue::from_string(text).map_err(|error| sqlx::Error::Decode(error.into()))
-        })
-        .collect()
 }
 
 /// The newest event a read would return now, as a query of `(xid, seq)`: at most one row, none with no events.

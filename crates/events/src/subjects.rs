@@ -12,8 +12,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::outbox::Body;
 
 /// The object an event is about: its id and when it was written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,22 +46,45 @@ impl Subjects for Inline {
 /// Shared by the feed's routes and the webhook worker.
 pub type SharedSubjects = Arc<dyn Subjects>;
 
-/// The data of every one of `subjects`, by id; an error names the first one that was not found (its row left
-/// PostgreSQL while its event was kept, which the services' settings rule out).
-pub(crate) async fn render_all(
+/// What an event row stores of its object (`data`, `subject`, `subject_at`): its data, or the object it refers to.
+pub(crate) fn stored(data: Option<String>, subject: Option<Uuid>, at: Option<DateTime<Utc>>) -> sqlx::Result<Body> {
+    match (data, subject, at) {
+        (Some(data), None, None) => Ok(Body::Data(data)),
+        (None, Some(id), Some(at)) => Ok(Body::Subject(Subject { id, at })),
+        _ => Err(sqlx::Error::Protocol("an event row has neither data nor a subject (events_body)".into())),
+    }
+}
+
+/// The data of each body, in order: stored, or rendered by `renderer` (all the subjects in one read). A subject
+/// not found is an error that names it: its row left PostgreSQL while its event was kept, which the services'
+/// settings rule out.
+pub(crate) async fn data_of(
     renderer: &dyn Subjects,
     pool: &PgPool,
-    subjects: &[Subject],
-) -> sqlx::Result<HashMap<Uuid, String>> {
-    if subjects.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rendered: HashMap<Uuid, String> = renderer.render(pool, subjects).await?.into_iter().collect();
-    if let Some(missing) = subjects.iter().find(|s| !rendered.contains_key(&s.id)) {
-        return Err(sqlx::Error::Protocol(format!(
-            "the object {} of an event (written {}) is not in the database: its data cannot be shown",
-            missing.id, missing.at
-        )));
-    }
-    Ok(rendered)
+    bodies: Vec<Body>,
+) -> sqlx::Result<Vec<Box<RawValue>>> {
+    let wanted: Vec<Subject> = bodies
+        .iter()
+        .filter_map(|body| match body {
+            Body::Subject(subject) => Some(*subject),
+            Body::Data(_) => None,
+        })
+        .collect();
+    let rendered: HashMap<Uuid, String> =
+        if wanted.is_empty() { HashMap::new() } else { renderer.render(pool, &wanted).await?.into_iter().collect() };
+    bodies
+        .into_iter()
+        .map(|body| {
+            let text = match body {
+                Body::Data(data) => data,
+                Body::Subject(subject) => rendered.get(&subject.id).cloned().ok_or_else(|| {
+                    sqlx::Error::Protocol(format!(
+                        "the object {} of an event (written {}) is not in the database: its data cannot be shown",
+                        subject.id, subject.at
+                    ))
+                })?,
+            };
+            RawValue::from_string(text).map_err(|error| sqlx::Error::Decode(error.into()))
+        })
+        .collect()
 }

@@ -17,10 +17,10 @@ use serde_json::value::RawValue;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::feed::{self, position, NEWEST_VISIBLE};
+use crate::feed::{position, NEWEST_VISIBLE};
 use crate::outbox::{self, NewEvent};
 use crate::position::Position;
-use crate::subjects::Subjects;
+use crate::subjects::{self, Subjects};
 use crate::wire::Webhook;
 
 /// An endpoint's columns, as `SELECT` lists them.
@@ -380,14 +380,14 @@ pub async fn claim(
     for (endpoint_id, url, secret, xid, seq, attempts, id, kind, created_at, data, subject, subject_at) in rows {
         let event = match (id, kind, created_at) {
             (Some(id), Some(kind), Some(created_at)) => {
-                bodies.push(feed::stored_body(data, subject, subject_at)?);
+                bodies.push(subjects::stored(data, subject, subject_at)?);
                 Some(DueEvent { id, kind, created_at, data: RawValue::NULL.to_owned() })
             }
             _ => None,
         };
         due.push(Due { endpoint_id, url, secret, xid, seq, attempts, event });
     }
-    let datas = feed::bodies_data(subjects, pool, bodies).await?;
+    let datas = subjects::data_of(subjects, pool, bodies).await?;
     for (event, data) in due.iter_mut().filter_map(|d| d.event.as_mut()).zip(datas) {
         event.data = data;
     }

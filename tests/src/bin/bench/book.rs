@@ -37,7 +37,7 @@ async fn throughput(report: &mut String, baseline: &Path) -> anyhow::Result<()> 
          {rounds} runs each, alternated, each build on a fresh database. Baseline: `{}`.\n",
         baseline.display()
     )?;
-    rate_rows(report, &subjects)?;
+    rate_rows(report, "service", &subjects)?;
     writeln!(report)?;
     Ok(())
 }

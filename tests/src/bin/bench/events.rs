@@ -144,7 +144,7 @@ pub async fn event_benchmarks(report: &mut String) -> anyhow::Result<()> {
                  run, {rounds} runs each, alternated, each build on a fresh database. Baseline: `{}`.\n",
                 baseline.display()
             )?;
-            rate_rows(report, &subjects)?;
+            rate_rows(report, "service", &subjects)?;
             let ratios: Vec<f64> = subjects[0].tps.iter().zip(&subjects[1].tps).map(|(on, off)| on / off).collect();
             let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
             writeln!(report, "\nRatio of each round: {} (median {:.2}).\n", shown.join(", "), median(ratios.clone()))?;

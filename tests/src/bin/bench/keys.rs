@@ -12,7 +12,7 @@ use std::sync::Arc;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::{create_accounts, env_or, median, run_transfers, start_ledger, Via};
+use crate::{create_accounts, env_or, measured_run, rate_rows, start_ledger, BuildRuns};
 
 /// One statement's share of a run.
 struct Statement {
@@ -22,12 +22,9 @@ struct Statement {
     wal_bytes: f64,
 }
 
-/// One kind's runs.
-struct Kind {
-    label: &'static str,
-    keyed: bool,
-    tps: Vec<f64>,
-    wal_per_transfer: Vec<f64>,
+/// The statements of the last profiled run of one kind of request, and its transfers.
+#[derive(Default)]
+struct Profile {
     statements: Vec<Statement>,
     transfers: f64,
 }
@@ -56,30 +53,25 @@ async fn statements(pool: &PgPool) -> anyhow::Result<Vec<Statement>> {
         .collect())
 }
 
-async fn run(kind: &mut Kind, admin: &PgPool, seconds: u64, profile: bool) -> anyhow::Result<()> {
+/// One run of `keyed` transfers or not on a fresh service and database, into `runs`; with a `profile`, its
+/// statements too.
+async fn run(
+    runs: &mut BuildRuns,
+    keyed: bool,
+    admin: &PgPool,
+    seconds: u64,
+    profile: Option<&mut Profile>,
+) -> anyhow::Result<()> {
     let ledger = start_ledger().await?;
     let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
     let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
-    if profile {
+    if profile.is_some() {
         sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await?;
-    }
-    sqlx::query("CHECKPOINT").execute(admin).await?;
-    if profile {
         sqlx::query("SELECT pg_stat_statements_reset()").execute(&pool).await?;
     }
-    let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text").fetch_one(admin).await?;
-    let target = (vec![ledger.base_url.clone()], ledger.client.clone());
-    let done =
-        run_transfers(Via::Http { keyed: kind.keyed }, 64, seconds, accounts, false, pool.clone(), target).await?;
-    let (wal,): (f64,) = sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
-        .bind(&lsn)
-        .fetch_one(admin)
-        .await?;
-    kind.tps.push(done.tps());
-    kind.wal_per_transfer.push(wal / done.ops.max(1) as f64);
-    if profile {
-        kind.statements = statements(&pool).await?;
-        kind.transfers = done.ops.max(1) as f64;
+    let done = measured_run(runs, &ledger, &pool, admin, keyed, (accounts, seconds)).await?;
+    if let Some(profile) = profile {
+        *profile = Profile { statements: statements(&pool).await?, transfers: done.ops.max(1) as f64 };
     }
     pool.close().await;
     ledger.stop().await
@@ -90,21 +82,17 @@ pub async fn key_benchmarks(report: &mut String) -> anyhow::Result<()> {
     let seconds = env_or("BENCH_SECONDS", 10);
     let rounds = env_or("BENCH_KEY_ROUNDS", 3).max(1);
     let admin = PgPoolOptions::new().max_connections(1).connect(&system_tests::server_url()).await?;
-    let profile = statements_loaded(&admin).await?;
-    let new_kind = |label, keyed| Kind {
-        label,
-        keyed,
-        tps: Vec::new(),
-        wal_per_transfer: Vec::new(),
-        statements: Vec::new(),
-        transfers: 0.0,
-    };
-    let mut kinds = [new_kind("without keys", false), new_kind("with `Idempotency-Key`", true)];
+    let profiled = statements_loaded(&admin).await?;
+    // Unkeyed last: the table gives each kind against the last.
+    let keyed = [true, false];
+    let mut runs = [BuildRuns::new("with `Idempotency-Key`"), BuildRuns::new("without keys")];
+    let mut profiles: [Profile; 2] = Default::default();
     for round in 0..rounds {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for n in order {
-            eprintln!("bench: keys, {}, round {}", kinds[n].label, round + 1);
-            run(&mut kinds[n], &admin, seconds, profile && round + 1 == rounds).await?;
+            eprintln!("bench: keys, {}, round {}", runs[n].label, round + 1);
+            let profile = (profiled && round + 1 == rounds).then_some(&mut profiles[n]);
+            run(&mut runs[n], keyed[n], &admin, seconds, profile).await?;
         }
     }
     admin.close().await;
@@ -114,29 +102,21 @@ pub async fn key_benchmarks(report: &mut String) -> anyhow::Result<()> {
         "HTTP transfers, 64 clients, uniform pairs of 100 000 accounts, {seconds} s per run, {rounds} runs each, \
          alternated, each on a fresh service and database after a `CHECKPOINT`.\n"
     )?;
-    writeln!(report, "| requests | TPS per run | median TPS | vs without keys | median WAL bytes per transfer |")?;
-    writeln!(report, "|---|---|---:|---:|---:|")?;
-    let unkeyed = median(kinds[0].tps.clone());
-    for kind in &kinds {
-        let each: Vec<String> = kind.tps.iter().map(|tps| format!("{tps:.0}")).collect();
-        let tps = median(kind.tps.clone());
-        let wal = median(kind.wal_per_transfer.clone());
-        writeln!(report, "| {} | {} | {tps:.0} | {:.2} | {wal:.0} |", kind.label, each.join(" / "), tps / unkeyed)?;
-    }
-    if !profile {
+    rate_rows(report, "requests", &runs)?;
+    if !profiled {
         writeln!(report, "\n(The server does not load `pg_stat_statements`: no per-statement figures.)\n")?;
         return Ok(());
     }
-    for kind in &kinds {
+    for (runs, profile) in runs.iter().zip(&profiles) {
         writeln!(
             report,
             "\nStatements of the last run {} ({:.0} transfers), per transfer:\n",
-            kind.label, kind.transfers
+            runs.label, profile.transfers
         )?;
         writeln!(report, "| statement | calls | exec µs | WAL bytes |")?;
         writeln!(report, "|---|---:|---:|---:|")?;
-        for s in &kind.statements {
-            let per = |value: f64| value / kind.transfers;
+        for s in &profile.statements {
+            let per = |value: f64| value / profile.transfers;
             let query = s.query.replace('|', "\\|");
             writeln!(
                 report,

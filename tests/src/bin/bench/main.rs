@@ -260,8 +260,7 @@ async fn alternate_builds(
     rounds: u64,
     seconds: u64,
 ) -> anyhow::Result<Vec<BuildRuns>> {
-    let mut results: Vec<BuildRuns> =
-        labels.iter().map(|label| BuildRuns { label, tps: Vec::new(), wal_per_transfer: Vec::new() }).collect();
+    let mut results: Vec<BuildRuns> = labels.iter().map(|label| BuildRuns::new(label)).collect();
     let admin = PgPoolOptions::new().max_connections(1).connect(&system_tests::server_url()).await?;
     for round in 0..rounds {
         // A B, then B A: whichever goes first in a round, each build goes first as often.
@@ -275,17 +274,7 @@ async fn alternate_builds(
             };
             let pool = PgPoolOptions::new().max_connections(4).connect(&ledger.database.url).await?;
             let accounts = Arc::new(create_accounts(&pool, 100_000).await?);
-            sqlx::query("CHECKPOINT").execute(&admin).await?;
-            let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text").fetch_one(&admin).await?;
-            let target = (vec![ledger.base_url.clone()], ledger.client.clone());
-            let keyed = Via::Http { keyed: true };
-            let run = run_transfers(keyed, 64, seconds, accounts, false, pool.clone(), target).await?;
-            let (wal,): (f64,) = sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
-                .bind(&lsn)
-                .fetch_one(&admin)
-                .await?;
-            results[n].tps.push(run.tps());
-            results[n].wal_per_transfer.push(wal / run.ops.max(1) as f64);
+            measured_run(&mut results[n], &ledger, &pool, &admin, true, (accounts, seconds)).await?;
             pool.close().await;
             ledger.stop().await?;
         }
@@ -294,7 +283,7 @@ async fn alternate_builds(
     Ok(results)
 }
 
-/// One build's runs in [`alternate_builds`].
+/// One subject's runs: a build in [`alternate_builds`], a kind of request in `keys.rs`.
 struct BuildRuns {
     label: &'static str,
     tps: Vec<f64>,
@@ -302,10 +291,40 @@ struct BuildRuns {
     wal_per_transfer: Vec<f64>,
 }
 
-/// The rows of [`alternate_builds`]' figures (header included): each run, the median, the ratio to the last
-/// subject's median, and the WAL each transfer cost.
-fn rate_rows(report: &mut String, subjects: &[BuildRuns]) -> anyhow::Result<()> {
-    writeln!(report, "| service | TPS per run | median TPS | vs the last | median WAL bytes per transfer |")?;
+impl BuildRuns {
+    fn new(label: &'static str) -> Self {
+        Self { label, tps: Vec::new(), wal_per_transfer: Vec::new() }
+    }
+}
+
+/// One run of HTTP transfers (`keyed` or not) by 64 clients for `seconds` on `ledger`, whose database `pool`
+/// holds `accounts`, after a `CHECKPOINT` (through `admin`): its TPS and the WAL it wrote per transfer go to
+/// `runs`, and the run is returned.
+async fn measured_run(
+    runs: &mut BuildRuns,
+    ledger: &TestLedger,
+    pool: &PgPool,
+    admin: &PgPool,
+    keyed: bool,
+    (accounts, seconds): (Arc<Vec<Uuid>>, u64),
+) -> anyhow::Result<Run> {
+    sqlx::query("CHECKPOINT").execute(admin).await?;
+    let (lsn,): (String,) = sqlx::query_as("SELECT pg_current_wal_lsn()::text").fetch_one(admin).await?;
+    let target = (vec![ledger.base_url.clone()], ledger.client.clone());
+    let run = run_transfers(Via::Http { keyed }, 64, seconds, accounts, false, pool.clone(), target).await?;
+    let (wal,): (f64,) = sqlx::query_as("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn)::float8")
+        .bind(&lsn)
+        .fetch_one(admin)
+        .await?;
+    runs.tps.push(run.tps());
+    runs.wal_per_transfer.push(wal / run.ops.max(1) as f64);
+    Ok(run)
+}
+
+/// The rows of [`BuildRuns`]' figures (header included, its first column named `what`): each run, the median,
+/// the ratio to the last subject's median, and the WAL each transfer cost.
+fn rate_rows(report: &mut String, what: &str, subjects: &[BuildRuns]) -> anyhow::Result<()> {
+    writeln!(report, "| {what} | TPS per run | median TPS | vs the last | median WAL bytes per transfer |")?;
     writeln!(report, "|---|---|---:|---:|---:|")?;
     let reference = subjects.last().map_or(f64::NAN, |runs| median(runs.tps.clone()));
     for runs in subjects {
