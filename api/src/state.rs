@@ -72,6 +72,12 @@ impl ApiState {
         }
         // A query would still answer from a terminated workflow's last state, so ask whether it runs first.
         if let Some(temporal_says) = self.temporal.not_running(advance_id).await {
+            // The workflow mirrors its end before it completes: one that ended between the read above and the
+            // question has its closed state stored by now, and is not stuck.
+            let stored = self.stored(advance_id).await?;
+            if !stored.status.is_open() {
+                return Ok(advance_view(&stored));
+            }
             return Ok(not_running_view(&stored, &temporal_says.to_string()));
         }
         Ok(advance_view(&self.live_or(stored).await))
