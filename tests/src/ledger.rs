@@ -147,7 +147,9 @@ impl TestLedger {
         Self::start_binary_on(binary, TestDatabase::create().await?, settings).await
     }
 
-    async fn start_binary_on(
+    /// Starts a build of the accounts-service (this one, or an older one) on `database`, with default settings
+    /// plus `settings`.
+    pub async fn start_binary_on(
         binary: PathBuf,
         database: TestDatabase,
         settings: &[(&str, &str)],

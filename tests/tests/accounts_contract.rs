@@ -400,6 +400,64 @@ async fn a_keys_replay_is_rebuilt_from_its_row_even_when_the_key_was_used_before
     app.stop().await
 }
 
+/// A key lookup seeks each of the key's rows in the day after one of its uses (a claim, or a purged claim's
+/// use) instead of probing every day's partition. A key used again after it expired has two rows, and both are
+/// found: "aged" with its first row truly 9 days old (found by its use's seek into that day's partition),
+/// "drifted" with its first claim dated 9 days back but its row now (the seek finds nothing there, and the
+/// key is then sought everywhere).
+#[tokio::test]
+async fn a_key_used_again_after_it_expired_finds_every_row_written_under_it() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let a = app.funded_account("100").await?;
+    sqlx::query("SELECT ledger_create_partition((now() AT TIME ZONE 'UTC')::date - 9)").execute(&app.pool).await?;
+    let mut firsts = Vec::new();
+    for key in ["aged", "drifted"] {
+        let first = json!({"dst_account_id": a, "amount": 1, "direction": "debit"});
+        let made = app.post("/api/v1/bank_transactions", &first, Some(key)).await?;
+        firsts.push(made.str("transaction_id").to_owned());
+        sqlx::query("UPDATE idempotency_keys SET created_at = created_at - interval '9 days' WHERE key = $1")
+            .bind(key)
+            .execute(&app.pool)
+            .await?;
+    }
+    // The first row of "aged" moves to 9 days ago with its claim (triggers off, as a bulk load runs).
+    let mut conn = app.pool.acquire().await?;
+    sqlx::query("SET session_replication_role = replica").execute(&mut *conn).await?;
+    let moved = sqlx::query("UPDATE transactions SET created_at = created_at - interval '9 days' WHERE id = $1::uuid")
+        .bind(&firsts[0])
+        .execute(&mut *conn)
+        .await?;
+    assert_eq!(moved.rows_affected(), 1);
+    drop(conn);
+    let day = std::time::Duration::from_secs(86_400);
+    assert_eq!(accounts_service::db::purge_expired(&app.pool, 8 * day, day).await?.0, 2);
+    let uses: (i64,) = sqlx::query_as("SELECT count(*) FROM idempotency_key_uses").fetch_one(&app.pool).await?;
+    assert_eq!(uses.0, 2, "each purged claim left its use");
+
+    let mut seconds = Vec::new();
+    for key in ["aged", "drifted"] {
+        let second = json!({"dst_account_id": a, "amount": 2, "direction": "debit"});
+        let made = app.post("/api/v1/bank_transactions", &second, Some(key)).await?;
+        assert_eq!(made.status, 201, "{}", made.text);
+        seconds.push(made.str("transaction_id").to_owned());
+    }
+    let keys = ["aged", "drifted", "never"].map(str::to_owned).to_vec();
+    let found = app.api.transactions_by_keys(&keys).await?;
+    let ids: Vec<Vec<String>> =
+        found.iter().map(|entry| entry.transactions.iter().map(|t| t.transaction_id.to_string()).collect()).collect();
+    assert_eq!(
+        ids,
+        vec![vec![firsts[0].clone(), seconds[0].clone()], vec![firsts[1].clone(), seconds[1].clone()], vec![]],
+        "both rows of each key, oldest first"
+    );
+    for (i, key) in ["aged", "drifted"].iter().enumerate() {
+        let one = app.api.transactions_by_key(key).await?;
+        let one: Vec<String> = one.iter().map(|t| t.transaction_id.to_string()).collect();
+        assert_eq!(one, vec![firsts[i].clone(), seconds[i].clone()], "by_key {key}");
+    }
+    app.stop().await
+}
+
 #[tokio::test]
 async fn the_openapi_document_describes_every_endpoint_and_the_docs_page_renders_it() -> anyhow::Result<()> {
     let app = TestLedger::start().await?;
@@ -544,6 +602,82 @@ async fn report_parameters_are_checked() -> anyhow::Result<()> {
     assert_eq!((reply.status, reply.error_code()), (422, "snapshot_mismatch"));
     let reply = app.get(&format!("/api/v1/transactions/export?format=xml&snapshot={token}")).await?;
     assert_eq!((reply.status, reply.error_code()), (422, "invalid_format"));
+    app.stop().await
+}
+
+/// The CSV download is written by PostgreSQL (`COPY`), the NDJSON one by the service from decoded rows. The
+/// CSV must say what the JSON says, field for field, in the API's formats: amounts of every scale without
+/// trailing zeros, the seed's timestamps, missing values as nothing, and client text quoted by RFC 4180 with
+/// formulas shown as text. The expected CSV is written here from the NDJSON rows by those rules.
+#[tokio::test]
+async fn the_csv_download_says_what_the_json_rows_say_field_for_field() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let a = app.funded_account("999999999999.98").await?;
+    let b = app.open_account().await?;
+    for amount in ["1.5", "2", "0.01", "10.10", "100", "123456.7"] {
+        let body = json!({"src_account_id": a, "dst_account_id": b, "amount": amount, "direction": "debit"});
+        app.post("/api/v1/transaction", &body, None).await?;
+    }
+    let too_much = json!({"src_account_id": b, "dst_account_id": a, "amount": "1000000", "direction": "debit"});
+    app.post("/api/v1/transaction", &too_much, None).await?;
+    let texts = [
+        "=1+1",
+        "-5",
+        "+5",
+        "@SUM(A1)",
+        "\tx",
+        "\rx",
+        "a,b",
+        "say \"hi\"",
+        "line\nbreak",
+        "ünïcødé ✓",
+        "",
+        "plain",
+        "=HYPERLINK(\"http://evil.example\",\"x, y\")",
+    ];
+    for text in texts {
+        let credit = json!({"dst_account_id": b, "amount": "0.5", "direction": "credit", "reason": text});
+        app.post("/api/v1/bank_transactions", &credit, None).await?;
+    }
+    let token = app.get("/api/v1/transactions?limit=5").await?.str("snapshot").to_owned();
+    for query in [format!("snapshot={token}"), String::new()] {
+        let download = |format: &str| {
+            let url = app.url(&format!("/api/v1/transactions/export?format={format}&{query}"));
+            let request = app.client.get(url);
+            async move { anyhow::Ok(request.send().await?.error_for_status()?.text().await?) }
+        };
+        let (csv, ndjson) = (download("csv").await?, download("ndjson").await?);
+        let mut expected = format!("{}\n", ledger_contract::CSV_COLUMNS.join(","));
+        for line in ndjson.lines() {
+            let row: ledger_contract::Transaction = serde_json::from_str(line)?;
+            let text = |text: &Option<String>| {
+                let text = text.as_deref().unwrap_or_default();
+                let formula = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { "'" } else { "" };
+                let field = format!("{formula}{text}");
+                match text.contains([',', '"', '\n', '\r']) {
+                    true => format!("\"{}\"", field.replace('"', "\"\"")),
+                    false => field,
+                }
+            };
+            let fields = [
+                row.transaction_id.to_string(),
+                money::timestamp::format_timestamp(row.transaction_timestamp),
+                row.kind.to_string(),
+                row.src_account_id.map(|id| id.to_string()).unwrap_or_default(),
+                row.dst_account_id.to_string(),
+                row.amount.to_string(),
+                row.direction.to_string(),
+                row.status.to_string(),
+                text(&row.reason),
+                text(&row.description),
+                text(&row.recorded_by),
+            ];
+            expected.push_str(&fields.join(","));
+            expected.push('\n');
+        }
+        assert_eq!(ndjson.lines().count(), 1 + 6 + 1 + texts.len(), "every row, {query:?}");
+        assert_eq!(csv, expected, "{query:?}");
+    }
     app.stop().await
 }
 

@@ -1,5 +1,7 @@
 //! Accounts, and the transactions as the ledger records and answers them. Money moves in `movements.rs`.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use events::subjects::{Rendering, Subject, Subjects};
 use ledger_contract::{Account, Direction, Transaction, TransactionKind, TransactionStatus};
@@ -185,33 +187,75 @@ impl Subjects for TransactionSubjects {
     }
 }
 
-/// Every transaction `client` recorded under one of its idempotency keys, oldest first (at most one, since a
-/// key is claimed before anything is recorded; a list so that a reconciler can see it if that ever failed).
+/// Every transaction `client` recorded under one of its idempotency keys, oldest first (at most one per use of
+/// the key, since a key is claimed before anything is recorded; a list so that a reconciler can see it if that
+/// ever failed).
 pub async fn transactions_by_key(pool: &PgPool, client: &str, key: &IdempotencyKey) -> DbResult<Vec<Transaction>> {
-    let sql = format!(
-        "SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.recorded_by = $1 AND t.idempotency_key = $2
-         ORDER BY t.created_at, t.id LIMIT 100"
-    );
-    let rows = sqlx::query_as::<_, TransactionRow>(&sql).bind(client).bind(key.as_str()).fetch_all(pool).await?;
-    Ok(rows.into_iter().map(Transaction::from).collect())
+    let found = transactions_by_keys(pool, client, &[key.as_str()]).await?;
+    Ok(found.into_iter().map(|(_, transaction)| transaction).take(100).collect())
 }
 
-/// Every transaction `client` recorded under any of `keys`, with its key, oldest first: one indexed query
-/// (`recorded_by, idempotency_key`) for up to a thousand keys.
+/// The statement of [`transactions_by_keys`], in a file of its own so that the benchmark runs the very same text.
+pub const BY_KEYS: &str = include_str!("by_keys.sql");
+
+/// Every transaction `client` recorded under any of `keys`, with its key, oldest first, for up to a thousand
+/// keys.
+///
+/// A key holds no date, but each of its uses does: a claim (`idempotency_keys`, while the key is kept) or a
+/// past one (`idempotency_key_uses`, until its day is archived; migration `0014`). A use writes at most one row
+/// under the key, in its own database transaction, dated just after it; and the next use of the key comes at
+/// least `IDEMPOTENCY_KEY_TTL` (7 days or more) later. So each use's row is sought in the hour after it
+/// ([`BY_KEYS`]), which prunes the day partitions to one: a row found there is that use's row, and a use whose
+/// row is not there (its request wrote none, such as an account's; or the row came over an hour late) is
+/// noticed. The keys of such uses, and keys with no use at all, are then sought in every partition, as every key
+/// used to be: the answer is the same, only slower.
 pub async fn transactions_by_keys(pool: &PgPool, client: &str, keys: &[&str]) -> DbResult<Vec<(String, Transaction)>> {
-    #[derive(sqlx::FromRow)]
-    struct Keyed {
-        key: String,
-        #[sqlx(flatten)]
-        row: TransactionRow,
+    let sought: Vec<Sought> = sqlx::query_as(BY_KEYS).bind(client).bind(keys).fetch_all(pool).await?;
+    let mut unsure: Vec<String> = Vec::new();
+    let mut found: HashMap<Uuid, (String, Transaction)> = HashMap::new();
+    for Sought { key, row } in sought {
+        match row {
+            Some(row) => {
+                let transaction = Transaction::from(row);
+                found.insert(transaction.transaction_id, (key, transaction));
+            }
+            None => unsure.push(key),
+        }
     }
-    let sql = format!(
-        "SELECT t.idempotency_key AS key, {TRANSACTION_COLUMNS} FROM transactions t
-         WHERE t.recorded_by = $1 AND t.idempotency_key = ANY($2)
-         ORDER BY t.created_at, t.id LIMIT 100000"
-    );
-    let rows = sqlx::query_as::<_, Keyed>(&sql).bind(client).bind(keys).fetch_all(pool).await?;
-    Ok(rows.into_iter().map(|keyed| (keyed.key, keyed.row.into())).collect())
+    if !unsure.is_empty() {
+        let sql = format!(
+            "SELECT t.idempotency_key AS key, {TRANSACTION_COLUMNS} FROM transactions t
+             WHERE t.recorded_by = $1 AND t.idempotency_key = ANY($2)"
+        );
+        let rows: Vec<Sought> = sqlx::query_as(&sql).bind(client).bind(&unsure).fetch_all(pool).await?;
+        for Sought { key, row } in rows {
+            if let Some(row) = row {
+                let transaction = Transaction::from(row);
+                found.insert(transaction.transaction_id, (key, transaction));
+            }
+        }
+    }
+    let mut found: Vec<(String, Transaction)> = found.into_values().collect();
+    found.sort_by_key(|(_, t)| (t.transaction_timestamp, t.transaction_id));
+    Ok(found)
+}
+
+/// A key, and a row found under it (none: the key is still to be sought in every partition).
+struct Sought {
+    key: String,
+    row: Option<TransactionRow>,
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Sought {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row as _;
+        let id: Option<Uuid> = row.try_get("id")?;
+        let found = match id {
+            Some(_) => Some(TransactionRow::from_row(row)?),
+            None => None,
+        };
+        Ok(Self { key: row.try_get("key")?, row: found })
+    }
 }
 
 /// Reads one account.
@@ -222,4 +266,14 @@ pub async fn get_account(pool: &PgPool, id: Uuid) -> DbResult<Account> {
         .await?
         .map(Account::from)
         .ok_or(DbError::AccountNotFound(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_lookup_statement_reads_the_columns_a_transaction_row_decodes() {
+        assert!(BY_KEYS.contains(&TRANSACTION_COLUMNS.replace("t.id,", "a.key, t.id,")), "in the same order");
+    }
 }

@@ -189,12 +189,33 @@ async fn open_pool(
 pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Deletes idempotency keys and report snapshots older than their time to live. Returns rows deleted.
+///
+/// A key's claim leaves its use behind (`idempotency_key_uses`), so that lookups still find the rows written
+/// under it (see `ledger::transactions_by_keys`); a use goes once no row dated after it can be hot: a day
+/// before the oldest partition of `transactions`.
 pub async fn purge_expired(pool: &PgPool, key_ttl: Duration, snapshot_ttl: Duration) -> sqlx::Result<(u64, u64)> {
-    let keys = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)")
-        .bind(key_ttl.as_secs_f64())
-        .execute(pool)
-        .await?
-        .rows_affected();
+    let (keys,): (i64,) = sqlx::query_as(
+        "WITH gone AS (
+             DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)
+             RETURNING client, key, created_at),
+         used AS (
+             INSERT INTO idempotency_key_uses (client, key, claimed_at) SELECT client, key, created_at FROM gone
+             ON CONFLICT DO NOTHING)
+         SELECT count(*) FROM gone",
+    )
+    .bind(key_ttl.as_secs_f64())
+    .fetch_one(pool)
+    .await?;
+    sqlx::query(
+        "DELETE FROM idempotency_key_uses
+         WHERE claimed_at < (SELECT min(to_date(substr(c.relname, 14), 'YYYYMMDD'))::timestamp AT TIME ZONE 'UTC'
+                             FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                             WHERE i.inhparent = 'transactions'::regclass
+                               AND c.relname ~ '^transactions_[0-9]{8}$') - interval '1 day'",
+    )
+    .execute(pool)
+    .await?;
+    let keys = keys as u64;
     let snapshots = sqlx::query("DELETE FROM report_snapshots WHERE created_at < now() - make_interval(secs => $1)")
         .bind(snapshot_ttl.as_secs_f64())
         .execute(pool)

@@ -10,6 +10,7 @@
 //! inserting database transaction is visible in the saved snapshot (`pg_visible_in_snapshot`), so rows that
 //! commit later, whatever their timestamp, never appear; sealed rows had all committed before the snapshot.
 
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -294,13 +295,26 @@ async fn read_page(conn: &mut PgConnection, snapshot: &Snapshot, page: u64) -> D
     Ok(rows.into_iter().map(Transaction::from).collect())
 }
 
-/// What the download's reader receives: rows, then an explicit end. A stream that stops without [`Export::End`]
-/// was cut short (a database error or a stall), and the response must say so by failing, not end as if
-/// complete.
+/// What the download's reader receives: rows (or CSV text), then an explicit end. A stream that stops without
+/// [`Export::End`] was cut short (a database error or a stall), and the response must say so by failing, not end
+/// as if complete.
 pub enum Export {
     Row(Transaction),
+    /// Whole CSV lines, about [`CHUNK_BYTES`] at a time.
+    Csv(Bytes),
     End,
 }
+
+/// How a download is read: decoded rows (for NDJSON), or CSV lines that PostgreSQL writes itself (`COPY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Rows,
+    Csv,
+}
+
+/// A download is sent in chunks of about this many bytes: small enough to keep memory flat, large enough to
+/// keep per-chunk overhead low.
+pub const CHUNK_BYTES: usize = 64 * 1024;
 
 /// The rows of a window for a download, newest first, streamed from one connection of `pool` (the reports'
 /// own). The connection is taken before this returns, so a download that cannot start is an error, never a
@@ -311,66 +325,192 @@ pub enum Export {
 /// the rows committed when the query starts (one statement reads one MVCC snapshot).
 pub async fn export(
     pool: &PgPool,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    window: (DateTime<Utc>, DateTime<Utc>),
     snapshot: Option<&Snapshot>,
     replica_wait: std::time::Duration,
     stall: std::time::Duration,
+    shape: Shape,
 ) -> DbResult<BoxStream<'static, sqlx::Result<Export>>> {
     let mut conn = match snapshot {
         Some(snapshot) => connection_for(pool, snapshot, replica_wait).await?,
         None => pool.acquire().await?,
     };
-    let snapshot = snapshot.map(|snapshot| snapshot.snapshot.clone());
+    let seen = snapshot.map(|snapshot| (snapshot.snapshot.clone(), snapshot.frontier));
     // A download may legitimately outlast the per-statement timeout of the API's short queries; the stall
-    // timeout bounds it instead.
-    sqlx::query("SET statement_timeout = 0").execute(&mut *conn).await?;
+    // timeout bounds it instead. Both settings are local to the download's transaction, which only reads.
+    sqlx::query("BEGIN READ ONLY").execute(&mut *conn).await?;
+    sqlx::query("SET LOCAL statement_timeout = 0").execute(&mut *conn).await?;
     // A task owns the connection and feeds a bounded channel: the body stream is 'static, and a slow client
-    // holds back the query instead of letting rows pile up in memory.
-    let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<Export>>(256);
+    // holds back the query instead of letting rows pile up in memory (at most 256 rows, or 4 chunks of CSV).
+    let depth = match shape {
+        Shape::Rows => 256,
+        Shape::Csv => 4,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<Export>>(depth);
     tokio::spawn(async move {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM transactions t
-             WHERE t.created_at >= $1 AND t.created_at <= $2
-               AND ($3::pg_snapshot IS NULL OR pg_visible_in_snapshot(t.created_xid, $3::pg_snapshot))
-             ORDER BY t.created_at DESC, t.id DESC"
-        );
-        let mut finished = false;
-        {
-            let mut rows =
-                sqlx::query_as::<_, TransactionRow>(&sql).bind(start).bind(end).bind(&snapshot).fetch(&mut *conn);
-            loop {
-                let item = match rows.next().await {
-                    Some(row) => row.map(|row| Export::Row(row.into())),
-                    None => Ok(Export::End),
-                };
-                let (last, complete) = (!matches!(item, Ok(Export::Row(_))), matches!(item, Ok(Export::End)));
-                match tokio::time::timeout(stall, tx.send(item)).await {
-                    Ok(Ok(())) if last => {
-                        finished = complete;
-                        break;
-                    }
-                    Ok(Ok(())) => {}
-                    // The reader went away, or took nothing for `stall`: stop reading.
-                    Ok(Err(_)) => break,
-                    Err(_) => {
-                        tracing::warn!(stall_ms = stall.as_millis() as u64, "a download made no progress; cut");
-                        break;
-                    }
-                }
-            }
-        }
-        if finished {
-            // Give the pooled connection back with the service's usual statement timeout.
-            if sqlx::query("RESET statement_timeout").execute(&mut *conn).await.is_ok() {
+        let feed = Feed { window, seen: seen.as_ref(), tx: &tx, stall };
+        let sent = match shape {
+            Shape::Rows => send_rows(&mut conn, &feed).await,
+            Shape::Csv => send_csv(&mut conn, &feed).await,
+        };
+        let ended = match sent {
+            Ok(true) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
+            // The reader went away or stalled: there is no one left to tell.
+            Ok(false) => {
+                let _ = conn.close().await;
                 return;
             }
+            Err(error) => Err(error),
+        };
+        match ended {
+            // The connection goes back to the pool as it came, outside any transaction.
+            Ok(()) => {
+                feed.hand_over(Ok(Export::End)).await;
+            }
+            // Mid-result, or in a failed transaction, the connection is closed rather than returned:
+            // PostgreSQL stops the query when its client goes, and the pool opens a fresh connection when it
+            // needs one.
+            Err(error) => {
+                feed.hand_over(Err(error)).await;
+                let _ = conn.close().await;
+            }
         }
-        // Mid-result (or unable to reset), the connection is closed rather than returned: PostgreSQL stops the
-        // query when its client goes, and the pool opens a fresh connection when it needs one.
-        let _ = conn.close().await;
     });
     Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
+}
+
+type ExportSender = tokio::sync::mpsc::Sender<sqlx::Result<Export>>;
+
+/// What a download's task reads, and where it sends it.
+struct Feed<'a> {
+    window: (DateTime<Utc>, DateTime<Utc>),
+    seen: Option<&'a Seen>,
+    tx: &'a ExportSender,
+    /// How long the reader may take nothing before the download is cut.
+    stall: std::time::Duration,
+}
+
+impl Feed<'_> {
+    /// Gives `item` to the download's reader: false when the reader went away or took nothing for `stall`.
+    async fn hand_over(&self, item: sqlx::Result<Export>) -> bool {
+        match tokio::time::timeout(self.stall, self.tx.send(item)).await {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => false,
+            Err(_) => {
+                tracing::warn!(stall_ms = self.stall.as_millis() as u64, "a download made no progress; cut");
+                false
+            }
+        }
+    }
+}
+
+/// The download's view of a saved snapshot: its PostgreSQL snapshot, and the seal's frontier then (every row
+/// dated before it was committed and visible in the snapshot).
+type Seen = (String, DateTime<Utc>);
+
+/// The window's rows in the report's order (the SQL expressions of its bounds given), those of a snapshot
+/// only when there is one. Rows dated before the snapshot's seal frontier are visible in it by the seal's
+/// rule, so `pg_visible_in_snapshot` runs only for the live rows of its last seconds (`OR` stops at the first
+/// true), as a report page does.
+fn export_filter(start: &str, end: &str, snapshot: &str, frontier: &str) -> String {
+    format!(
+        "t.created_at >= {start} AND t.created_at <= {end}
+           AND ({snapshot} IS NULL OR t.created_at < {frontier} OR pg_visible_in_snapshot(t.created_xid, {snapshot}))
+         ORDER BY t.created_at DESC, t.id DESC"
+    )
+}
+
+/// Sends the rows one by one: Ok(false) when the reader stopped taking them.
+async fn send_rows(conn: &mut PgConnection, feed: &Feed<'_>) -> sqlx::Result<bool> {
+    let ((start, end), seen) = (feed.window, feed.seen);
+    let filter = export_filter("$1", "$2", "$3::pg_snapshot", "$4");
+    let sql = format!("SELECT {COLUMNS} FROM transactions t WHERE {filter}");
+    let mut rows = sqlx::query_as::<_, TransactionRow>(&sql)
+        .bind(start)
+        .bind(end)
+        .bind(seen.map(|(snapshot, _)| snapshot))
+        .bind(seen.map(|(_, frontier)| *frontier))
+        .fetch(conn);
+    while let Some(row) = rows.next().await {
+        if !feed.hand_over(Ok(Export::Row(row?.into()))).await {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The export's CSV lines as PostgreSQL writes them (`COPY … TO STDOUT`): the columns of
+/// [`CSV_COLUMNS`](ledger_contract::CSV_COLUMNS) in the API's formats (the seed's timestamps, amounts without
+/// trailing zeros), a field with a comma, quote or line break quoted as RFC 4180 says (and a lone `\.`, by
+/// PostgreSQL's own rule), a missing value as nothing. Client text that a spreadsheet would run as a formula
+/// (a leading `=`, `+`, `-`, `@`, tab or carriage return: CSV injection) gets a leading `'`, which spreadsheets
+/// show as text, and an empty text is written as nothing, like a missing one: `routes::reports::push_csv_field`
+/// follows the same rules. `recorded_by` needs no such care: it is a client's name, which starts with a letter
+/// or digit and holds no separator (`api_clients_name`), or `anonymous`.
+fn csv_copy(with_snapshot: bool) -> String {
+    let text = |column: &str| {
+        // `^@` (starts with) on a present value: a regular expression on every row costs a third more.
+        let formula = ["=", "+", "-", "@", "\\t", "\\r"].map(|c| format!("t.{column} ^@ E'{c}'")).join(" OR ");
+        format!(
+            "CASE WHEN t.{column} IS NOT NULL AND ({formula}) THEN '''' || t.{column} ELSE nullif(t.{column}, '') END"
+        )
+    };
+    // COPY takes no parameters: the window and the snapshot are settings of the download's transaction, set by
+    // a statement that binds them (`set_config`), never text spliced into this one. Each is read once (a
+    // subquery), not cast again on every row.
+    let setting = |name: &str, of: &str| format!("(SELECT current_setting('ledger.export_{name}')::{of})");
+    let filter = match with_snapshot {
+        true => export_filter(
+            &setting("start", "timestamptz"),
+            &setting("end", "timestamptz"),
+            &setting("snapshot", "pg_snapshot"),
+            &setting("frontier", "timestamptz"),
+        ),
+        false => export_filter(
+            &setting("start", "timestamptz"),
+            &setting("end", "timestamptz"),
+            "NULL::pg_snapshot",
+            "NULL::timestamptz",
+        ),
+    };
+    format!(
+        "COPY (SELECT t.id, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), t.kind,
+                      t.src_account_id, t.dst_account_id, trim_scale(t.amount), t.direction, t.status, {}, {},
+                      t.recorded_by
+               FROM transactions t WHERE {filter}) TO STDOUT (FORMAT csv)",
+        text("reason"),
+        text("description"),
+    )
+}
+
+/// Sends the rows as CSV text in chunks of about [`CHUNK_BYTES`]: Ok(false) when the reader stopped taking them.
+async fn send_csv(conn: &mut PgConnection, feed: &Feed<'_>) -> sqlx::Result<bool> {
+    let ((start, end), seen) = (feed.window, feed.seen);
+    let at = |time: DateTime<Utc>| time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    sqlx::query(
+        "SELECT set_config('ledger.export_start', $1, true), set_config('ledger.export_end', $2, true),
+                set_config('ledger.export_snapshot', coalesce($3, ''), true),
+                set_config('ledger.export_frontier', coalesce($4, ''), true)",
+    )
+    .bind(at(start))
+    .bind(at(end))
+    .bind(seen.map(|(snapshot, _)| snapshot))
+    .bind(seen.map(|(_, frontier)| at(*frontier)))
+    .execute(&mut *conn)
+    .await?;
+    let mut copy = conn.copy_out_raw(&csv_copy(seen.is_some())).await?;
+    let fresh = || BytesMut::with_capacity(CHUNK_BYTES + 4096);
+    let mut chunk = fresh();
+    // PostgreSQL sends a message per row; they are joined into chunks here.
+    while let Some(line) = copy.next().await {
+        chunk.extend_from_slice(&line?);
+        if chunk.len() >= CHUNK_BYTES
+            && !feed.hand_over(Ok(Export::Csv(std::mem::replace(&mut chunk, fresh()).freeze()))).await
+        {
+            return Ok(false);
+        }
+    }
+    Ok(chunk.is_empty() || feed.hand_over(Ok(Export::Csv(chunk.freeze()))).await)
 }
 
 #[cfg(test)]

@@ -9,13 +9,14 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use ledger_contract::{ExportQuery, ReportPage, ReportQuery, Transaction, CSV_COLUMNS};
-use money::timestamp::{format_timestamp, parse_timestamp};
+use money::timestamp::parse_timestamp;
 use service_kit::auth::Caller;
 use service_kit::extract::ApiQuery;
 use service_kit::{ApiError, ApiResult, ErrorBody};
 use uuid::Uuid;
 
-use crate::db::reports::{self, Export, Snapshot};
+pub(crate) use crate::db::reports::CHUNK_BYTES;
+use crate::db::reports::{self, Export, Shape, Snapshot};
 use crate::domain::REPORT_WINDOW_DAYS;
 use crate::AppState;
 
@@ -182,10 +183,6 @@ impl Format {
     }
 }
 
-/// Rows are sent in chunks of about this many bytes: small enough to keep memory flat, large enough to
-/// keep per-chunk overhead low.
-pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
-
 /// Downloads the report's rows as CSV or NDJSON, streamed.
 #[utoipa::path(
     get, path = "/api/v1/transactions/export", tag = "reports",
@@ -220,7 +217,11 @@ pub async fn export_transactions(
     let stall = state.settings.export_stall_timeout;
     // The connection is taken here: a download that cannot start is a 503, never a 200 with a truncated body.
     let (pool, wait) = (&state.report_pool, state.settings.report_replica_wait);
-    let rows = reports::export(pool, window.start, window.end, snapshot.as_ref(), wait, stall).await?;
+    let shape = match format {
+        Format::Csv => Shape::Csv,
+        Format::Ndjson => Shape::Rows,
+    };
+    let rows = reports::export(pool, (window.start, window.end), snapshot.as_ref(), wait, stall, shape).await?;
     let header = match format {
         Format::Csv => Some(Ok(Bytes::from(format!("{}\n", CSV_COLUMNS.join(","))))),
         Format::Ndjson => None,
@@ -233,10 +234,16 @@ pub async fn export_transactions(
     let body = futures::stream::iter(header).chain(rows.ready_chunks(256).map(move |batch| {
         // The client's download slot lives as long as its body.
         let _slot = &slot;
-        let mut buffer = String::with_capacity(CHUNK_BYTES);
-        for row in batch {
-            match row {
-                Ok(Export::Row(row)) => write_row(&mut buffer, &row, format),
+        let mut buffer = String::new();
+        let mut text = Vec::new();
+        for item in batch {
+            match item {
+                Ok(Export::Row(row)) => {
+                    buffer.reserve(CHUNK_BYTES);
+                    write_row(&mut buffer, &row)
+                }
+                // Already whole lines; passed on as they are.
+                Ok(Export::Csv(lines)) => text.push(lines),
                 Ok(Export::End) => {}
                 Err(error) => {
                     tracing::error!(error = %error, "export stopped");
@@ -244,52 +251,35 @@ pub async fn export_transactions(
                 }
             }
         }
-        Ok(Bytes::from(buffer))
+        Ok(match text.len() {
+            0 => Bytes::from(buffer),
+            1 => text.remove(0),
+            _ => Bytes::from(text.concat()),
+        })
     }));
     Ok(format.download(Body::from_stream(body), "transactions"))
 }
 
-fn write_row(buffer: &mut String, row: &Transaction, format: Format) {
-    match format {
-        Format::Ndjson => {
-            // Serializing our own view cannot fail; an empty line would be the visible sign if it ever did.
-            buffer.push_str(&serde_json::to_string(row).unwrap_or_default());
-        }
-        Format::Csv => {
-            let fields = [
-                row.transaction_id.to_string(),
-                format_timestamp(row.transaction_timestamp),
-                row.kind.to_string(),
-                row.src_account_id.map(|id| id.to_string()).unwrap_or_default(),
-                row.dst_account_id.to_string(),
-                row.amount.to_string(),
-                row.direction.to_string(),
-                row.status.to_string(),
-                row.reason.clone().unwrap_or_default(),
-                row.description.clone().unwrap_or_default(),
-                row.recorded_by.clone().unwrap_or_default(),
-            ];
-            for (i, field) in fields.iter().enumerate() {
-                if i > 0 {
-                    buffer.push(',');
-                }
-                push_csv_field(buffer, field);
-            }
-        }
-    }
+/// One NDJSON line: the row as the report's JSON shows it. (CSV is written by PostgreSQL: `reports::export`.)
+fn write_row(buffer: &mut String, row: &Transaction) {
+    // Serializing our own view cannot fail; an empty line would be the visible sign if it ever did.
+    buffer.push_str(&serde_json::to_string(row).unwrap_or_default());
     buffer.push('\n');
 }
 
 /// RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. A field that a
 /// spreadsheet would run as a formula (a leading `=`, `+`, `-`, `@`, tab or carriage return: CSV injection)
-/// gets a leading `'`, which spreadsheets show as text, and is quoted.
+/// gets a leading `'`, which spreadsheets show as text. These are the rules of the report's download, which
+/// PostgreSQL writes (`db::reports`), so both downloads quote alike.
 pub(crate) fn push_csv_field(buffer: &mut String, field: &str) {
-    let formula = field.starts_with(['=', '+', '-', '@', '\t', '\r']);
-    if formula || field.contains([',', '"', '\n', '\r']) {
+    let quoted = field.contains([',', '"', '\n', '\r']);
+    if quoted {
         buffer.push('"');
-        if formula {
-            buffer.push('\'');
-        }
+    }
+    if field.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        buffer.push('\'');
+    }
+    if quoted {
         buffer.push_str(&field.replace('"', "\"\""));
         buffer.push('"');
     } else {
@@ -314,10 +304,10 @@ mod tests {
     fn csv_cells_a_spreadsheet_would_run_are_text() {
         for (field, written) in [
             ("=HYPERLINK(\"http://x\")", "\"'=HYPERLINK(\"\"http://x\"\")\""),
-            ("+1", "\"'+1\""),
-            ("-2+3", "\"'-2+3\""),
-            ("@SUM(A1)", "\"'@SUM(A1)\""),
-            ("\t=1", "\"'\t=1\""),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\t=1", "'\t=1"),
             ("\r=1", "\"'\r=1\""),
             ("a=b", "a=b"),
         ] {

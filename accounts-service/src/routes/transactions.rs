@@ -151,7 +151,7 @@ pub async fn transactions_by_key(
 /// The largest `by_keys` body: room for 1 000 keys of 255 characters.
 pub const BY_KEYS_MAX_BODY: usize = 512 * 1024;
 
-/// Finds the transactions the caller recorded under each of up to 1 000 of its keys, in one query.
+/// Finds the transactions the caller recorded under each of up to 1 000 of its keys (`ledger::transactions_by_keys`).
 #[utoipa::path(
     post, path = "/api/v1/transactions/by_keys", tag = "transactions",
     request_body = ByKeysRequest,

@@ -95,7 +95,7 @@ async fn start_ledger_with(more: &[(&str, &str)]) -> anyhow::Result<TestLedger> 
 }
 
 /// `BENCH_CANDIDATE_LEDGER`, when set.
-fn candidate() -> Option<std::path::PathBuf> {
+pub(crate) fn candidate() -> Option<std::path::PathBuf> {
     std::env::var("BENCH_CANDIDATE_LEDGER").ok().filter(|path| !path.is_empty()).map(Into::into)
 }
 
