@@ -112,15 +112,17 @@ pub const BOOK_APPLICATION: &str = "accounts-service-book";
 pub const EVENTS_APPLICATION: &str = "accounts-service-events";
 
 /// Opens the pool that moves money: bounded, with a per-statement timeout, so no query holds a connection
-/// forever.
+/// forever. Its statements are short, so it never compiles one (`jit = off`): a key lookup over the day
+/// partitions, planned for a thousand keys, looked costly enough to PostgreSQL to be compiled, and took 6.5 s
+/// instead of 0.1 s (BENCHMARKS.md, "Keys for free", second step).
 pub async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    open_pool(&settings.database_url, settings, settings.db_pool_size, APPLICATION, Plans::Chosen).await
+    open_pool(&settings.database_url, settings, settings.db_pool_size, APPLICATION, &[("jit", "off")]).await
 }
 
 /// Opens the reports' and downloads' own pool (`DB_REPORT_POOL_SIZE`): however many of them run, they never
 /// take a connection a transfer needs. On the hot standby when `REPORT_DATABASE_URL` is set.
 pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
-    open_pool(report_url(settings), settings, settings.db_report_pool_size, REPORTS_APPLICATION, Plans::Chosen).await
+    open_pool(report_url(settings), settings, settings.db_report_pool_size, REPORTS_APPLICATION, &[]).await
 }
 
 /// Opens the pool that reads every account's book (`DB_BOOK_POOL_SIZE`, where the reports read): statements and
@@ -129,22 +131,15 @@ pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
 /// an account with few rows) that costs several milliseconds, more than running them, so this pool plans each
 /// once per connection and prunes the partitions when it runs (`plan_cache_mode = force_generic_plan`).
 pub async fn connect_book(settings: &Settings) -> anyhow::Result<PgPool> {
-    open_pool(report_url(settings), settings, settings.db_book_pool_size, BOOK_APPLICATION, Plans::Generic).await
+    let generic = [("plan_cache_mode", "force_generic_plan")];
+    open_pool(report_url(settings), settings, settings.db_book_pool_size, BOOK_APPLICATION, &generic).await
 }
 
 /// Opens the event feed's and the webhooks' own pool (`DB_EVENTS_POOL_SIZE`), on the primary: the feed's rule
 /// reads the primary's snapshots, and deliveries are written there. However many consumers read, they never take
 /// a connection a transfer needs.
 pub async fn connect_events(settings: &Settings) -> anyhow::Result<PgPool> {
-    open_pool(&settings.database_url, settings, settings.db_events_pool_size, EVENTS_APPLICATION, Plans::Chosen).await
-}
-
-/// Whether a pool lets PostgreSQL choose between custom and generic plans of its prepared statements, or always
-/// uses the generic one.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Plans {
-    Chosen,
-    Generic,
+    open_pool(&settings.database_url, settings, settings.db_events_pool_size, EVENTS_APPLICATION, &[]).await
 }
 
 /// Where reports and the book read: the hot standby (`REPORT_DATABASE_URL`) when there is one, else the primary.
@@ -158,23 +153,22 @@ pub async fn connect_snapshot_writer(settings: &Settings) -> anyhow::Result<Opti
     if settings.report_database_url.is_none() {
         return Ok(None);
     }
-    Ok(Some(open_pool(&settings.database_url, settings, 2, REPORTS_APPLICATION, Plans::Chosen).await?))
+    Ok(Some(open_pool(&settings.database_url, settings, 2, REPORTS_APPLICATION, &[]).await?))
 }
 
+/// A pool of `size` connections to `url`, with the statement timeout and the pool's own server `settings`.
 async fn open_pool(
     url: &Secret,
     settings: &Settings,
     size: u32,
     application: &str,
-    plans: Plans,
+    server_settings: &[(&str, &str)],
 ) -> anyhow::Result<PgPool> {
     let statement_timeout_ms = settings.db_statement_timeout.as_millis().to_string();
-    let mut options = PgConnectOptions::from_str(url.expose())?
+    let options = PgConnectOptions::from_str(url.expose())?
         .application_name(application)
-        .options([("statement_timeout", statement_timeout_ms.as_str())]);
-    if plans == Plans::Generic {
-        options = options.options([("plan_cache_mode", "force_generic_plan")]);
-    }
+        .options([("statement_timeout", statement_timeout_ms.as_str())])
+        .options(server_settings.iter().copied());
     let pool = PgPoolOptions::new()
         .max_connections(size)
         .min_connections(1.min(size))
