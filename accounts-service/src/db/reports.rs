@@ -336,10 +336,6 @@ pub async fn export(
         None => pool.acquire().await?,
     };
     let seen = snapshot.map(|snapshot| (snapshot.snapshot.clone(), snapshot.frontier));
-    // A download may legitimately outlast the per-statement timeout of the API's short queries; the stall
-    // timeout bounds it instead. Both settings are local to the download's transaction, which only reads.
-    sqlx::query("BEGIN READ ONLY").execute(&mut *conn).await?;
-    sqlx::query("SET LOCAL statement_timeout = 0").execute(&mut *conn).await?;
     // A task owns the connection and feeds a bounded channel: the body stream is 'static, and a slow client
     // holds back the query instead of letting rows pile up in memory (at most 256 rows, or 4 chunks of CSV).
     let depth = match shape {
@@ -349,9 +345,15 @@ pub async fn export(
     let (tx, rx) = tokio::sync::mpsc::channel::<sqlx::Result<Export>>(depth);
     tokio::spawn(async move {
         let feed = Feed { window, seen: seen.as_ref(), tx: &tx, stall };
-        let sent = match shape {
-            Shape::Rows => send_rows(&mut conn, &feed).await,
-            Shape::Csv => send_csv(&mut conn, &feed).await,
+        // A download may legitimately outlast the per-statement timeout of the API's short queries; the stall
+        // timeout bounds it instead. Both settings are local to the download's transaction, which only reads;
+        // it is begun here, in the task, which nothing cancels: a connection is never given back to the pool
+        // inside it.
+        let begun = begin_download(&mut conn).await;
+        let sent = match (begun, shape) {
+            (Err(error), _) => Err(error),
+            (Ok(_), Shape::Rows) => send_rows(&mut conn, &feed).await,
+            (Ok(_), Shape::Csv) => send_csv(&mut conn, &feed).await,
         };
         let ended = match sent {
             Ok(true) => sqlx::query("COMMIT").execute(&mut *conn).await.map(|_| ()),
@@ -377,6 +379,13 @@ pub async fn export(
         }
     });
     Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
+}
+
+/// Opens the download's transaction: it only reads, and has no statement timeout.
+async fn begin_download(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("BEGIN READ ONLY").execute(&mut *conn).await?;
+    sqlx::query("SET LOCAL statement_timeout = 0").execute(&mut *conn).await?;
+    Ok(())
 }
 
 type ExportSender = tokio::sync::mpsc::Sender<sqlx::Result<Export>>;
