@@ -210,31 +210,20 @@ pub const BY_KEYS: &str = include_str!("by_keys.sql");
 /// noticed. The keys of such uses, and keys with no use at all, are then sought in every partition, as every key
 /// used to be: the answer is the same, only slower.
 pub async fn transactions_by_keys(pool: &PgPool, client: &str, keys: &[&str]) -> DbResult<Vec<(String, Transaction)>> {
-    let sought: Vec<Sought> = sqlx::query_as(BY_KEYS).bind(client).bind(keys).fetch_all(pool).await?;
-    let mut unsure: Vec<String> = Vec::new();
-    let mut found: HashMap<Uuid, (String, Transaction)> = HashMap::new();
-    for Sought { key, row } in sought {
-        match row {
-            Some(row) => {
-                let transaction = Transaction::from(row);
-                found.insert(transaction.transaction_id, (key, transaction));
-            }
-            None => unsure.push(key),
-        }
-    }
+    let mut sought: Vec<Sought> = sqlx::query_as(BY_KEYS).bind(client).bind(keys).fetch_all(pool).await?;
+    let unsure: Vec<String> = sought.iter().filter(|s| s.row.is_none()).map(|s| s.key.clone()).collect();
     if !unsure.is_empty() {
         let sql = format!(
             "SELECT t.idempotency_key AS key, {TRANSACTION_COLUMNS} FROM transactions t
              WHERE t.recorded_by = $1 AND t.idempotency_key = ANY($2)"
         );
-        let rows: Vec<Sought> = sqlx::query_as(&sql).bind(client).bind(&unsure).fetch_all(pool).await?;
-        for Sought { key, row } in rows {
-            if let Some(row) = row {
-                let transaction = Transaction::from(row);
-                found.insert(transaction.transaction_id, (key, transaction));
-            }
-        }
+        sought.extend(sqlx::query_as::<_, Sought>(&sql).bind(client).bind(&unsure).fetch_all(pool).await?);
     }
+    // A row found twice (by a use, and by the search of every partition) is one row.
+    let found: HashMap<Uuid, (String, Transaction)> = sought
+        .into_iter()
+        .filter_map(|Sought { key, row }| row.map(Transaction::from).map(|t| (t.transaction_id, (key, t))))
+        .collect();
     let mut found: Vec<(String, Transaction)> = found.into_values().collect();
     found.sort_by_key(|(_, t)| (t.transaction_timestamp, t.transaction_id));
     Ok(found)

@@ -468,20 +468,11 @@ fn csv_copy(with_snapshot: bool) -> String {
     // a statement that binds them (`set_config`), never text spliced into this one. Each is read once (a
     // subquery), not cast again on every row.
     let setting = |name: &str, of: &str| format!("(SELECT current_setting('ledger.export_{name}')::{of})");
-    let filter = match with_snapshot {
-        true => export_filter(
-            &setting("start", "timestamptz"),
-            &setting("end", "timestamptz"),
-            &setting("snapshot", "pg_snapshot"),
-            &setting("frontier", "timestamptz"),
-        ),
-        false => export_filter(
-            &setting("start", "timestamptz"),
-            &setting("end", "timestamptz"),
-            "NULL::pg_snapshot",
-            "NULL::timestamptz",
-        ),
+    let (snapshot, frontier) = match with_snapshot {
+        true => (setting("snapshot", "pg_snapshot"), setting("frontier", "timestamptz")),
+        false => ("NULL::pg_snapshot".to_owned(), "NULL::timestamptz".to_owned()),
     };
+    let filter = export_filter(&setting("start", "timestamptz"), &setting("end", "timestamptz"), &snapshot, &frontier);
     format!(
         "COPY (SELECT t.id, to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), t.kind,
                       t.src_account_id, t.dst_account_id, trim_scale(t.amount), t.direction, t.status, {}, {},

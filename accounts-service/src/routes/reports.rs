@@ -234,15 +234,12 @@ pub async fn export_transactions(
     let body = futures::stream::iter(header).chain(rows.ready_chunks(256).map(move |batch| {
         // The client's download slot lives as long as its body.
         let _slot = &slot;
-        let mut buffer = String::new();
+        // NDJSON lines are written here; CSV comes already written, in whole lines.
+        let mut buffer = String::with_capacity(if shape == Shape::Rows { CHUNK_BYTES } else { 0 });
         let mut text = Vec::new();
         for item in batch {
             match item {
-                Ok(Export::Row(row)) => {
-                    buffer.reserve(CHUNK_BYTES);
-                    write_row(&mut buffer, &row)
-                }
-                // Already whole lines; passed on as they are.
+                Ok(Export::Row(row)) => write_row(&mut buffer, &row),
                 Ok(Export::Csv(lines)) => text.push(lines),
                 Ok(Export::End) => {}
                 Err(error) => {
