@@ -68,3 +68,21 @@ pub fn check_adds_up(read: &Read) -> anyhow::Result<()> {
     anyhow::ensure!(balance == read.closing, "the entries end at {balance}, the closing balance is {}", read.closing);
     Ok(())
 }
+
+/// Every account's book bounds (migration 0015) are exactly where its rows are, on each side: the earliest and
+/// the latest `created_at`, or none without a row there. For a ledger whose rows the service wrote, none archived.
+pub async fn check_bounds(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    let wrong: Vec<(Uuid,)> = sqlx::query_as(
+        "SELECT a.id FROM accounts a,
+             LATERAL (SELECT min(created_at), max(created_at) FROM transactions WHERE src_account_id = a.id)
+                 AS src (first_at, last_at),
+             LATERAL (SELECT min(created_at), max(created_at) FROM transactions WHERE dst_account_id = a.id)
+                 AS dst (first_at, last_at)
+         WHERE (a.src_first_at, a.src_last_at) IS DISTINCT FROM (src.first_at, src.last_at)
+            OR (a.dst_first_at, a.dst_last_at) IS DISTINCT FROM (dst.first_at, dst.last_at)",
+    )
+    .fetch_all(pool)
+    .await?;
+    anyhow::ensure!(wrong.is_empty(), "accounts whose book bounds miss their rows: {wrong:?}");
+    Ok(())
+}

@@ -80,8 +80,9 @@ pub async fn migrate_accounts_up_to(pool: &sqlx::PgPool, last: i64) -> anyhow::R
 
 /// Gives rows written straight into `transactions` (synthetic histories) a consistent book: every account
 /// starts at `opening` before its first row, and each row's balances-after follow its effects in `created_at, id`
-/// order, as the service writes them; `accounts.balance` becomes the balance after each account's last row.
-/// For tests only: the service never rewrites a row.
+/// order, as the service writes them; `accounts.balance` becomes the balance after each account's last row, and
+/// each account's book bounds cover its rows (as the service widens them). For tests only: the service never
+/// rewrites a row.
 pub async fn fill_books(pool: &sqlx::PgPool, opening: rust_decimal::Decimal) -> anyhow::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
@@ -117,6 +118,7 @@ pub async fn fill_books(pool: &sqlx::PgPool, opening: rust_decimal::Decimal) -> 
     .bind(opening)
     .execute(&mut *tx)
     .await?;
+    sqlx::query("SELECT ledger_widen_book_bounds()").execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }

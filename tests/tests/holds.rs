@@ -411,6 +411,8 @@ async fn random_concurrent_holds_captures_voids_and_expiries_keep_every_invarian
     for account in accounts.iter() {
         check_adds_up(&read_statement(&app.api, *account, StatementQuery::default()).await?)?;
     }
+    // Every row written (failed ones, captures, releases by the expiry task) is inside its accounts' book bounds.
+    system_tests::book::check_bounds(&app.pool).await?;
     TestLedger::stop_shared(app).await
 }
 

@@ -135,6 +135,29 @@ async fn statement_parameters_are_checked_and_the_scope_is_needed() -> anyhow::R
     app.stop().await
 }
 
+/// A failed attempt that is its accounts' only row on its side is in both statements: the write that records it
+/// widens the book bounds (migration 0015) of accounts whose balances it left as they were, and a statement reads
+/// only between them. A side with no row at all is not read, and the payee's statement still shows the row.
+#[tokio::test]
+async fn a_failed_attempt_alone_on_its_side_is_in_both_accounts_statements() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let (payer, payee) = (app.funded_account("1.00").await?, app.open_account().await?);
+    let refused =
+        app.api.transfer(&TransferRequest::new(payer, payee, amount("5.00")?, Direction::Debit), None).await?;
+    assert_eq!(refused.status, TransactionStatus::Fail);
+    for (account, balance) in [(payer, dec("1.00")), (payee, dec("0.00"))] {
+        let read = read_statement(&app.api, account, StatementQuery::default()).await?;
+        let failed: Vec<_> = read.entries.iter().filter(|e| e.transaction_id == refused.transaction_id).collect();
+        assert_eq!(failed.len(), 1, "{account}: {read:?}");
+        assert_eq!((failed[0].effect, failed[0].balance_after), (dec("0"), balance));
+        check_adds_up(&read)?;
+    }
+    let as_of = app.api.account_as_of(payee, &format_timestamp(Utc::now())).await?;
+    assert_eq!(as_of.balance, dec("0.00"));
+    system_tests::book::check_bounds(&app.pool).await?;
+    app.stop().await
+}
+
 /// A later page never shows a row that committed after the first page was read: neither a transfer that
 /// arrives while the pages are read, nor one that had locked the account and dated its row before page 1 but
 /// committed after it.
@@ -163,6 +186,8 @@ async fn pages_keep_the_first_pages_snapshot_while_money_keeps_moving() -> anyho
     .bind(after)
     .execute(&mut *late)
     .await?;
+    // As the service's own write would, it widens the account's book bounds (migration 0015) in its transaction.
+    sqlx::query("SELECT ledger_widen_book_bounds($1)").bind([a]).execute(&mut *late).await?;
 
     let first = app.api.statement(a, &StatementQuery { limit: Some(7), ..Default::default() }).await?;
     late.commit().await?;

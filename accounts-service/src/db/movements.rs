@@ -433,17 +433,29 @@ impl NewRow {
     }
 }
 
-/// Writes the changed balances (and held amounts) and inserts the rows, in one statement; returns the rows as
-/// recorded, by id. Each row is dated inside the statement (`clock_timestamp()`), in the order given, which the
-/// report seal and every account's book rely on.
+/// Writes the changed balances (and held amounts) and inserts the rows, in one statement, which also widens the
+/// book's bounds of every account the rows touch; returns the rows as recorded, by id. Each row is dated inside
+/// the statement (`clock_timestamp()`), in the order given, which the report seal and every account's book rely
+/// on.
 async fn write_rows(
     conn: &mut PgConnection,
     rows: &[NewRow],
     balances: &Balances,
 ) -> DbResult<HashMap<Uuid, Transaction>> {
-    let (changed, values, held) = balances.changed();
+    let (mut changed, values, held) = balances.changed();
     if rows.is_empty() && changed.is_empty() {
         return Ok(HashMap::new());
+    }
+    // Every account a row touches has its book's bounds widened, a failed row's too (its balance unchanged).
+    let mut values: Vec<Option<Decimal>> = values.into_iter().map(Some).collect();
+    let mut held: Vec<Option<Decimal>> = held.into_iter().map(Some).collect();
+    let mut listed: std::collections::HashSet<Uuid> = changed.iter().copied().collect();
+    for account in rows.iter().flat_map(|r| r.src_account_id.into_iter().chain([r.dst_account_id])) {
+        if listed.insert(account) {
+            changed.push(account);
+            values.push(None);
+            held.push(None);
+        }
     }
     let text = |f: fn(&NewRow) -> Option<String>| -> Vec<Option<String>> { rows.iter().map(f).collect() };
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
@@ -452,21 +464,39 @@ async fn write_rows(
     let amounts: Vec<Decimal> = rows.iter().map(|r| r.amount).collect();
     let src_after: Vec<Option<Decimal>> = rows.iter().map(|r| r.src_balance_after).collect();
     let dst_after: Vec<Decimal> = rows.iter().map(|r| r.dst_balance_after).collect();
+    // The rows are inserted first, and the accounts updated from what was inserted: the book's bounds
+    // (migration 0015) take the rows' own dates.
     let sql = format!(
-        "WITH moved AS (
-             UPDATE accounts a SET balance = v.balance, held = v.held, updated_at = clock_timestamp()
-             FROM unnest($12::uuid[], $13::numeric[], $16::numeric[]) AS v (id, balance, held) WHERE a.id = v.id)
-         INSERT INTO transactions AS t
-             (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason, description,
-              idempotency_key, recorded_by, src_balance_after, dst_balance_after)
-         SELECT id, clock_timestamp(), kind, src, dst, amount, direction, status, reason, description, key, client,
-                src_after, dst_after
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::numeric[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[], $11::text[], $14::numeric[], $15::numeric[])
-              WITH ORDINALITY AS r (id, kind, src, dst, amount, direction, status, reason, description, key, client,
-                                    src_after, dst_after, i)
-         ORDER BY i
-         RETURNING {TRANSACTION_COLUMNS}"
+        "WITH written AS (
+             INSERT INTO transactions AS t
+                 (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status, reason,
+                  description, idempotency_key, recorded_by, src_balance_after, dst_balance_after)
+             SELECT id, clock_timestamp(), kind, src, dst, amount, direction, status, reason, description, key,
+                    client, src_after, dst_after
+             FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::numeric[], $6::text[], $7::text[],
+                         $8::text[], $9::text[], $10::text[], $11::text[], $14::numeric[], $15::numeric[])
+                  WITH ORDINALITY AS r (id, kind, src, dst, amount, direction, status, reason, description, key,
+                                        client, src_after, dst_after, i)
+             ORDER BY i
+             RETURNING {TRANSACTION_COLUMNS}),
+         sides AS (
+             SELECT src_account_id AS id, min(created_at) AS src_first, max(created_at) AS src_last,
+                    NULL::timestamptz AS dst_first, NULL::timestamptz AS dst_last
+             FROM written WHERE src_account_id IS NOT NULL GROUP BY src_account_id
+             UNION ALL
+             SELECT dst_account_id, NULL, NULL, min(created_at), max(created_at) FROM written GROUP BY dst_account_id),
+         moved AS (
+             UPDATE accounts a
+             SET balance = coalesce(v.balance, a.balance), held = coalesce(v.held, a.held),
+                 updated_at = CASE WHEN v.balance IS NULL THEN a.updated_at ELSE clock_timestamp() END,
+                 src_first_at = least(a.src_first_at, s.src_first), src_last_at = greatest(a.src_last_at, s.src_last),
+                 dst_first_at = least(a.dst_first_at, s.dst_first), dst_last_at = greatest(a.dst_last_at, s.dst_last)
+             FROM unnest($12::uuid[], $13::numeric[], $16::numeric[]) AS v (id, balance, held)
+                  LEFT JOIN (SELECT id, min(src_first) AS src_first, max(src_last) AS src_last,
+                                    min(dst_first) AS dst_first, max(dst_last) AS dst_last
+                             FROM sides GROUP BY id) AS s ON s.id = v.id
+             WHERE a.id = v.id)
+         SELECT * FROM written"
     );
     let recorded: Vec<TransactionRow> = sqlx::query_as(&sql)
         .bind(&ids)

@@ -110,6 +110,21 @@ impl BookRow {
 const ROW: &str =
     "created_at, id, kind, src_account_id, dst_account_id, amount, direction, status, reason, description";
 
+/// The condition that keeps a seek on one side of the book (account `$1`) between `from` and `to` (SQL
+/// expressions), narrowed to the account's bounds on that side (migration 0015): a side where the account has no
+/// row is not read at all, and days outside its bounds are pruned. The bounds are read in the seek's own
+/// statement, so they cover every row its snapshot sees.
+fn within(side: Side, from: &str, to: &str) -> String {
+    let side = match side {
+        Side::Src => "src",
+        Side::Dst => "dst",
+    };
+    format!(
+        "created_at >= (SELECT greatest({from}, {side}_first_at) FROM accounts WHERE id = $1 AND {side}_first_at IS NOT NULL)
+         AND created_at <= (SELECT least({to}, {side}_last_at) FROM accounts WHERE id = $1)"
+    )
+}
+
 /// The newest archived day (every row up to its end is in cold storage), if any.
 async fn floor(pool: &PgPool) -> DbResult<Option<NaiveDate>> {
     let (day,): (Option<NaiveDate>,) = sqlx::query_as("SELECT max(day) FROM archived_days").fetch_one(pool).await?;
@@ -128,16 +143,20 @@ pub async fn last_before(book: Book<'_>, account: Uuid, key: Key) -> DbResult<Op
         let floor = floor(book.pool).await?;
         let hot = hot_from(floor);
         if key.created_at > hot {
-            let sql = "SELECT created_at, id, balance FROM (
+            let sql = format!(
+                "SELECT created_at, id, balance FROM (
                      (SELECT created_at, id, src_balance_after AS balance FROM transactions
-                      WHERE src_account_id = $1 AND created_at >= $4 AND created_at <= $2 AND (created_at, id) < ($2, $3)
+                      WHERE src_account_id = $1 AND {src} AND (created_at, id) < ($2, $3)
                       ORDER BY created_at DESC, id DESC LIMIT 1)
                      UNION ALL
                      (SELECT created_at, id, dst_balance_after FROM transactions
-                      WHERE dst_account_id = $1 AND created_at >= $4 AND created_at <= $2 AND (created_at, id) < ($2, $3)
+                      WHERE dst_account_id = $1 AND {dst} AND (created_at, id) < ($2, $3)
                       ORDER BY created_at DESC, id DESC LIMIT 1)) AS sides
-                 ORDER BY created_at DESC, id DESC LIMIT 1";
-            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(sql)
+                 ORDER BY created_at DESC, id DESC LIMIT 1",
+                src = within(Side::Src, "$4", "$2"),
+                dst = within(Side::Dst, "$4", "$2"),
+            );
+            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(&sql)
                 .bind(account)
                 .bind(key.created_at)
                 .bind(key.id)
@@ -269,15 +288,17 @@ pub async fn page(
             let sql = format!(
                 "SELECT * FROM (
                      (SELECT {ROW}, src_balance_after AS balance_after FROM transactions
-                      WHERE src_account_id = $1 AND created_at >= $2 AND created_at <= $4
+                      WHERE src_account_id = $1 AND {src}
                         AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
                       ORDER BY created_at, id LIMIT $6)
                      UNION ALL
                      (SELECT {ROW}, dst_balance_after FROM transactions
-                      WHERE dst_account_id = $1 AND created_at >= $2 AND created_at <= $4
+                      WHERE dst_account_id = $1 AND {dst}
                         AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
                       ORDER BY created_at, id LIMIT $6)) AS sides
-                 ORDER BY created_at, id LIMIT $6"
+                 ORDER BY created_at, id LIMIT $6",
+                src = within(Side::Src, "$2", "$4"),
+                dst = within(Side::Dst, "$2", "$4"),
             );
             let hot_rows: Vec<BookRow> = sqlx::query_as(&sql)
                 .bind(account)

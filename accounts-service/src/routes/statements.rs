@@ -27,14 +27,14 @@ pub const DEFAULT_WINDOW_DAYS: i64 = 30;
 const EXPORT_PAGE: usize = 1000;
 
 /// A statement's first page fixes its cursor: the window, the page size, and the account's newest row in the
-/// window (with its balance after it, the closing balance).
+/// window; also returns the balance after that row (the closing balance).
 async fn first_cursor(
     state: &AppState,
     account_id: Uuid,
     from: Option<&str>,
     to: Option<&str>,
     limit: Option<i64>,
-) -> ApiResult<Cursor> {
+) -> ApiResult<(Cursor, Decimal)> {
     let to = parse_optional_timestamp("to", to)?.unwrap_or_else(Utc::now);
     let from = parse_optional_timestamp("from", from)?.unwrap_or(to - Duration::days(DEFAULT_WINDOW_DAYS));
     if from > to {
@@ -46,8 +46,9 @@ async fn first_cursor(
     }
     // Exists, or 404 (a statement of no account is not an empty one).
     ledger::get_account(&state.report_pool, account_id).await?;
-    let bound = statements::last_before(state.book(), account_id, Key::after(to)).await?.map(|(key, _)| key);
-    Ok(Cursor { account_id, from, to, limit: limit as u16, bound, after: None })
+    let newest = statements::last_before(state.book(), account_id, Key::after(to)).await?;
+    let (bound, closing) = newest.map_or((None, Decimal::ZERO), |(key, balance)| (Some(key), balance));
+    Ok((Cursor { account_id, from, to, limit: limit as u16, bound, after: None }, closing))
 }
 
 /// A cursor given back, checked against the account and any parameter repeated with it.
@@ -79,13 +80,17 @@ fn given_cursor(
     Ok(cursor)
 }
 
-/// The balances at both ends of the statement, as of its first page: after the bound row (the closing) and after
-/// the newest row before `from` (the opening; the bound itself when the window has no rows).
-async fn ends(state: &AppState, cursor: &Cursor) -> ApiResult<(Decimal, Decimal)> {
+/// The balances at both ends of the statement, as of its first page: after the bound row (the closing, read again
+/// unless the first page just read it) and after the newest row before `from` (the opening; the bound itself when
+/// the window has no rows).
+async fn ends(state: &AppState, cursor: &Cursor, closing: Option<Decimal>) -> ApiResult<(Decimal, Decimal)> {
     let Some(bound) = cursor.bound else { return Ok((Decimal::ZERO, Decimal::ZERO)) };
     let book = state.book();
     let balance = |found: Option<(Key, Decimal)>| found.map_or(Decimal::ZERO, |(_, balance)| balance);
-    let closing = balance(statements::last_before(book, cursor.account_id, bound.successor()).await?);
+    let closing = match closing {
+        Some(closing) => closing,
+        None => balance(statements::last_before(book, cursor.account_id, bound.successor()).await?),
+    };
     let opening = if bound < Key::at(cursor.from) {
         closing
     } else {
@@ -122,11 +127,13 @@ pub async fn statement(
     ApiQuery(query): ApiQuery<StatementQuery>,
 ) -> ApiResult<Json<Statement>> {
     let (from, to) = (query.from.as_deref(), query.to.as_deref());
-    let cursor = match query.cursor.as_deref() {
-        Some(text) => given_cursor(text, account_id, from, to, query.limit)?,
-        None => first_cursor(&state, account_id, from, to, query.limit).await?,
+    let (cursor, closing) = match query.cursor.as_deref() {
+        Some(text) => (given_cursor(text, account_id, from, to, query.limit)?, None),
+        None => first_cursor(&state, account_id, from, to, query.limit)
+            .await
+            .map(|(cursor, closing)| (cursor, Some(closing)))?,
     };
-    let (opening_balance, closing_balance) = ends(&state, &cursor).await?;
+    let (opening_balance, closing_balance) = ends(&state, &cursor, closing).await?;
     let (entries, next) = entries(&state, &cursor, usize::from(cursor.limit)).await?;
     Ok(Json(Statement {
         account_id,
@@ -165,7 +172,7 @@ pub async fn export_statement(
 ) -> ApiResult<Response> {
     let format = Format::parse(query.format.as_deref())?;
     let slot = state.downloads.enter(&caller.name)?;
-    let cursor = first_cursor(&state, account_id, query.from.as_deref(), query.to.as_deref(), None).await?;
+    let (cursor, _) = first_cursor(&state, account_id, query.from.as_deref(), query.to.as_deref(), None).await?;
     // The first page is read before the answer starts, so that a window that cannot be read is a clear error,
     // never a 200 with a broken body.
     let first = entries(&state, &cursor, EXPORT_PAGE).await?;
