@@ -110,19 +110,64 @@ impl BookRow {
 const ROW: &str =
     "created_at, id, kind, src_account_id, dst_account_id, amount, direction, status, reason, description";
 
-/// The condition that keeps a seek on one side of the book (account `$1`) between `from` and `to` (SQL
-/// expressions), narrowed to the account's bounds on that side (migration 0015): a side where the account has no
-/// row is not read at all, and days outside its bounds are pruned. The bounds are read in the seek's own
-/// statement, so they cover every row its snapshot sees.
-fn within(side: Side, from: &str, to: &str) -> String {
-    let side = match side {
-        Side::Src => "src",
-        Side::Dst => "dst",
-    };
-    format!(
-        "created_at >= (SELECT greatest({from}, {side}_first_at) FROM accounts WHERE id = $1 AND {side}_first_at IS NOT NULL)
-         AND created_at <= (SELECT least({to}, {side}_last_at) FROM accounts WHERE id = $1)"
-    )
+/// Where an account's rows can be, read in one snapshot: the archive's floor (the newest archived day) and the
+/// account's book bounds on each side (migration 0015: the first and last `created_at` of its rows there, `None`
+/// without a row), and whether a given row (a statement's bound) is here.
+struct Place {
+    floor: Option<NaiveDate>,
+    src: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    dst: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    present: bool,
+}
+
+impl Place {
+    async fn read(pool: &PgPool, account: Uuid, row: Option<Key>) -> DbResult<Self> {
+        #[derive(sqlx::FromRow)]
+        struct Read {
+            floor: Option<NaiveDate>,
+            src_first_at: Option<DateTime<Utc>>,
+            src_last_at: Option<DateTime<Utc>>,
+            dst_first_at: Option<DateTime<Utc>>,
+            dst_last_at: Option<DateTime<Utc>>,
+            present: bool,
+        }
+        let read: Read = sqlx::query_as(
+            "SELECT (SELECT max(day) FROM archived_days) AS floor,
+                    a.src_first_at, a.src_last_at, a.dst_first_at, a.dst_last_at,
+                    $2::timestamptz IS NULL OR EXISTS (SELECT 1 FROM transactions WHERE created_at = $2 AND id = $3)
+                        AS present
+             FROM (SELECT) AS one LEFT JOIN accounts a ON a.id = $1",
+        )
+        .bind(account)
+        .bind(row.map(|key| key.created_at))
+        .bind(row.map(|key| key.id))
+        .fetch_one(pool)
+        .await?;
+        Ok(Self {
+            floor: read.floor,
+            src: read.src_first_at.zip(read.src_last_at),
+            dst: read.dst_first_at.zip(read.dst_last_at),
+            present: read.present,
+        })
+    }
+
+    /// The part of `from..=to` where the account can have rows on `side`, as the two ends a seek binds (both
+    /// `NULL` when it has none there: PostgreSQL then prunes every partition before running the seek).
+    fn span(
+        &self,
+        side: Side,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let bounds = match side {
+            Side::Src => self.src,
+            Side::Dst => self.dst,
+        };
+        match bounds {
+            Some((first, last)) if first.max(from) <= last.min(to) => (Some(first.max(from)), Some(last.min(to))),
+            _ => (None, None),
+        }
+    }
 }
 
 /// The newest archived day (every row up to its end is in cold storage), if any.
@@ -140,27 +185,31 @@ fn hot_from(floor: Option<NaiveDate>) -> DateTime<Utc> {
 /// when the account had no row before it, so its balance was 0).
 pub async fn last_before(book: Book<'_>, account: Uuid, key: Key) -> DbResult<Option<(Key, Decimal)>> {
     for _ in 0..FLOOR_ATTEMPTS {
-        let floor = floor(book.pool).await?;
+        // The bounds are read before the seek, in an earlier snapshot: a row the seek's snapshot sees beyond them
+        // committed after they were read, so after every row they cover (one account's rows commit in time
+        // order). Leaving such rows out answers as of the bounds' snapshot, a consistent point.
+        let place = Place::read(book.pool, account, None).await?;
+        let floor = place.floor;
         let hot = hot_from(floor);
         if key.created_at > hot {
-            let sql = format!(
-                "SELECT created_at, id, balance FROM (
+            let sql = "SELECT created_at, id, balance FROM (
                      (SELECT created_at, id, src_balance_after AS balance FROM transactions
-                      WHERE src_account_id = $1 AND {src} AND (created_at, id) < ($2, $3)
+                      WHERE src_account_id = $1 AND created_at >= $4 AND created_at <= $5 AND (created_at, id) < ($2, $3)
                       ORDER BY created_at DESC, id DESC LIMIT 1)
                      UNION ALL
                      (SELECT created_at, id, dst_balance_after FROM transactions
-                      WHERE dst_account_id = $1 AND {dst} AND (created_at, id) < ($2, $3)
+                      WHERE dst_account_id = $1 AND created_at >= $6 AND created_at <= $7 AND (created_at, id) < ($2, $3)
                       ORDER BY created_at DESC, id DESC LIMIT 1)) AS sides
-                 ORDER BY created_at DESC, id DESC LIMIT 1",
-                src = within(Side::Src, "$4", "$2"),
-                dst = within(Side::Dst, "$4", "$2"),
-            );
-            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(&sql)
+                 ORDER BY created_at DESC, id DESC LIMIT 1";
+            let (src, dst) = (place.span(Side::Src, hot, key.created_at), place.span(Side::Dst, hot, key.created_at));
+            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(sql)
                 .bind(account)
                 .bind(key.created_at)
                 .bind(key.id)
-                .bind(hot)
+                .bind(src.0)
+                .bind(src.1)
+                .bind(dst.0)
+                .bind(dst.1)
                 .fetch_optional(book.pool)
                 .await?;
             // A hot row is newer than any cold one: the answer, whatever archiving did meanwhile.
@@ -262,7 +311,9 @@ pub async fn page(
     limit: usize,
 ) -> DbResult<(Vec<BookRow>, Option<Key>)> {
     for _ in 0..FLOOR_ATTEMPTS {
-        let floor = floor(book.pool).await?;
+        // The bounds are read with the bound row's presence: when it is here, they cover it and every row before it.
+        let place = Place::read(book.pool, account, Some(bound)).await?;
+        let floor = place.floor;
         let hot = hot_from(floor);
         let mut rows = Vec::new();
         let mut cold_resume = None;
@@ -272,13 +323,7 @@ pub async fn page(
         if rows.len() <= limit && cold_resume.is_none() && bound.created_at >= hot {
             // On a standby behind the one that read the first page, rows up to the bound may not be here yet; the
             // bound itself tells, since one account's rows commit (and replay) in order.
-            let (present,): (bool,) =
-                sqlx::query_as("SELECT EXISTS (SELECT 1 FROM transactions WHERE created_at = $1 AND id = $2)")
-                    .bind(bound.created_at)
-                    .bind(bound.id)
-                    .fetch_one(book.pool)
-                    .await?;
-            if !present {
+            if !place.present {
                 if self::floor(book.pool).await? != floor {
                     continue;
                 }
@@ -288,18 +333,18 @@ pub async fn page(
             let sql = format!(
                 "SELECT * FROM (
                      (SELECT {ROW}, src_balance_after AS balance_after FROM transactions
-                      WHERE src_account_id = $1 AND {src}
+                      WHERE src_account_id = $1 AND created_at >= $7 AND created_at <= $8
                         AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
                       ORDER BY created_at, id LIMIT $6)
                      UNION ALL
                      (SELECT {ROW}, dst_balance_after FROM transactions
-                      WHERE dst_account_id = $1 AND {dst}
+                      WHERE dst_account_id = $1 AND created_at >= $9 AND created_at <= $10
                         AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
                       ORDER BY created_at, id LIMIT $6)) AS sides
-                 ORDER BY created_at, id LIMIT $6",
-                src = within(Side::Src, "$2", "$4"),
-                dst = within(Side::Dst, "$2", "$4"),
+                 ORDER BY created_at, id LIMIT $6"
             );
+            let span = |side| place.span(side, lower.created_at, bound.created_at);
+            let (src, dst) = (span(Side::Src), span(Side::Dst));
             let hot_rows: Vec<BookRow> = sqlx::query_as(&sql)
                 .bind(account)
                 .bind(lower.created_at)
@@ -307,6 +352,10 @@ pub async fn page(
                 .bind(bound.created_at)
                 .bind(bound.id)
                 .bind((limit + 1 - rows.len()) as i64)
+                .bind(src.0)
+                .bind(src.1)
+                .bind(dst.0)
+                .bind(dst.1)
                 .fetch_all(book.pool)
                 .await?;
             rows.extend(hot_rows);
