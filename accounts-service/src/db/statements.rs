@@ -131,18 +131,26 @@ impl Place {
             dst_last_at: Option<DateTime<Utc>>,
             present: bool,
         }
-        let read: Read = sqlx::query_as(
-            "SELECT (SELECT max(day) FROM archived_days) AS floor,
-                    a.src_first_at, a.src_last_at, a.dst_first_at, a.dst_last_at,
-                    $2::timestamptz IS NULL OR EXISTS (SELECT 1 FROM transactions WHERE created_at = $2 AND id = $3)
-                        AS present
-             FROM (SELECT) AS one LEFT JOIN accounts a ON a.id = $1",
-        )
-        .bind(account)
-        .bind(row.map(|key| key.created_at))
-        .bind(row.map(|key| key.id))
-        .fetch_one(pool)
-        .await?;
+        // The bound row's presence is asked only when there is one: a statement that names `transactions` costs
+        // a lock on each of its partitions and their indexes on every run of a generic plan.
+        let sql = match row {
+            Some(_) => {
+                "SELECT (SELECT max(day) FROM archived_days) AS floor,
+                        a.src_first_at, a.src_last_at, a.dst_first_at, a.dst_last_at,
+                        EXISTS (SELECT 1 FROM transactions WHERE created_at = $2 AND id = $3) AS present
+                 FROM (SELECT) AS one LEFT JOIN accounts a ON a.id = $1"
+            }
+            None => {
+                "SELECT (SELECT max(day) FROM archived_days) AS floor,
+                        a.src_first_at, a.src_last_at, a.dst_first_at, a.dst_last_at, true AS present
+                 FROM (SELECT) AS one LEFT JOIN accounts a ON a.id = $1"
+            }
+        };
+        let mut query = sqlx::query_as(sql).bind(account);
+        if let Some(row) = row {
+            query = query.bind(row.created_at).bind(row.id);
+        }
+        let read: Read = query.fetch_one(pool).await?;
         Ok(Self {
             floor: read.floor,
             src: read.src_first_at.zip(read.src_last_at),
