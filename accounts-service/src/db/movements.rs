@@ -480,11 +480,10 @@ async fn write_rows(
              ORDER BY i
              RETURNING {TRANSACTION_COLUMNS}),
          sides AS (
-             SELECT src_account_id AS id, min(created_at) AS src_first, max(created_at) AS src_last,
-                    NULL::timestamptz AS dst_first, NULL::timestamptz AS dst_last
-             FROM written WHERE src_account_id IS NOT NULL GROUP BY src_account_id
+             SELECT src_account_id AS id, created_at AS src_at, NULL::timestamptz AS dst_at
+             FROM written WHERE src_account_id IS NOT NULL
              UNION ALL
-             SELECT dst_account_id, NULL, NULL, min(created_at), max(created_at) FROM written GROUP BY dst_account_id),
+             SELECT dst_account_id, NULL, created_at FROM written),
          moved AS (
              UPDATE accounts a
              SET balance = coalesce(v.balance, a.balance), held = coalesce(v.held, a.held),
@@ -492,8 +491,8 @@ async fn write_rows(
                  src_first_at = least(a.src_first_at, s.src_first), src_last_at = greatest(a.src_last_at, s.src_last),
                  dst_first_at = least(a.dst_first_at, s.dst_first), dst_last_at = greatest(a.dst_last_at, s.dst_last)
              FROM unnest($12::uuid[], $13::numeric[], $16::numeric[]) AS v (id, balance, held)
-                  LEFT JOIN (SELECT id, min(src_first) AS src_first, max(src_last) AS src_last,
-                                    min(dst_first) AS dst_first, max(dst_last) AS dst_last
+                  LEFT JOIN (SELECT id, min(src_at) AS src_first, max(src_at) AS src_last,
+                                    min(dst_at) AS dst_first, max(dst_at) AS dst_last
                              FROM sides GROUP BY id) AS s ON s.id = v.id
              WHERE a.id = v.id)
          SELECT * FROM written"

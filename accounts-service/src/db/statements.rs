@@ -133,20 +133,16 @@ impl Place {
         }
         // The bound row's presence is asked only when there is one: a statement that names `transactions` costs
         // a lock on each of its partitions and their indexes on every run of a generic plan.
-        let sql = match row {
-            Some(_) => {
-                "SELECT (SELECT max(day) FROM archived_days) AS floor,
-                        a.src_first_at, a.src_last_at, a.dst_first_at, a.dst_last_at,
-                        EXISTS (SELECT 1 FROM transactions WHERE created_at = $2 AND id = $3) AS present
-                 FROM (SELECT) AS one LEFT JOIN accounts a ON a.id = $1"
-            }
-            None => {
-                "SELECT (SELECT max(day) FROM archived_days) AS floor,
-                        a.src_first_at, a.src_last_at, a.dst_first_at, a.dst_last_at, true AS present
-                 FROM (SELECT) AS one LEFT JOIN accounts a ON a.id = $1"
-            }
+        let present = match row {
+            Some(_) => "EXISTS (SELECT 1 FROM transactions WHERE created_at = $2 AND id = $3)",
+            None => "true",
         };
-        let mut query = sqlx::query_as(sql).bind(account);
+        let sql = format!(
+            "SELECT (SELECT max(day) FROM archived_days) AS floor,
+                    a.src_first_at, a.src_last_at, a.dst_first_at, a.dst_last_at, {present} AS present
+             FROM (SELECT) AS one LEFT JOIN accounts a ON a.id = $1"
+        );
+        let mut query = sqlx::query_as(&sql).bind(account);
         if let Some(row) = row {
             query = query.bind(row.created_at).bind(row.id);
         }
@@ -171,8 +167,8 @@ impl Place {
             Side::Src => self.src,
             Side::Dst => self.dst,
         };
-        match bounds {
-            Some((first, last)) if first.max(from) <= last.min(to) => (Some(first.max(from)), Some(last.min(to))),
+        match bounds.map(|(first, last)| (first.max(from), last.min(to))) {
+            Some((lower, upper)) if lower <= upper => (Some(lower), Some(upper)),
             _ => (None, None),
         }
     }

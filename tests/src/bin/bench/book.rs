@@ -69,35 +69,6 @@ async fn seed_account(conn: &mut PgConnection, account: Uuid, others: &[Uuid], r
     Ok(())
 }
 
-/// Adds `rows` rows spread evenly over `others` as payers (each paying the others in turn, never itself), over the
-/// last [`DAYS`] days, as [`seed_account`] would one account at a time, in statements of 100 payers (not faster
-/// than one statement per payer: 50 million rows took about 35 minutes here either way).
-async fn seed_others(conn: &mut PgConnection, others: &[Uuid], rows: u64) -> anyhow::Result<()> {
-    let count = others.len() as i64;
-    for first in (0..count).step_by(100) {
-        sqlx::query(
-            "WITH payers AS (
-                 SELECT id, k - 1 AS k, $4 + (k - 1 < $5)::int AS n FROM unnest($2::uuid[]) WITH ORDINALITY AS u (id, k)
-                 WHERE k - 1 BETWEEN $6 AND $6 + 99)
-             INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status,
-                                       recorded_by, src_balance_after, dst_balance_after)
-             SELECT gen_random_uuid(), now() - interval '1 minute' - ($1 * interval '1 day') * (g::float8 / p.n),
-                    'transfer', p.id, ($2::uuid[])[1 + (p.k + 1 + g % ($3 - 1)) % $3], 0.01, 'debit', 'success', 'bench',
-                    1000000 - g * 0.01, 1000
-             FROM payers p, generate_series(1, p.n) AS g",
-        )
-        .bind(DAYS as f64)
-        .bind(others)
-        .bind(count)
-        .bind((rows / others.len() as u64) as i64)
-        .bind((rows % others.len() as u64) as i64)
-        .bind(first)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
 /// The seeded rows bypassed the service, which widens each account's book bounds as it writes (migration 0015):
 /// widen them here, as an operator would after writing rows by hand. Then a `CHECKPOINT`, so that the figures are
 /// not taken while PostgreSQL flushes the seed's gigabytes of dirty pages.
@@ -159,7 +130,13 @@ async fn lookups(report: &mut String) -> anyhow::Result<()> {
     for size in sizes {
         if size > seeded {
             eprintln!("bench: book, growing the ledger to {size} rows");
-            seed_others(&mut seeder, &others, size - seeded).await?;
+            let filler = size - seeded;
+            let per_account = filler / others.len() as u64;
+            for (n, other) in others.iter().enumerate() {
+                let rows = per_account + u64::from((n as u64) < filler % others.len() as u64);
+                let payees: Vec<Uuid> = others.iter().copied().filter(|payee| payee != other).collect();
+                seed_account(&mut seeder, *other, &payees, rows).await?;
+            }
             seeded = size;
             settle_seeded_rows(&pool).await?;
         }
