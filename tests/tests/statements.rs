@@ -158,6 +158,64 @@ async fn a_failed_attempt_alone_on_its_side_is_in_both_accounts_statements() -> 
     app.stop().await
 }
 
+/// The seeks of a statement page and of `as_of` go through the book indexes, in their order, however the ledger's
+/// rows are spread. The book pool plans each seek once, without its values. Where one account owns every row
+/// ANALYZE saw in a day, such a plan expected any account to match every row, and walked the day's primary key
+/// backwards, reading and dropping the big account's rows to find a small account's (40 000 of them here, for one
+/// seek); told that accounts are many (migration 0016), it expected so few rows that it read them all and sorted
+/// them, which for the big account is all of its rows in the window (the pool forbids sorts).
+#[tokio::test]
+async fn a_small_accounts_seeks_use_the_book_indexes_when_one_account_owns_the_day() -> anyhow::Result<()> {
+    use accounts_service::db::statements::{LAST_BEFORE, PAGE};
+    let app = TestLedger::start().await?;
+    let (big, small, payee) = (app.open_account().await?, app.open_account().await?, app.open_account().await?);
+    let insert = |payer: Uuid, rows: i64| {
+        sqlx::query(
+            "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction,
+                                       status, recorded_by, src_balance_after, dst_balance_after)
+             SELECT gen_random_uuid(), clock_timestamp(), 'transfer', $1, $2, 0.01, 'debit', 'success', 'test', 0, 0
+             FROM generate_series(1, $3)",
+        )
+        .bind(payer)
+        .bind(payee)
+        .bind(rows)
+    };
+    insert(big, 40_000).execute(&app.pool).await?;
+    // The statistics see the big account only; the small one's rows come after them (too few to be analyzed again).
+    sqlx::query("ANALYZE transactions").execute(&app.pool).await?;
+    insert(small, 20).execute(&app.pool).await?;
+
+    let mut conn = app.pool.acquire().await?;
+    for (setting, value) in accounts_service::db::BOOK_PLANNING {
+        sqlx::query("SELECT set_config($1, $2, false)").bind(setting).bind(value).execute(&mut *conn).await?;
+    }
+    sqlx::query(&format!("PREPARE last_before AS {LAST_BEFORE}")).execute(&mut *conn).await?;
+    sqlx::query(&format!("PREPARE page AS {PAGE}")).execute(&mut *conn).await?;
+    let (start, end) = ("now() - interval '1 hour'", "now() + interval '1 hour'");
+    let (nil, max) = ("'00000000-0000-0000-0000-000000000000'", "'ffffffff-ffff-ffff-ffff-ffffffffffff'");
+    // Both accounts only pay: their payee side is empty (spans of NULL, as `Place::span` binds them).
+    let mut seeks = Vec::new();
+    for account in [small, big] {
+        seeks.push(format!("EXECUTE last_before('{account}', {end}, {max}, {start}, {end}, NULL, NULL)"));
+        for limit in [1, 2, 101, 1001] {
+            seeks.push(format!(
+                "EXECUTE page('{account}', {start}, {nil}, {end}, {max}, {limit}, {start}, {end}, NULL, NULL)"
+            ));
+        }
+    }
+    for seek in seeks {
+        let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {seek}"))
+            .fetch_all(&mut *conn)
+            .await?;
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Cond: ((src_account_id = $1)"), "{seek} does not seek the book index:\n{plan}");
+        assert!(!plan.contains("_pkey") && !plan.contains("Rows Removed by Filter"), "{seek}:\n{plan}");
+        assert!(!plan.contains("Sort Method"), "{seek} sorts the account's rows:\n{plan}");
+    }
+    drop(conn);
+    app.stop().await
+}
+
 /// A later page never shows a row that committed after the first page was read: neither a transfer that
 /// arrives while the pages are read, nor one that had locked the account and dated its row before page 1 but
 /// committed after it.

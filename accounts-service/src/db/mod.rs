@@ -125,14 +125,22 @@ pub async fn connect_reports(settings: &Settings) -> anyhow::Result<PgPool> {
     open_pool(report_url(settings), settings, settings.db_report_pool_size, REPORTS_APPLICATION, &[]).await
 }
 
+/// How the book pool plans (see [`connect_book`]).
+pub const BOOK_PLANNING: [(&str, &str); 2] = [("plan_cache_mode", "force_generic_plan"), ("enable_sort", "off")];
+
 /// Opens the pool that reads every account's book (`DB_BOOK_POOL_SIZE`, where the reports read): statements and
-/// balances never wait behind reports and downloads, nor they behind statements. Its queries seek one account's rows in every day partition of a window, with the window's times as
-/// parameters; planned anew for each request (PostgreSQL keeps doing so when the custom plans look cheap, as for
-/// an account with few rows) that costs several milliseconds, more than running them, so this pool plans each
-/// once per connection and prunes the partitions when it runs (`plan_cache_mode = force_generic_plan`).
+/// balances never wait behind reports and downloads, nor they behind statements. Its queries seek one account's
+/// rows in the day partitions of a window, with the window's times as parameters, and it plans them so
+/// ([`BOOK_PLANNING`]):
+///
+/// - once per connection, partitions pruned when they run (`plan_cache_mode = force_generic_plan`): planned anew
+///   for each request (PostgreSQL keeps doing so when the custom plans look cheap, as for an account with few
+///   rows), a seek over every day of a window costs several milliseconds, more than running it;
+/// - in the book indexes' order, never sorted (`enable_sort = off`): a plan made without the account expects few
+///   rows of it (migration 0016), and would otherwise read all of them in the window and sort them, which for an
+///   account with a million rows reads a million. Every query of this pool has an index in its order.
 pub async fn connect_book(settings: &Settings) -> anyhow::Result<PgPool> {
-    let generic = [("plan_cache_mode", "force_generic_plan")];
-    open_pool(report_url(settings), settings, settings.db_book_pool_size, BOOK_APPLICATION, &generic).await
+    open_pool(report_url(settings), settings, settings.db_book_pool_size, BOOK_APPLICATION, &BOOK_PLANNING).await
 }
 
 /// Opens the event feed's and the webhooks' own pool (`DB_EVENTS_POOL_SIZE`), on the primary: the feed's rule

@@ -107,8 +107,36 @@ impl BookRow {
     }
 }
 
-const ROW: &str =
-    "created_at, id, kind, src_account_id, dst_account_id, amount, direction, status, reason, description";
+/// The seek for the account's newest hot row before a point, on both sides: `$1` the account, `($2, $3)` the
+/// point, `$4`..`$5` and `$6`..`$7` the span of each side ([`Place::span`]). Public for the test that checks its
+/// plan in the book pool seeks the book indexes (`tests/tests/statements.rs`).
+pub const LAST_BEFORE: &str = "SELECT created_at, id, balance FROM (
+         (SELECT created_at, id, src_balance_after AS balance FROM transactions
+          WHERE src_account_id = $1 AND created_at >= $4 AND created_at <= $5 AND (created_at, id) < ($2, $3)
+          ORDER BY created_at DESC, id DESC LIMIT 1)
+         UNION ALL
+         (SELECT created_at, id, dst_balance_after FROM transactions
+          WHERE dst_account_id = $1 AND created_at >= $6 AND created_at <= $7 AND (created_at, id) < ($2, $3)
+          ORDER BY created_at DESC, id DESC LIMIT 1)) AS sides
+     ORDER BY created_at DESC, id DESC LIMIT 1";
+
+/// The seek for a page of the account's hot rows: `$1` the account, after `($2, $3)` and up to `($4, $5)`, at
+/// most `$6`, `$7`..`$8` and `$9`..`$10` the span of each side. Public as [`LAST_BEFORE`] is.
+pub const PAGE: &str = "SELECT * FROM (
+         (SELECT created_at, id, kind, src_account_id, dst_account_id, amount, direction, status, reason,
+                 description, src_balance_after AS balance_after
+          FROM transactions
+          WHERE src_account_id = $1 AND created_at >= $7 AND created_at <= $8
+            AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
+          ORDER BY created_at, id LIMIT $6)
+         UNION ALL
+         (SELECT created_at, id, kind, src_account_id, dst_account_id, amount, direction, status, reason,
+                 description, dst_balance_after
+          FROM transactions
+          WHERE dst_account_id = $1 AND created_at >= $9 AND created_at <= $10
+            AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
+          ORDER BY created_at, id LIMIT $6)) AS sides
+     ORDER BY created_at, id LIMIT $6";
 
 /// Where an account's rows can be, read in one snapshot: the archive's floor (the newest archived day) and the
 /// account's book bounds on each side (migration 0015: the first and last `created_at` of its rows there, `None`
@@ -196,17 +224,8 @@ pub async fn last_before(book: Book<'_>, account: Uuid, key: Key) -> DbResult<Op
         let floor = place.floor;
         let hot = hot_from(floor);
         if key.created_at > hot {
-            let sql = "SELECT created_at, id, balance FROM (
-                     (SELECT created_at, id, src_balance_after AS balance FROM transactions
-                      WHERE src_account_id = $1 AND created_at >= $4 AND created_at <= $5 AND (created_at, id) < ($2, $3)
-                      ORDER BY created_at DESC, id DESC LIMIT 1)
-                     UNION ALL
-                     (SELECT created_at, id, dst_balance_after FROM transactions
-                      WHERE dst_account_id = $1 AND created_at >= $6 AND created_at <= $7 AND (created_at, id) < ($2, $3)
-                      ORDER BY created_at DESC, id DESC LIMIT 1)) AS sides
-                 ORDER BY created_at DESC, id DESC LIMIT 1";
             let (src, dst) = (place.span(Side::Src, hot, key.created_at), place.span(Side::Dst, hot, key.created_at));
-            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(sql)
+            let found: Option<(DateTime<Utc>, Uuid, Decimal)> = sqlx::query_as(LAST_BEFORE)
                 .bind(account)
                 .bind(key.created_at)
                 .bind(key.id)
@@ -334,22 +353,9 @@ pub async fn page(
                 return Err(DbError::ReplicaBehind);
             }
             let lower = rows.last().map_or(after, BookRow::key).max(after).max(Key::at(hot));
-            let sql = format!(
-                "SELECT * FROM (
-                     (SELECT {ROW}, src_balance_after AS balance_after FROM transactions
-                      WHERE src_account_id = $1 AND created_at >= $7 AND created_at <= $8
-                        AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
-                      ORDER BY created_at, id LIMIT $6)
-                     UNION ALL
-                     (SELECT {ROW}, dst_balance_after FROM transactions
-                      WHERE dst_account_id = $1 AND created_at >= $9 AND created_at <= $10
-                        AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
-                      ORDER BY created_at, id LIMIT $6)) AS sides
-                 ORDER BY created_at, id LIMIT $6"
-            );
             let span = |side| place.span(side, lower.created_at, bound.created_at);
             let (src, dst) = (span(Side::Src), span(Side::Dst));
-            let hot_rows: Vec<BookRow> = sqlx::query_as(&sql)
+            let hot_rows: Vec<BookRow> = sqlx::query_as(PAGE)
                 .bind(account)
                 .bind(lower.created_at)
                 .bind(lower.id)
