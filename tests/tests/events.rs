@@ -133,6 +133,42 @@ async fn a_transactions_event_refers_to_its_row_and_shows_the_answer_byte_for_by
             .fetch_one(&app.pool)
             .await?;
     assert_eq!(hold, (false, None), "a hold's event keeps its data");
+
+    // A capture writes its rows (the transfer, the release of the rest) and ends the hold in one transaction:
+    // the rows' events come first, in the rows' order, then the hold's, next to each other in the feed.
+    let placed = reader.seen.iter().find(|e| e.kind == types::HOLD_PLACED).map(|e| e.data.get().to_owned());
+    let hold_id = serde_json::from_str::<serde_json::Value>(&placed.unwrap_or_default())?["hold_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let capture = json!({"amount": "0.25", "dst_account_id": b});
+    let captured = app.post(&format!("/api/v1/holds/{hold_id}/capture"), &capture, None).await?;
+    assert_eq!(captured.status, 200, "{}", captured.text);
+    reader.read_until_kind(types::HOLD_CAPTURED, Duration::from_secs(30)).await?;
+    let last: Vec<(&str, serde_json::Value)> = reader.seen[reader.seen.len() - 3..]
+        .iter()
+        .map(|e| Ok((e.kind.as_str(), serde_json::from_str(e.data.get())?)))
+        .collect::<serde_json::Result<_>>()?;
+    let kinds: Vec<(&str, &str)> =
+        last.iter().map(|(kind, data)| (*kind, data["kind"].as_str().unwrap_or("-"))).collect();
+    assert_eq!(
+        kinds,
+        [
+            (types::TRANSACTION_SUCCEEDED, "transfer"),
+            (types::TRANSACTION_SUCCEEDED, "hold_release"),
+            (types::HOLD_CAPTURED, "-")
+        ],
+        "{last:?}"
+    );
+    let writers: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xid) FROM events WHERE subject IN ($1, $2) OR data->>'hold_id' = $3 AND type = 'hold.captured'",
+    )
+    .bind(last[0].1["transaction_id"].as_str().unwrap_or_default().parse::<Uuid>()?)
+    .bind(last[1].1["transaction_id"].as_str().unwrap_or_default().parse::<Uuid>()?)
+    .bind(&hold_id)
+    .fetch_one(&app.pool)
+    .await?;
+    assert_eq!(writers, 1, "the capture's three events are one transaction's");
     app.stop().await
 }
 

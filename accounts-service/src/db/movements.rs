@@ -14,9 +14,9 @@
 //!    missing account or hold, a hold already ended, a capture over the hold) is that request's error, and its
 //!    key is released;
 //! 4. the balances and the transaction rows, each with the balances after it of the accounts it touched (the
-//!    running balances of step 3, which make every account's book: `db::statements`), are written in one
-//!    statement, the new and ended holds in one each, the responses of keys not answered by their row (holds)
-//!    in another, and the transaction commits. A transfer's or bank transaction's key needs no response stored:
+//!    running balances of step 3, which make every account's book: `db::statements`), and the rows' events are
+//!    written in one statement, the new and ended holds in one each, their events in one, the responses of keys
+//!    not answered by their row (holds) in another, and the transaction commits. A transfer's or bank transaction's key needs no response stored:
 //!    its replay is rebuilt from the row written under it.
 //!
 //! An account's rows are dated after its lock is taken, and the lock is held until the commit: the next writer of
@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use events::outbox::Body;
-use events::{NewEvent, Subject};
+use events::NewEvent;
 use ledger_contract::{events as types, Direction, Hold, HoldStatus, Transaction, TransactionKind, TransactionStatus};
 use money::Amount;
 use rust_decimal::Decimal;
@@ -163,10 +163,10 @@ async fn apply_once(pool: &PgPool, requests: &[&MoneyRequest], lock: KeyLock) ->
 
     let mut transactions = write_rows(&mut tx, &work.rows, &balances).await?;
     let mut holds = holds::write(&mut tx, &work.placed, &work.ended).await?;
-    let (mut news, event_of_hold) = work.events(&transactions, &holds)?;
+    let (mut news, event_of_hold) = work.hold_events(&holds)?;
     events::outbox::write(&mut tx, &news).await?;
     // A hold's answer is its view, which its event already holds, serialized the same way: taken, not
-    // serialized again. (A transaction's event holds a reference to its row, not its view.)
+    // serialized again.
     let mut hold_view = |id: Uuid| -> DbResult<String> {
         let n = *event_of_hold.get(&id).ok_or_else(|| DbError::Inconsistent(format!("hold {id} has no event")))?;
         match std::mem::replace(&mut news[n].body, Body::Data(String::new())) {
@@ -267,23 +267,15 @@ impl<'a> Work<'a> {
         Ok(true)
     }
 
-    /// The group's events, in the order of its writes: every transaction row (a reference to it: a row never
-    /// changes), then every hold placed or ended (its view); and which event carries each hold.
-    fn events(
-        &self,
-        transactions: &HashMap<Uuid, Transaction>,
-        holds: &HashMap<Uuid, Hold>,
-    ) -> DbResult<(Vec<NewEvent>, HashMap<Uuid, usize>)> {
-        let missing = |what: &str, id: Uuid| DbError::Inconsistent(format!("{what} {id} was written without its view"));
-        let mut news = Vec::with_capacity(self.rows.len() + self.placed.len() + self.ended.len());
+    /// The events of the holds placed or ended (each with the hold's view), in the order of their writes, and
+    /// which event carries each hold. The rows' events are written with the rows ([`write_rows`]), before these.
+    fn hold_events(&self, holds: &HashMap<Uuid, Hold>) -> DbResult<(Vec<NewEvent>, HashMap<Uuid, usize>)> {
+        let mut news = Vec::with_capacity(self.placed.len() + self.ended.len());
         let mut of_hold = HashMap::with_capacity(self.placed.len() + self.ended.len());
-        for row in &self.rows {
-            let transaction = transactions.get(&row.id).ok_or_else(|| missing("transaction", row.id))?;
-            let subject = Subject { id: row.id, at: transaction.transaction_timestamp };
-            news.push(NewEvent::about(types::of_transaction(transaction.status), subject));
-        }
         for id in self.placed.iter().map(|h| h.id).chain(self.ended.iter().map(|h| h.id)) {
-            let hold = holds.get(&id).ok_or_else(|| missing("hold", id))?;
+            let hold = holds
+                .get(&id)
+                .ok_or_else(|| DbError::Inconsistent(format!("hold {id} was written without its view")))?;
             of_hold.insert(id, news.len());
             news.push(event_of(types::of_hold(hold.status), hold)?);
         }
@@ -433,10 +425,13 @@ impl NewRow {
     }
 }
 
-/// Writes the changed balances (and held amounts) and inserts the rows, in one statement, which also widens the
-/// book's bounds of every account the rows touch; returns the rows as recorded, by id. Each row is dated inside
-/// the statement (`clock_timestamp()`), in the order given, which the report seal and every account's book rely
-/// on.
+/// Writes the changed balances (and held amounts) and inserts the rows with their events, in one statement,
+/// which also widens the book's bounds of every account the rows touch; returns the rows as recorded, by id. Each
+/// row is dated inside the statement (`clock_timestamp()`), in the order given, which the report seal and every
+/// account's book rely on. Each row's event (`transaction.succeeded` or `transaction.failed`) refers to the row
+/// (a row never changes: the feed renders its data from it) and takes its position in the rows' order, before
+/// any hold's event of the group; it is the one event insert not made by `events::outbox::write`, folded in here
+/// to spare each group a round trip.
 async fn write_rows(
     conn: &mut PgConnection,
     rows: &[NewRow],
@@ -464,6 +459,8 @@ async fn write_rows(
     let amounts: Vec<Decimal> = rows.iter().map(|r| r.amount).collect();
     let src_after: Vec<Option<Decimal>> = rows.iter().map(|r| r.src_balance_after).collect();
     let dst_after: Vec<Decimal> = rows.iter().map(|r| r.dst_balance_after).collect();
+    let event_ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
+    let event_types: Vec<&str> = rows.iter().map(|r| types::of_transaction(r.status)).collect();
     // The rows are inserted first, and the accounts updated from what was inserted: the book's bounds
     // (migration 0015) take the rows' own dates.
     let sql = format!(
@@ -494,7 +491,13 @@ async fn write_rows(
                   LEFT JOIN (SELECT id, min(src_at) AS src_first, max(src_at) AS src_last,
                                     min(dst_at) AS dst_first, max(dst_at) AS dst_last
                              FROM sides GROUP BY id) AS s ON s.id = v.id
-             WHERE a.id = v.id)
+             WHERE a.id = v.id),
+         noted AS (
+             INSERT INTO events (id, type, subject, subject_at)
+             SELECT e.id, e.type, w.id, w.created_at
+             FROM unnest($1::uuid[], $17::uuid[], $18::text[]) WITH ORDINALITY AS e (row_id, id, type, i)
+                  JOIN written w ON w.id = e.row_id
+             ORDER BY e.i)
          SELECT * FROM written"
     );
     let recorded: Vec<TransactionRow> = sqlx::query_as(&sql)
@@ -514,6 +517,8 @@ async fn write_rows(
         .bind(&src_after)
         .bind(&dst_after)
         .bind(&held)
+        .bind(&event_ids)
+        .bind(&event_types)
         .fetch_all(&mut *conn)
         .await?;
     // Matched by id: the order of RETURNING is not something PostgreSQL promises.
