@@ -163,7 +163,7 @@ async fn a_failed_attempt_alone_on_its_side_is_in_both_accounts_statements() -> 
 /// ANALYZE saw in a day, such a plan expected any account to match every row, and walked the day's primary key
 /// backwards, reading and dropping the big account's rows to find a small account's (40 000 of them here, for one
 /// seek); told that accounts are many (migration 0016), it expected so few rows that it read them all and sorted
-/// them, which for the big account is all of its rows in the window (the pool forbids sorts).
+/// them, which for the big account is all of its rows in the window (the pool turns sorts off).
 #[tokio::test]
 async fn a_small_accounts_seeks_use_the_book_indexes_when_one_account_owns_the_day() -> anyhow::Result<()> {
     use accounts_service::db::statements::{LAST_BEFORE, PAGE};

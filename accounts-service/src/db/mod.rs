@@ -136,9 +136,10 @@ pub const BOOK_PLANNING: [(&str, &str); 2] = [("plan_cache_mode", "force_generic
 /// - once per connection, partitions pruned when they run (`plan_cache_mode = force_generic_plan`): planned anew
 ///   for each request (PostgreSQL keeps doing so when the custom plans look cheap, as for an account with few
 ///   rows), a seek over every day of a window costs several milliseconds, more than running it;
-/// - in the book indexes' order, never sorted (`enable_sort = off`): a plan made without the account expects few
-///   rows of it (migration 0016), and would otherwise read all of them in the window and sort them, which for an
-///   account with a million rows reads a million. Every query of this pool has an index in its order.
+/// - in the book indexes' order, not sorted (`enable_sort = off`, which leaves a sort only where no index gives the
+///   order): a plan made without the account expects few rows of it (migration 0016), and would otherwise read
+///   all of them in the window and sort them, which for an account with a million rows reads a million. Every
+///   query of this pool has an index in its order.
 pub async fn connect_book(settings: &Settings) -> anyhow::Result<PgPool> {
     open_pool(report_url(settings), settings, settings.db_book_pool_size, BOOK_APPLICATION, &BOOK_PLANNING).await
 }

@@ -16,8 +16,8 @@
 //! 4. the balances and the transaction rows, each with the balances after it of the accounts it touched (the
 //!    running balances of step 3, which make every account's book: `db::statements`), and the rows' events are
 //!    written in one statement, the new and ended holds in one each, their events in one, the responses of keys
-//!    not answered by their row (holds) in another, and the transaction commits. A transfer's or bank transaction's key needs no response stored:
-//!    its replay is rebuilt from the row written under it.
+//!    not answered by their row (holds) in another, and the transaction commits. A transfer's or bank
+//!    transaction's key needs no response stored: its replay is rebuilt from the row written under it.
 //!
 //! An account's rows are dated after its lock is taken, and the lock is held until the commit: the next writer of
 //! that account dates its rows later. So one account's rows commit in `(created_at, id)` order (ids are UUIDv7,

@@ -22,7 +22,8 @@ pub enum Body {
     /// The JSON of the object (`data`), for objects that change after the event.
     Data(String),
     /// The object's id and time, for an object that never changes: `data` is rendered from its row when read
-    /// ([`crate::subjects`]).
+    /// ([`crate::subjects`]). The ledger's transaction events are written so by the statement that inserts their
+    /// rows (`accounts-service`, `db::movements::write_rows`), not through [`write`].
     Subject(Subject),
 }
 
@@ -30,11 +31,6 @@ impl NewEvent {
     /// An event of `kind` carrying `object` as the API serializes it.
     pub fn of<T: Serialize>(kind: &'static str, object: &T) -> serde_json::Result<Self> {
         Ok(Self { id: Uuid::now_v7(), kind, body: Body::Data(serde_json::to_string(object)?) })
-    }
-
-    /// An event of `kind` about an object that will never change, stored as a reference to it.
-    pub fn about(kind: &'static str, subject: Subject) -> Self {
-        Self { id: Uuid::now_v7(), kind, body: Body::Subject(subject) }
     }
 }
 
