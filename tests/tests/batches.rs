@@ -183,3 +183,32 @@ async fn a_batch_whose_connection_is_killed_before_its_commit_runs_again_request
     assert_eq!(writers(&app, &all).await?, 3, "after the kill each ran in a transaction of its own");
     TestLedger::stop_shared(app).await
 }
+
+#[tokio::test]
+async fn a_committers_connection_killed_between_batches_fails_one_batch_and_is_replaced() -> anyhow::Result<()> {
+    let app = ledger().await?;
+    let (payer, payee) = (app.funded_account("10").await?, app.open_account().await?);
+    let first = app.post("/api/v1/transaction", &transfer(payer, payee, "1"), Some("before")).await?;
+    assert_eq!(first.status, 201);
+    // The committer keeps its connection between batches: killed while idle, like a connection a restart of
+    // PostgreSQL or a network cut leaves behind.
+    let (killed,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'accounts-service' AND state = 'idle'",
+    )
+    .fetch_one(&app.pool)
+    .await?;
+    assert!(killed >= 1, "the service keeps connections between requests");
+    let failed_batches =
+        |log: &str| log.matches("the batch failed before its commit; running its requests one by one").count();
+    let before = failed_batches(&app.log_text());
+    for key in ["after-1", "after-2", "after-3"] {
+        let reply = app.post("/api/v1/transaction", &transfer(payer, payee, "1"), Some(key)).await?;
+        assert_eq!((reply.status, reply.str("status")), (201, "success"), "{reply:?}");
+    }
+    assert_eq!(app.balance(payee).await?, dec("4"), "each applied exactly once");
+    // The first batch found the dead connection and its request ran on its own; the committer then took a new
+    // connection instead of failing every batch on the dead one.
+    assert_eq!(failed_batches(&app.log_text()) - before, 1, "{}", app.log_text());
+    TestLedger::stop_shared(app).await
+}

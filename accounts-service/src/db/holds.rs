@@ -243,7 +243,10 @@ pub async fn expire_due(pool: &PgPool, key_wait: Duration) -> DbResult<usize> {
             .collect();
         let group: Vec<&MoneyRequest> = requests.iter().collect();
         let before = expired;
-        let decided: Vec<DbResult<Reply>> = match movements::apply_group(pool, &group, KeyLock::Wait(key_wait)).await {
+        let mut conn = pool.acquire().await?;
+        let result = movements::apply_group(&mut conn, &group, KeyLock::Wait(key_wait)).await;
+        drop(conn);
+        let decided: Vec<DbResult<Reply>> = match result {
             Ok(decided) => decided
                 .into_iter()
                 .map(|decision| match decision {

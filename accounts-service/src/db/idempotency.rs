@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ledger_contract::Transaction;
+use rust_decimal::Decimal;
 use service_kit::IdempotencyKey;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 use super::ledger::{to_json, TransactionRow, TRANSACTION_COLUMNS};
 use super::{sqlstate, DbError, DbResult, LOCK_NOT_AVAILABLE};
@@ -87,25 +89,82 @@ pub enum Answered {
     Stored,
 }
 
+/// The common expressions of a claim: `requests` takes each key's advisory lock (waiting for it when `$5`, at
+/// most `$4` milliseconds), `claimed` inserts the rows of the keys it got. `$1` clients, `$2` keys, `$3` the
+/// requests' fingerprints, `$6` the statuses of keys answered by their row (NULL: answered by a stored response).
+macro_rules! claim_expressions {
+    () => {
+        "settings AS (SELECT set_config('lock_timeout', $4, true)),
+         requests AS (
+             SELECT k.i, k.client, k.key, k.hash, k.status,
+                    CASE WHEN $5 THEN pg_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) IS NOT NULL
+                         ELSE pg_try_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) END AS locked
+             FROM settings, unnest($1::text[], $2::text[], $3::bytea[], $6::int2[])
+                  WITH ORDINALITY AS k (client, key, hash, status, i)),
+         claimed AS (
+             INSERT INTO idempotency_keys (client, key, request_hash, status_code, answered_by_row)
+             SELECT client, key, hash, status, status IS NOT NULL FROM requests WHERE locked
+             ON CONFLICT (client, key) DO NOTHING
+             RETURNING client, key)"
+    };
+}
+
+/// The claims alone.
+const CLAIM: &str = concat!(
+    "WITH ",
+    claim_expressions!(),
+    "
+     SELECT r.i, r.locked, c.key IS NOT NULL,
+            -- A request on its own then waits for its accounts as long as the statement timeout allows. Run
+            -- per output row, once the claims it joins have been made (a later claim of the same statement
+            -- could only wait longer, never less: still bounded by the statement timeout).
+            CASE WHEN $5 THEN set_config('lock_timeout', '0', true) END,
+            NULL::uuid, NULL::numeric, NULL::numeric
+     FROM requests r LEFT JOIN claimed c ON c.client = r.client AND c.key = r.key"
+);
+
+/// The claims, not waiting for any key (`$5` false), and the lock of the accounts `$7` (in id order, as
+/// `movements::lock_money` takes them, after the lock timeout is set): one row per claim, then one per account.
+const CLAIM_AND_LOCK: &str = concat!(
+    "WITH ",
+    claim_expressions!(),
+    ",
+         locked AS (
+             SELECT a.id, a.balance, a.held FROM accounts a, settings
+             WHERE a.id = ANY($7) ORDER BY a.id FOR NO KEY UPDATE OF a)
+     SELECT r.i, r.locked, c.key IS NOT NULL, NULL, NULL::uuid, NULL::numeric, NULL::numeric
+     FROM requests r LEFT JOIN claimed c ON c.client = r.client AND c.key = r.key
+     UNION ALL
+     SELECT NULL, NULL, NULL, NULL, id, balance, held FROM locked"
+);
+
+/// An account locked with the claims: its id, balance and held amount.
+pub type LockedAccount = (Uuid, Decimal, Decimal);
+
 /// Takes the keys' advisory locks and inserts the rows of those it got, in one statement; `hashes[i]` is the
 /// fingerprint of the request under `keys[i]`, `answered[i]` how it will be answered. Answers one [`Claim`] per
 /// key, in order.
+///
+/// With [`KeyLock::Try`], keys to claim and `accounts` to lock (sorted, each once), the same statement also locks
+/// those accounts `FOR NO KEY UPDATE` and answers them too (a round trip saved): `None` when it did not.
 pub async fn claim_keys(
     conn: &mut PgConnection,
     keys: &[ClientKey<'_>],
     hashes: &[Vec<u8>],
     answered: &[Answered],
     lock: KeyLock,
-) -> DbResult<Vec<Claim>> {
+    accounts: &[Uuid],
+) -> DbResult<(Vec<Claim>, Option<Vec<LockedAccount>>)> {
     assert_eq!(keys.len(), hashes.len(), "one fingerprint per key");
     assert_eq!(keys.len(), answered.len(), "one way of answering per key");
     if keys.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let (wait, timeout) = match lock {
         KeyLock::Wait(timeout) => (true, timeout),
         KeyLock::Try(timeout) => (false, timeout),
     };
+    let with_accounts = !wait && !accounts.is_empty();
     let (clients, texts) = columns(keys);
     let statuses: Vec<Option<i16>> = answered
         .iter()
@@ -114,48 +173,41 @@ pub async fn claim_keys(
             Answered::Stored => None,
         })
         .collect();
-    let claims: Vec<(bool, bool, Option<String>)> = sqlx::query_as(
-        "WITH settings AS (SELECT set_config('lock_timeout', $4, true)),
-              requests AS (
-                 SELECT k.i, k.client, k.key, k.hash, k.status,
-                        CASE WHEN $5 THEN pg_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) IS NOT NULL
-                             ELSE pg_try_advisory_xact_lock(hashtextextended(k.client || ' ' || k.key, 0)) END AS locked
-                 FROM settings, unnest($1::text[], $2::text[], $3::bytea[], $6::int2[])
-                      WITH ORDINALITY AS k (client, key, hash, status, i)),
-              claimed AS (
-                 INSERT INTO idempotency_keys (client, key, request_hash, status_code, answered_by_row)
-                 SELECT client, key, hash, status, status IS NOT NULL FROM requests WHERE locked
-                 ON CONFLICT (client, key) DO NOTHING
-                 RETURNING client, key)
-         SELECT r.locked, c.key IS NOT NULL,
-                -- A request on its own then waits for its accounts as long as the statement timeout allows. Run
-                -- per output row, once the claims it joins have been made (a later claim of the same statement
-                -- could only wait longer, never less: still bounded by the statement timeout).
-                CASE WHEN $5 THEN set_config('lock_timeout', '0', true) END
-         FROM requests r LEFT JOIN claimed c ON c.client = r.client AND c.key = r.key
-         ORDER BY r.i",
-    )
-    .bind(&clients)
-    .bind(&texts)
-    .bind(hashes)
-    .bind(timeout.as_millis().to_string())
-    .bind(wait)
-    .bind(&statuses)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|error| match sqlstate(&error).as_deref() {
+    type Row =
+        (Option<i64>, Option<bool>, Option<bool>, Option<String>, Option<Uuid>, Option<Decimal>, Option<Decimal>);
+    let query = sqlx::query_as::<_, Row>(if with_accounts { CLAIM_AND_LOCK } else { CLAIM })
+        .bind(&clients)
+        .bind(&texts)
+        .bind(hashes)
+        .bind(timeout.as_millis().to_string())
+        .bind(wait)
+        .bind(&statuses);
+    let query = if with_accounts { query.bind(accounts) } else { query };
+    let rows = query.fetch_all(&mut *conn).await.map_err(|error| match sqlstate(&error).as_deref() {
         Some(LOCK_NOT_AVAILABLE) if wait => DbError::KeyInFlight,
         _ => error.into(),
     })?;
-    assert_eq!(claims.len(), keys.len(), "one claim per key");
-    Ok(claims
-        .into_iter()
-        .map(|(locked, fresh, _)| match (locked, fresh) {
-            (false, _) => Claim::Elsewhere,
-            (true, false) => Claim::Used,
-            (true, true) => Claim::Fresh,
-        })
-        .collect())
+    let mut claims: Vec<(i64, Claim)> = Vec::with_capacity(keys.len());
+    let mut locked = Vec::new();
+    for row in rows {
+        match row {
+            (Some(i), Some(locked), Some(fresh), _, None, None, None) => claims.push((
+                i,
+                match (locked, fresh) {
+                    (false, _) => Claim::Elsewhere,
+                    (true, false) => Claim::Used,
+                    (true, true) => Claim::Fresh,
+                },
+            )),
+            (None, None, None, None, Some(id), Some(balance), Some(held)) => locked.push((id, balance, held)),
+            other => return Err(DbError::Inconsistent(format!("a claim answered {other:?}"))),
+        }
+    }
+    if claims.len() != keys.len() {
+        return Err(DbError::Inconsistent(format!("{} keys claimed, {} answered", keys.len(), claims.len())));
+    }
+    claims.sort_unstable_by_key(|(i, _)| *i);
+    Ok((claims.into_iter().map(|(_, claim)| claim).collect(), with_accounts.then_some(locked)))
 }
 
 /// The answers under keys found [`Claim::Used`]: the stored response, or the one rebuilt from the key's row,
@@ -314,7 +366,7 @@ pub async fn claim_one(
     wait: Duration,
 ) -> DbResult<Option<StoredResponse>> {
     let hashes = [hash];
-    match claim_keys(conn, &[key], &hashes, &[Answered::Stored], KeyLock::Wait(wait)).await?.as_slice() {
+    match claim_keys(conn, &[key], &hashes, &[Answered::Stored], KeyLock::Wait(wait), &[]).await?.0.as_slice() {
         [Claim::Fresh] => Ok(None),
         [Claim::Used] => {
             let mut answers = stored_answers(conn, &[key], &hashes).await?;
