@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev="${1:?usage: scripts/bench-baseline.sh REV [PATCH]}"
+# Resolved here, in this checkout: inside the worktree, `HEAD` would name the worktree's last checkout.
+rev="$(git rev-parse --verify "$rev^{commit}")"
 patch="${2:-}"
 src="target/baseline-src"
 if [ -d "$src" ]; then
