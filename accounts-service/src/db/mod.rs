@@ -87,13 +87,22 @@ pub async fn with_retries<T, E: std::fmt::Display, F: std::future::Future<Output
     let mut n = 1;
     loop {
         match attempt().await {
-            Err(error) if n < MAX_ATTEMPTS && retryable(&error) => {
-                tracing::info!(attempt = n, %error, "retrying the database transaction");
-                n += 1;
-            }
+            Err(error) if again(&mut n, &error, retryable(&error)) => {}
             result => return result,
         }
     }
+}
+
+/// Whether a database transaction that failed with `error` on its attempt number `n` runs again: PostgreSQL asked
+/// for it (`retryable`) and fewer than [`MAX_ATTEMPTS`] have run. Counts and logs the retry. The rule of
+/// [`with_retries`], for a loop that cannot be a closure (its attempts borrow one connection).
+pub fn again(n: &mut u32, error: &impl std::fmt::Display, retryable: bool) -> bool {
+    if !retryable || *n >= MAX_ATTEMPTS {
+        return false;
+    }
+    tracing::info!(attempt = *n, %error, "retrying the database transaction");
+    *n += 1;
+    true
 }
 
 /// Shorthand for the results of this module.

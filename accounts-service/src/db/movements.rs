@@ -139,10 +139,7 @@ pub async fn apply_group(
     let mut attempt = 1;
     loop {
         match apply_once(conn, requests, lock).await {
-            Err(GroupError::Before(error)) if attempt < super::MAX_ATTEMPTS && error.is_retryable() => {
-                tracing::info!(attempt, %error, "retrying the database transaction");
-                attempt += 1;
-            }
+            Err(GroupError::Before(error)) if super::again(&mut attempt, &error, error.is_retryable()) => {}
             result => return result,
         }
     }
