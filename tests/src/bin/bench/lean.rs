@@ -7,13 +7,12 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rust_decimal::Decimal;
 use system_tests::Lcg;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
-use crate::Run;
+use crate::{next_transfer, transfer_body, Run};
 
 /// One connection to a service.
 pub struct Lean {
@@ -87,13 +86,8 @@ pub async fn keyed_transfers(
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     while Instant::now() < deadline {
-        let n = accounts.len() as u64;
-        let src = rng.next(n) as usize;
-        let dst = (src + 1 + rng.next(n - 1) as usize) % accounts.len();
-        let amount = Decimal::new(1 + rng.next(500) as i64, 2);
-        let body = serde_json::json!({"src_account_id": accounts[src], "dst_account_id": accounts[dst],
-                                      "amount": amount.to_string(), "direction": "debit"})
-        .to_string();
+        let (src, dst, amount) = next_transfer(&mut rng, accounts, false);
+        let body = transfer_body(src, dst, amount).to_string();
         let key = Uuid::new_v4().to_string();
         let t0 = Instant::now();
         let status = lean.post("/api/v1/transaction", &body, Some(&key)).await?;

@@ -182,6 +182,20 @@ async fn sql_transfer(pool: &PgPool, src: Uuid, dst: Uuid, amount: Decimal, key:
     Ok(())
 }
 
+/// The next transfer a bench client sends: a random payer among `accounts` (the first one when `hot`), another
+/// account as payee, and 0.01 to 5.00.
+fn next_transfer(rng: &mut Lcg, accounts: &[Uuid], hot: bool) -> (Uuid, Uuid, Decimal) {
+    let n = accounts.len() as u64;
+    let src = if hot { 0 } else { rng.next(n) as usize };
+    let dst = (src + 1 + rng.next(n - 1) as usize) % accounts.len();
+    (accounts[src], accounts[dst], Decimal::new(1 + rng.next(500) as i64, 2))
+}
+
+/// The body of `POST /api/v1/transaction` for a transfer.
+fn transfer_body(src: Uuid, dst: Uuid, amount: Decimal) -> serde_json::Value {
+    serde_json::json!({"src_account_id": src, "dst_account_id": dst, "amount": amount.to_string(), "direction": "debit"})
+}
+
 async fn run_transfers(
     via: Via,
     clients: usize,
@@ -201,20 +215,16 @@ async fn run_transfers(
                 let mut rng = Lcg(client as u64 * 7919 + 17);
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
-                    let n = accounts.len() as u64;
-                    let src = if hot { 0 } else { rng.next(n) as usize };
-                    let dst = (src + 1 + rng.next(n - 1) as usize) % accounts.len();
-                    let amount = Decimal::new(1 + rng.next(500) as i64, 2);
+                    let (src, dst, amount) = next_transfer(&mut rng, &accounts, hot);
                     let t0 = Instant::now();
                     match via {
-                        Via::Sql => sql_transfer(&pool, accounts[src], accounts[dst], amount, None).await?,
+                        Via::Sql => sql_transfer(&pool, src, dst, amount, None).await?,
                         Via::SqlKeyed => {
                             let key = Uuid::new_v4().to_string();
-                            sql_transfer(&pool, accounts[src], accounts[dst], amount, Some(&key)).await?
+                            sql_transfer(&pool, src, dst, amount, Some(&key)).await?
                         }
                         Via::Http { keyed } => {
-                            let body = serde_json::json!({"src_account_id": accounts[src], "dst_account_id": accounts[dst],
-                                                          "amount": amount.to_string(), "direction": "debit"});
+                            let body = transfer_body(src, dst, amount);
                             let mut request = http.post(format!("{base}/api/v1/transaction")).json(&body);
                             if keyed {
                                 request = request.header("Idempotency-Key", Uuid::new_v4().to_string());
