@@ -196,23 +196,96 @@ async fn a_small_accounts_seeks_use_the_book_indexes_when_one_account_owns_the_d
     // Both accounts only pay: their payee side is empty (spans of NULL, as `Place::span` binds them).
     let mut seeks = Vec::new();
     for account in [small, big] {
-        seeks.push(format!("EXECUTE last_before('{account}', {end}, {max}, {start}, {end}, NULL, NULL)"));
+        seeks.push((1, format!("EXECUTE last_before('{account}', {end}, {max}, {start}, {end}, NULL, NULL)")));
         for limit in [1, 2, 101, 1001] {
-            seeks.push(format!(
-                "EXECUTE page('{account}', {start}, {nil}, {end}, {max}, {limit}, {start}, {end}, NULL, NULL)"
+            seeks.push((
+                limit,
+                format!("EXECUTE page('{account}', {start}, {nil}, {end}, {max}, {limit}, {start}, {end}, NULL, NULL)"),
             ));
         }
     }
-    for seek in seeks {
+    for (limit, seek) in seeks {
         let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) {seek}"))
             .fetch_all(&mut *conn)
             .await?;
         let plan = plan.join("\n");
         assert!(plan.contains("Index Cond: ((src_account_id = $1)"), "{seek} does not seek the book index:\n{plan}");
         assert!(!plan.contains("_pkey") && !plan.contains("Rows Removed by Filter"), "{seek}:\n{plan}");
-        assert!(!plan.contains("Sort Method"), "{seek} sorts the account's rows:\n{plan}");
+        // The book indexes give `created_at` order; rows that share one (a batch's within a microsecond) are put
+        // in `id` order by an incremental sort, never by a sort of all the account's rows. The index is read as
+        // far as the page (and its ties: rows inserted in one statement share microseconds), no further.
+        let node = |line: &str| line.trim_start().trim_start_matches("->").trim_start().to_string();
+        assert!(!plan.lines().any(|line| node(line).starts_with("Sort (")), "{seek} sorts the account's rows:\n{plan}");
+        for line in plan.lines().filter(|line| node(line).starts_with("Index Scan")) {
+            let read: usize =
+                line.split("actual rows=").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().parse()?;
+            assert!(read <= limit + 50, "{seek} reads {read} rows of the book for at most {limit}:\n{plan}");
+        }
     }
     drop(conn);
+    app.stop().await
+}
+
+/// Rows of one account that share a `created_at` (a batch's rows within one microsecond) come in `id` order, on
+/// every page wherever a page ends among them, and `as_of` that instant counts them all: the book indexes key
+/// rows by account and time only (migration 0017), and the seeks put ties in order themselves.
+#[tokio::test]
+async fn rows_that_share_a_timestamp_come_in_id_order_across_pages() -> anyhow::Result<()> {
+    let app = TestLedger::start().await?;
+    let a = app.open_account().await?;
+    let at: DateTime<Utc> = sqlx::query_scalar("SELECT date_trunc('milliseconds', now()) - interval '1 second'")
+        .fetch_one(&app.pool)
+        .await?;
+    // Another account's rows fill the day, as on a real ledger, so the seeks go through the book indexes (on a
+    // near-empty day the plan walks the primary key, `(created_at, id)`, which orders ties by itself).
+    let (payer, payee) = (app.open_account().await?, app.open_account().await?);
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status,
+                                   recorded_by, src_balance_after, dst_balance_after)
+         SELECT gen_random_uuid(), $3 - n * interval '1 microsecond', 'transfer', $1, $2, 0.01, 'debit', 'success',
+                'test', 0, 0
+         FROM generate_series(1, 40000) AS n",
+    )
+    .bind(payer)
+    .bind(payee)
+    .bind(at)
+    .execute(&app.pool)
+    .await?;
+    sqlx::query("ANALYZE transactions").execute(&app.pool).await?;
+    let mut ids: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
+    ids.sort();
+    // Written out of `id` order, each with its balance after in `id` order (the book's order), in one transaction.
+    let mut tx = app.pool.begin().await?;
+    for n in [4, 0, 8, 2, 6, 1, 7, 3, 5] {
+        sqlx::query(
+            "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by,
+                                       dst_balance_after)
+             VALUES ($1, $2, 'bank', $3, 1.50, 'credit', 'success', 'test', $4)",
+        )
+        .bind(ids[n])
+        .bind(at)
+        .bind(a)
+        .bind(Decimal::new(150, 2) * Decimal::from(n + 1))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("UPDATE accounts SET balance = 13.50 WHERE id = $1").bind(a).execute(&mut *tx).await?;
+    sqlx::query("SELECT ledger_widen_book_bounds($1)").bind([a]).execute(&mut *tx).await?;
+    tx.commit().await?;
+
+    for limit in [1, 2, 4, 9, 10] {
+        let read = read_statement(&app.api, a, StatementQuery { limit: Some(limit), ..Default::default() }).await?;
+        check_adds_up(&read)?;
+        let seen: Vec<Uuid> = read.entries.iter().map(|entry| entry.transaction_id).collect();
+        assert_eq!(seen, ids, "pages of {limit}");
+        assert_eq!(read.closing, dec("13.50"));
+    }
+    let balance_at = |t: DateTime<Utc>| {
+        let api = &app.api;
+        async move { anyhow::Ok(api.account_as_of(a, &t.to_rfc3339()).await?.balance) }
+    };
+    assert_eq!(balance_at(at).await?, dec("13.50"), "every row dated at the instant");
+    assert_eq!(balance_at(at - chrono::Duration::microseconds(1)).await?, dec("0"), "none before it");
     app.stop().await
 }
 

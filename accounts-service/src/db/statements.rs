@@ -113,11 +113,11 @@ impl BookRow {
 pub const LAST_BEFORE: &str = "SELECT created_at, id, balance FROM (
          (SELECT created_at, id, src_balance_after AS balance FROM transactions
           WHERE src_account_id = $1 AND created_at >= $4 AND created_at <= $5 AND (created_at, id) < ($2, $3)
-          ORDER BY created_at DESC, id DESC LIMIT 1)
+          ORDER BY created_at DESC FETCH FIRST 1 ROWS WITH TIES)
          UNION ALL
          (SELECT created_at, id, dst_balance_after FROM transactions
           WHERE dst_account_id = $1 AND created_at >= $6 AND created_at <= $7 AND (created_at, id) < ($2, $3)
-          ORDER BY created_at DESC, id DESC LIMIT 1)) AS sides
+          ORDER BY created_at DESC FETCH FIRST 1 ROWS WITH TIES)) AS sides
      ORDER BY created_at DESC, id DESC LIMIT 1";
 
 /// The seek for a page of the account's hot rows: `$1` the account, after `($2, $3)` and up to `($4, $5)`, at
@@ -128,14 +128,14 @@ pub const PAGE: &str = "SELECT * FROM (
           FROM transactions
           WHERE src_account_id = $1 AND created_at >= $7 AND created_at <= $8
             AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
-          ORDER BY created_at, id LIMIT $6)
+          ORDER BY created_at FETCH FIRST $6 ROWS WITH TIES)
          UNION ALL
          (SELECT created_at, id, kind, src_account_id, dst_account_id, amount, direction, status, reason,
                  description, dst_balance_after
           FROM transactions
           WHERE dst_account_id = $1 AND created_at >= $9 AND created_at <= $10
             AND (created_at, id) > ($2, $3) AND (created_at, id) <= ($4, $5)
-          ORDER BY created_at, id LIMIT $6)) AS sides
+          ORDER BY created_at FETCH FIRST $6 ROWS WITH TIES)) AS sides
      ORDER BY created_at, id LIMIT $6";
 
 /// Where an account's rows can be, read in one snapshot: the archive's floor (the newest archived day) and the
