@@ -19,3 +19,18 @@ CREATE INDEX transactions_dst_book ON transactions (dst_account_id, created_at);
 --    pages already written keep what they hold until the table is next rewritten (`VACUUM FULL accounts`);
 --    new and moved rows get the room at once.
 ALTER TABLE accounts SET (fillfactor = 80);
+
+-- 3. The book's bounds (migration 0015) are days, and an account has them from its creation. The service widens
+--    them to the start of the day a writing transaction began and to the end of the day after (`db::movements`):
+--    they cover every row the transaction writes, and change at most once a day, so an update of the balance
+--    no longer rewrites them each time, and an account a failed row touched is written only when they must grow.
+--    Set at creation to the creation day (no row of the account is older) and the day after, the account's row
+--    has its full width from the start: a first payment does not grow it. A side where the account never had a
+--    row is then sought over those first days only, instead of not at all (an empty seek of a day or two, and
+--    none once the window is past them). Accounts created before this migration keep NULL bounds where they had
+--    no row, which still means none.
+ALTER TABLE accounts
+    ALTER COLUMN src_first_at SET DEFAULT date_trunc('day', now(), 'UTC'),
+    ALTER COLUMN src_last_at SET DEFAULT date_trunc('day', now(), 'UTC') + interval '2 days',
+    ALTER COLUMN dst_first_at SET DEFAULT date_trunc('day', now(), 'UTC'),
+    ALTER COLUMN dst_last_at SET DEFAULT date_trunc('day', now(), 'UTC') + interval '2 days';

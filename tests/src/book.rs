@@ -69,17 +69,28 @@ pub fn check_adds_up(read: &Read) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every account's book bounds (migration 0015) are exactly where its rows are, on each side: the earliest and
-/// the latest `created_at`, or none without a row there. For a ledger whose rows the service wrote, none archived.
+/// Every account's book bounds (migrations 0015, 0017) cover its rows on each side, by days and no wider than the
+/// rule allows: from its creation day (or, for an account older than migration 0017, the start of the day its
+/// first row's transaction began, that day or the one before) to the end of the day after its last row's or its
+/// creation's. For a ledger whose rows the service wrote, none archived.
 pub async fn check_bounds(pool: &sqlx::PgPool) -> anyhow::Result<()> {
     let wrong: Vec<(Uuid,)> = sqlx::query_as(
         "SELECT a.id FROM accounts a,
              LATERAL (SELECT min(created_at), max(created_at) FROM transactions WHERE src_account_id = a.id)
                  AS src (first_at, last_at),
              LATERAL (SELECT min(created_at), max(created_at) FROM transactions WHERE dst_account_id = a.id)
-                 AS dst (first_at, last_at)
-         WHERE (a.src_first_at, a.src_last_at) IS DISTINCT FROM (src.first_at, src.last_at)
-            OR (a.dst_first_at, a.dst_last_at) IS DISTINCT FROM (dst.first_at, dst.last_at)",
+                 AS dst (first_at, last_at),
+             LATERAL (VALUES (a.src_first_at, a.src_last_at, src.first_at, src.last_at),
+                             (a.dst_first_at, a.dst_last_at, dst.first_at, dst.last_at))
+                 AS side (bound_first, bound_last, row_first, row_last),
+             LATERAL (SELECT date_trunc('day', a.created_at, 'UTC') AS day) AS created
+         WHERE (side.bound_first IS NULL) <> (side.bound_last IS NULL)
+            OR side.row_first IS NOT NULL AND (side.bound_first IS NULL
+                                               OR side.bound_first > side.row_first
+                                               OR side.bound_last < side.row_last)
+            OR side.bound_first < least(created.day, date_trunc('day', side.row_first, 'UTC') - interval '1 day')
+            OR side.bound_last > greatest(created.day, date_trunc('day', side.row_last, 'UTC')) + interval '2 days'
+         GROUP BY a.id",
     )
     .fetch_all(pool)
     .await?;

@@ -44,6 +44,7 @@ use super::holds::{self, EndedHold, NewHold};
 use super::idempotency::{self, Answered, Claim, ClientKey, KeyLock, StoredResponse};
 use super::ledger::{event_of, to_json, Outcome, Reply, TransactionRow, TRANSACTION_COLUMNS};
 use super::{DbError, DbResult};
+use crate::domain::book::Side;
 use crate::domain::transfer::{Balances, Decision, Funds, HoldState, Movement};
 
 /// A request that moves or reserves money, with who asks and under which key.
@@ -481,15 +482,28 @@ async fn write_rows(
     if rows.is_empty() && changed.is_empty() {
         return Ok(HashMap::new());
     }
-    // Every account a row touches has its book's bounds widened, a failed row's too (its balance unchanged).
+    // Every account a row touches has its book's bounds widened on the row's side, a failed row's too (its balance
+    // unchanged).
     let mut values: Vec<Option<Decimal>> = values.into_iter().map(Some).collect();
     let mut held: Vec<Option<Decimal>> = held.into_iter().map(Some).collect();
-    let mut listed: std::collections::HashSet<Uuid> = changed.iter().copied().collect();
-    for account in rows.iter().flat_map(|r| r.src_account_id.into_iter().chain([r.dst_account_id])) {
-        if listed.insert(account) {
+    let mut listed: HashMap<Uuid, usize> = changed.iter().enumerate().map(|(n, id)| (*id, n)).collect();
+    let (mut paid, mut received) = (vec![false; changed.len()], vec![false; changed.len()]);
+    let sides = rows.iter().flat_map(|r| {
+        let src = r.src_account_id.map(|src| (src, Side::Src));
+        src.into_iter().chain([(r.dst_account_id, Side::Dst)])
+    });
+    for (account, side) in sides {
+        let n = *listed.entry(account).or_insert_with(|| {
             changed.push(account);
             values.push(None);
             held.push(None);
+            paid.push(false);
+            received.push(false);
+            changed.len() - 1
+        });
+        match side {
+            Side::Src => paid[n] = true,
+            Side::Dst => received[n] = true,
         }
     }
     let text = |f: fn(&NewRow) -> Option<String>| -> Vec<Option<String>> { rows.iter().map(f).collect() };
@@ -501,8 +515,9 @@ async fn write_rows(
     let dst_after: Vec<Decimal> = rows.iter().map(|r| r.dst_balance_after).collect();
     let event_ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
     let event_types: Vec<&str> = rows.iter().map(|r| types::of_transaction(r.status)).collect();
-    // The rows are inserted first, and the accounts updated from what was inserted: the book's bounds
-    // (migration 0015) take the rows' own dates.
+    // The book's bounds (migrations 0015, 0017) are days: from the start of the day this transaction began (no row
+    // of it is older) to the end of the day after (none is newer: a batch lasts far less than a day). They change
+    // once a day at most, so an account whose balance did not move (a failed row's) is written only then.
     let sql = format!(
         "WITH written AS (
              INSERT INTO transactions AS t
@@ -516,22 +531,22 @@ async fn write_rows(
                                         client, src_after, dst_after, i)
              ORDER BY i
              RETURNING {TRANSACTION_COLUMNS}),
-         sides AS (
-             SELECT src_account_id AS id, created_at AS src_at, NULL::timestamptz AS dst_at
-             FROM written WHERE src_account_id IS NOT NULL
-             UNION ALL
-             SELECT dst_account_id, NULL, created_at FROM written),
          moved AS (
              UPDATE accounts a
              SET balance = coalesce(v.balance, a.balance), held = coalesce(v.held, a.held),
                  updated_at = CASE WHEN v.balance IS NULL THEN a.updated_at ELSE clock_timestamp() END,
-                 src_first_at = least(a.src_first_at, s.src_first), src_last_at = greatest(a.src_last_at, s.src_last),
-                 dst_first_at = least(a.dst_first_at, s.dst_first), dst_last_at = greatest(a.dst_last_at, s.dst_last)
-             FROM unnest($12::uuid[], $13::numeric[], $16::numeric[]) AS v (id, balance, held)
-                  LEFT JOIN (SELECT id, min(src_at) AS src_first, max(src_at) AS src_last,
-                                    min(dst_at) AS dst_first, max(dst_at) AS dst_last
-                             FROM sides GROUP BY id) AS s ON s.id = v.id
-             WHERE a.id = v.id),
+                 src_first_at = CASE WHEN v.paid THEN least(a.src_first_at, d.first) ELSE a.src_first_at END,
+                 src_last_at = CASE WHEN v.paid THEN greatest(a.src_last_at, d.last) ELSE a.src_last_at END,
+                 dst_first_at = CASE WHEN v.received THEN least(a.dst_first_at, d.first) ELSE a.dst_first_at END,
+                 dst_last_at = CASE WHEN v.received THEN greatest(a.dst_last_at, d.last) ELSE a.dst_last_at END
+             FROM unnest($12::uuid[], $13::numeric[], $16::numeric[], $19::bool[], $20::bool[])
+                      AS v (id, balance, held, paid, received),
+                  (SELECT date_trunc('day', now(), 'UTC') AS first,
+                          date_trunc('day', now(), 'UTC') + interval '2 days' AS last) AS d
+             WHERE a.id = v.id
+               AND (v.balance IS NOT NULL
+                    OR v.paid AND (a.src_first_at IS NULL OR a.src_first_at > d.first OR a.src_last_at < d.last)
+                    OR v.received AND (a.dst_first_at IS NULL OR a.dst_first_at > d.first OR a.dst_last_at < d.last))),
          noted AS (
              INSERT INTO events (id, type, subject, subject_at)
              SELECT e.id, e.type, w.id, w.created_at
@@ -559,6 +574,8 @@ async fn write_rows(
         .bind(&held)
         .bind(&event_ids)
         .bind(&event_types)
+        .bind(&paid)
+        .bind(&received)
         .fetch_all(&mut *conn)
         .await?;
     // Matched by id: the order of RETURNING is not something PostgreSQL promises.
