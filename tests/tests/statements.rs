@@ -217,8 +217,8 @@ async fn a_small_accounts_seeks_use_the_book_indexes_when_one_account_owns_the_d
         let node = |line: &str| line.trim_start().trim_start_matches("->").trim_start().to_string();
         assert!(!plan.lines().any(|line| node(line).starts_with("Sort (")), "{seek} sorts the account's rows:\n{plan}");
         for line in plan.lines().filter(|line| node(line).starts_with("Index Scan")) {
-            let read: usize =
-                line.split("actual rows=").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().parse()?;
+            let read = line.split("actual rows=").nth(1).and_then(|rest| rest.split(' ').next());
+            let read: usize = read.ok_or_else(|| anyhow::anyhow!("no row count in {line}"))?.parse()?;
             assert!(read <= limit + 50, "{seek} reads {read} rows of the book for at most {limit}:\n{plan}");
         }
     }
@@ -233,42 +233,44 @@ async fn a_small_accounts_seeks_use_the_book_indexes_when_one_account_owns_the_d
 async fn rows_that_share_a_timestamp_come_in_id_order_across_pages() -> anyhow::Result<()> {
     let app = TestLedger::start().await?;
     let a = app.open_account().await?;
-    let at: DateTime<Utc> = sqlx::query_scalar("SELECT date_trunc('milliseconds', now()) - interval '1 second'")
-        .fetch_one(&app.pool)
-        .await?;
     // Another account's rows fill the day, as on a real ledger, so the seeks go through the book indexes (on a
-    // near-empty day the plan walks the primary key, `(created_at, id)`, which orders ties by itself).
+    // near-empty day the plan walks the primary key, `(created_at, id)`, which orders ties by itself). Every row
+    // is dated as it is inserted, as the report's seal requires.
     let (payer, payee) = (app.open_account().await?, app.open_account().await?);
     sqlx::query(
         "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status,
                                    recorded_by, src_balance_after, dst_balance_after)
-         SELECT gen_random_uuid(), $3 - n * interval '1 microsecond', 'transfer', $1, $2, 0.01, 'debit', 'success',
-                'test', 0, 0
-         FROM generate_series(1, 40000) AS n",
+         SELECT gen_random_uuid(), clock_timestamp(), 'transfer', $1, $2, 0.01, 'debit', 'success', 'test', 0, 0
+         FROM generate_series(1, 40000)",
     )
     .bind(payer)
     .bind(payee)
-    .bind(at)
     .execute(&app.pool)
     .await?;
     sqlx::query("ANALYZE transactions").execute(&app.pool).await?;
     let mut ids: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
     ids.sort();
-    // Written out of `id` order, each with its balance after in `id` order (the book's order), in one transaction.
+    // Written out of `id` order, at one instant, each with its balance after in `id` order (the book's order).
+    let order = [4, 0, 8, 2, 6, 1, 7, 3, 5];
+    let written: Vec<Uuid> = order.iter().map(|&n| ids[n]).collect();
+    let balances: Vec<Decimal> = order.iter().map(|&n| Decimal::new(150, 2) * Decimal::from(n + 1)).collect();
     let mut tx = app.pool.begin().await?;
-    for n in [4, 0, 8, 2, 6, 1, 7, 3, 5] {
-        sqlx::query(
-            "INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by,
-                                       dst_balance_after)
-             VALUES ($1, $2, 'bank', $3, 1.50, 'credit', 'success', 'test', $4)",
-        )
-        .bind(ids[n])
-        .bind(at)
-        .bind(a)
-        .bind(Decimal::new(150, 2) * Decimal::from(n + 1))
-        .execute(&mut *tx)
-        .await?;
-    }
+    let dates: Vec<DateTime<Utc>> = sqlx::query_scalar(
+        "WITH instant AS (SELECT clock_timestamp() AS at)
+         INSERT INTO transactions (id, created_at, kind, dst_account_id, amount, direction, status, recorded_by,
+                                   dst_balance_after)
+         SELECT r.id, instant.at, 'bank', $2, 1.50, 'credit', 'success', 'test', r.balance
+         FROM instant, unnest($1::uuid[], $3::numeric[]) WITH ORDINALITY AS r (id, balance, i)
+         ORDER BY r.i
+         RETURNING created_at",
+    )
+    .bind(&written)
+    .bind(a)
+    .bind(&balances)
+    .fetch_all(&mut *tx)
+    .await?;
+    let at = dates[0];
+    assert!(dates.len() == 9 && dates.iter().all(|date| *date == at), "{dates:?}");
     sqlx::query("UPDATE accounts SET balance = 13.50 WHERE id = $1").bind(a).execute(&mut *tx).await?;
     sqlx::query("SELECT ledger_widen_book_bounds($1)").bind([a]).execute(&mut *tx).await?;
     tx.commit().await?;

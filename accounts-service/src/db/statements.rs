@@ -139,8 +139,8 @@ pub const PAGE: &str = "SELECT * FROM (
      ORDER BY created_at, id LIMIT $6";
 
 /// Where an account's rows can be, read in one snapshot: the archive's floor (the newest archived day) and the
-/// account's book bounds on each side (migration 0015: the first and last `created_at` of its rows there, `None`
-/// without a row), and whether a given row (a statement's bound) is here.
+/// account's book bounds on each side (migrations 0015, 0017: whole days that cover its rows there, `None` for an
+/// account from before 0017 without a row there), and whether a given row (a statement's bound) is here.
 struct Place {
     floor: Option<NaiveDate>,
     src: Option<(DateTime<Utc>, DateTime<Utc>)>,
