@@ -3,7 +3,7 @@
 --
 -- 1. The book indexes key an account's rows by `(account, created_at)`, without the row's `id`: 24 bytes a key
 --    instead of 40, so each of a row's two entries is smaller and the indexes, which fill at random places (one
---    place per account), split a third less often. One account's rows may share a `created_at` (two rows of one
+--    place per account), split less often (more entries fit on a page). One account's rows may share a `created_at` (two rows of one
 --    batch in the same microsecond); the seeks still return `(created_at, id)` order, the index giving
 --    `created_at` and an incremental sort the few ties (`db::statements`, whose plans the tests check).
 --
