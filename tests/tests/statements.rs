@@ -158,6 +158,23 @@ async fn a_failed_attempt_alone_on_its_side_is_in_both_accounts_statements() -> 
     app.stop().await
 }
 
+/// Writes `rows` transfers of 0.01 from `payer` to `payee` straight into the ledger, each dated as it is inserted,
+/// with synthetic balances after (0): rows that fill today's partition, for tests of the book's plans.
+async fn fill_day(pool: &sqlx::PgPool, payer: Uuid, payee: Uuid, rows: i64) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status,
+                                   recorded_by, src_balance_after, dst_balance_after)
+         SELECT gen_random_uuid(), clock_timestamp(), 'transfer', $1, $2, 0.01, 'debit', 'success', 'test', 0, 0
+         FROM generate_series(1, $3)",
+    )
+    .bind(payer)
+    .bind(payee)
+    .bind(rows)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// The seeks of a statement page and of `as_of` go through the book indexes, in their order, however the ledger's
 /// rows are spread. The book pool plans each seek once, without its values. Where one account owns every row
 /// ANALYZE saw in a day, such a plan expected any account to match every row, and walked the day's primary key
@@ -169,21 +186,10 @@ async fn a_small_accounts_seeks_use_the_book_indexes_when_one_account_owns_the_d
     use accounts_service::db::statements::{LAST_BEFORE, PAGE};
     let app = TestLedger::start().await?;
     let (big, small, payee) = (app.open_account().await?, app.open_account().await?, app.open_account().await?);
-    let insert = |payer: Uuid, rows: i64| {
-        sqlx::query(
-            "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction,
-                                       status, recorded_by, src_balance_after, dst_balance_after)
-             SELECT gen_random_uuid(), clock_timestamp(), 'transfer', $1, $2, 0.01, 'debit', 'success', 'test', 0, 0
-             FROM generate_series(1, $3)",
-        )
-        .bind(payer)
-        .bind(payee)
-        .bind(rows)
-    };
-    insert(big, 40_000).execute(&app.pool).await?;
+    fill_day(&app.pool, big, payee, 40_000).await?;
     // The statistics see the big account only; the small one's rows come after them (too few to be analyzed again).
     sqlx::query("ANALYZE transactions").execute(&app.pool).await?;
-    insert(small, 20).execute(&app.pool).await?;
+    fill_day(&app.pool, small, payee, 20).await?;
 
     let mut conn = app.pool.acquire().await?;
     for (setting, value) in accounts_service::db::BOOK_PLANNING {
@@ -237,16 +243,7 @@ async fn rows_that_share_a_timestamp_come_in_id_order_across_pages() -> anyhow::
     // near-empty day the plan walks the primary key, `(created_at, id)`, which orders ties by itself). Every row
     // is dated as it is inserted, as the report's seal requires.
     let (payer, payee) = (app.open_account().await?, app.open_account().await?);
-    sqlx::query(
-        "INSERT INTO transactions (id, created_at, kind, src_account_id, dst_account_id, amount, direction, status,
-                                   recorded_by, src_balance_after, dst_balance_after)
-         SELECT gen_random_uuid(), clock_timestamp(), 'transfer', $1, $2, 0.01, 'debit', 'success', 'test', 0, 0
-         FROM generate_series(1, 40000)",
-    )
-    .bind(payer)
-    .bind(payee)
-    .execute(&app.pool)
-    .await?;
+    fill_day(&app.pool, payer, payee, 40_000).await?;
     sqlx::query("ANALYZE transactions").execute(&app.pool).await?;
     let mut ids: Vec<Uuid> = (0..9).map(|_| Uuid::new_v4()).collect();
     ids.sort();
