@@ -177,8 +177,8 @@ impl Place {
         let read: Read = query.fetch_one(pool).await?;
         Ok(Self {
             floor: read.floor,
-            src: read.src_first_at.zip(read.src_last_at),
-            dst: read.dst_first_at.zip(read.dst_last_at),
+            src: side_bounds(read.src_first_at, read.src_last_at),
+            dst: side_bounds(read.dst_first_at, read.dst_last_at),
             present: read.present,
         })
     }
@@ -199,6 +199,17 @@ impl Place {
             Some((lower, upper)) if lower <= upper => (Some(lower), Some(upper)),
             _ => (None, None),
         }
+    }
+}
+
+/// One side's bounds as stored: both NULL, no row there; a pair in order, the rows lie between. Anything else (one
+/// end NULL, or the first after the last) the service never writes, and since migration 0018 no constraint refuses
+/// it: it is read as "the rows can be anywhere", so a hand-made repair costs a wider seek, never a missing row.
+fn side_bounds(first: Option<DateTime<Utc>>, last: Option<DateTime<Utc>>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    match (first, last) {
+        (None, None) => None,
+        (Some(first), Some(last)) if first <= last => Some((first, last)),
+        _ => Some((DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC)),
     }
 }
 
