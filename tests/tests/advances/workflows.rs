@@ -172,7 +172,12 @@ pub(super) async fn check_replay(handle: &Handle, fixture: &str) -> anyhow::Resu
 async fn an_advance_grants_then_collects_every_payment_and_completes() -> anyhow::Result<()> {
     let h = Harness::new().await?;
     let account = h.account().await?;
-    let terms = h.terms(account, "100", 4, 200, 3);
+    // The first payment falls due 2 s after the start, so that it waits for its own timer however slowly the grant
+    // runs: due one 200-ms interval after the grant, it was already due once when a loaded machine got to it.
+    let terms = AdvanceTerms {
+        first_due_at: Some(chrono::Utc::now() + chrono::Duration::seconds(2)),
+        ..h.terms(account, "100", 4, 200, 3)
+    };
     let handle = h.start(&terms).await?;
     let advance = result(&handle).await?;
     check_replay(&handle, "v2-advance-completed.json").await?;
