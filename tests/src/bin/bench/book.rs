@@ -38,8 +38,8 @@ async fn throughput(report: &mut String, baseline: &Path) -> anyhow::Result<()> 
         baseline.display()
     )?;
     rate_rows(report, "service", &subjects)?;
-    // Each round ran both builds minutes apart: the median of the rounds' own ratios is steadier than the ratio of
-    // the medians when the machine's speed drifts between rounds.
+    // Each round runs both builds one after the other, within a minute: the median of the rounds' own ratios is
+    // steadier than the ratio of the medians when the machine's speed drifts between rounds.
     let paired: Vec<f64> = subjects[0].tps.iter().zip(&subjects[1].tps).map(|(with, without)| with / without).collect();
     let each: Vec<String> = paired.iter().map(|ratio| format!("{ratio:.2}")).collect();
     writeln!(report, "\nEach round's ratio: {}; their median: **{:.2}**.", each.join(" / "), median(paired))?;
