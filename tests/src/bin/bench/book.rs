@@ -17,7 +17,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{alternate_builds, create_accounts, env_or, median, rate_rows, start_ledger};
+use crate::{alternate_builds, create_accounts, env_or, median, rate_rows, round_ratios, start_ledger};
 
 /// Days the seeded rows spread over (all hot).
 const DAYS: i64 = 30;
@@ -38,13 +38,7 @@ async fn throughput(report: &mut String, baseline: &Path) -> anyhow::Result<()> 
         baseline.display()
     )?;
     rate_rows(report, "service", &subjects)?;
-    // Each round runs both builds one after the other, within a minute: the median of the rounds' own ratios is
-    // steadier than the ratio of the medians when the machine's speed drifts between rounds.
-    let paired: Vec<f64> = subjects[0].tps.iter().zip(&subjects[1].tps).map(|(with, without)| with / without).collect();
-    let each: Vec<String> = paired.iter().map(|ratio| format!("{ratio:.2}")).collect();
-    writeln!(report, "\nEach round's ratio: {}; their median: **{:.2}**.", each.join(" / "), median(paired))?;
-    writeln!(report)?;
-    Ok(())
+    round_ratios(report, &subjects)
 }
 
 /// Adds `rows` rows of `account` (as the payer, to one of `others`) spread over the last [`DAYS`] days.

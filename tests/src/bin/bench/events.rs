@@ -19,7 +19,9 @@ use sqlx::postgres::PgPoolOptions;
 use system_tests::feed::FeedReader;
 use system_tests::free_port;
 
-use crate::{alternate_builds, create_accounts, env_or, median, rate_rows, run_transfers, start_ledger_with, Via};
+use crate::{
+    alternate_builds, create_accounts, env_or, rate_rows, round_ratios, run_transfers, start_ledger_with, Via,
+};
 
 /// A receiver that answers every delivery 204 at once and counts them (no signature check: this measures the
 /// sender).
@@ -145,9 +147,7 @@ pub async fn event_benchmarks(report: &mut String) -> anyhow::Result<()> {
                 baseline.display()
             )?;
             rate_rows(report, "service", &subjects)?;
-            let ratios: Vec<f64> = subjects[0].tps.iter().zip(&subjects[1].tps).map(|(on, off)| on / off).collect();
-            let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-            writeln!(report, "\nRatio of each round: {} (median {:.2}).\n", shown.join(", "), median(ratios.clone()))?;
+            round_ratios(report, &subjects)?;
         }
         None => writeln!(report, "(No baseline build: set `BASELINE=<rev>` for the throughput comparison.)\n")?,
     }

@@ -347,6 +347,16 @@ fn rate_rows(report: &mut String, what: &str, subjects: &[BuildRuns]) -> anyhow:
     Ok(())
 }
 
+/// The ratio of the first subject to the second in each round of [`alternate_builds`], and their median: a round
+/// runs both builds one after the other, within a minute, so its ratio is not moved by the machine's drift between
+/// rounds, which the ratio of the medians ([`rate_rows`]) is.
+fn round_ratios(report: &mut String, subjects: &[BuildRuns]) -> anyhow::Result<()> {
+    let ratios: Vec<f64> = subjects[0].tps.iter().zip(&subjects[1].tps).map(|(this, other)| this / other).collect();
+    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    writeln!(report, "\nRatio of each round: {} (median {:.2}).\n", shown.join(", "), median(ratios.clone()))?;
+    Ok(())
+}
+
 async fn create_accounts(pool: &PgPool, count: u64) -> anyhow::Result<Vec<Uuid>> {
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
     sqlx::query("INSERT INTO accounts (id, balance) SELECT unnest($1::uuid[]), 1000000")
